@@ -1,0 +1,129 @@
+// swift-tools-version:6.0
+// StreamPulse: a self-hosted monitor that proves IP camera streams deliver pictures.
+//
+// Layout (data path readable from folder names):
+//   Sources/Core        the plugin contract: C ABI header (PluginABI) + Swift SDK (StreamPulseCore)
+//   Sources/Plugins/*   protocol probers, built as `.dynamic` products and dlopen'd from plugins.d/
+//   Sources/Host        the `streampulse` executable and its library (config → scheduler → prober → status → sinks → web)
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6)
+]
+
+/// Plugins bind their own symbols first (`-Bsymbolic`): Core is compiled into the host *and* into
+/// every plugin, and without this a plugin's calls into its copy of Core could be interposed by the
+/// host's exported copy (see docs/plugin-protocol.md, "Linking").
+let pluginLinkerSettings: [LinkerSetting] = [
+    .unsafeFlags(["-Xlinker", "-Bsymbolic"])
+]
+
+let package = Package(
+    name: "StreamPulse",
+    products: [
+        .executable(name: "streampulse", targets: ["streampulse"]),
+        // The SDK plugin authors depend on (see examples/snapshot-prober).
+        .library(name: "StreamPulseCore", targets: ["StreamPulseCore"]),
+        .library(name: "StreamPulseRTSP", type: .dynamic, targets: ["RTSPPlugin"]),
+        .library(name: "StreamPulseMJPEG", type: .dynamic, targets: ["MJPEGPlugin"]),
+        // Test-only plugins: an impostor claiming `rtsp`, and one that hangs/throws/answers garbage.
+        .library(name: "StreamPulseTestImpostor", type: .dynamic, targets: ["TestImpostorPlugin"]),
+        .library(name: "StreamPulseTestMisbehaving", type: .dynamic, targets: ["TestMisbehavingPlugin"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // MARK: Core — the contract with plugin authors
+        .target(
+            name: "PluginABI",
+            path: "Sources/Core/PluginABI"
+        ),
+        .target(
+            name: "StreamPulseCore",
+            dependencies: [
+                "PluginABI",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Core/SDK",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Plugins
+        .systemLibrary(
+            name: "CFFmpeg",
+            path: "Sources/Plugins/RTSP/CFFmpeg",
+            pkgConfig: "libavformat libavcodec libswscale libavutil",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]
+        ),
+        .target(
+            name: "ProberSupport",
+            dependencies: ["StreamPulseCore", "CFFmpeg"],
+            path: "Sources/Plugins/Support",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "RTSPPlugin",
+            dependencies: ["StreamPulseCore", "ProberSupport", "CFFmpeg"],
+            path: "Sources/Plugins/RTSP",
+            exclude: ["CFFmpeg"],
+            swiftSettings: swiftSettings,
+            linkerSettings: pluginLinkerSettings
+        ),
+        .target(
+            name: "MJPEGPlugin",
+            dependencies: ["StreamPulseCore", "ProberSupport", "CFFmpeg"],
+            path: "Sources/Plugins/MJPEG",
+            swiftSettings: swiftSettings,
+            linkerSettings: pluginLinkerSettings
+        ),
+
+        // MARK: Host
+        .target(
+            name: "StreamPulseHost",
+            dependencies: [
+                "StreamPulseCore",
+                "PluginABI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Sources/Host/StreamPulseHost",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "streampulse",
+            dependencies: [
+                "StreamPulseHost",
+                "StreamPulseCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Host/streampulse",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .target(
+            name: "TestImpostorPlugin",
+            dependencies: ["StreamPulseCore"],
+            path: "Tests/Fixtures/ImpostorPlugin",
+            swiftSettings: swiftSettings,
+            linkerSettings: pluginLinkerSettings
+        ),
+        .target(
+            name: "TestMisbehavingPlugin",
+            dependencies: ["StreamPulseCore"],
+            path: "Tests/Fixtures/MisbehavingPlugin",
+            swiftSettings: swiftSettings,
+            linkerSettings: pluginLinkerSettings
+        ),
+        .testTarget(
+            name: "StreamPulseTests",
+            dependencies: ["StreamPulseHost", "StreamPulseCore", "ProberSupport"],
+            path: "Tests/StreamPulseTests",
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

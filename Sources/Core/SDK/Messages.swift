@@ -1,0 +1,249 @@
+import Foundation
+
+// The messages of plugin protocol version 1. They cross the C boundary as JSON (snake_case keys, see
+// `Wire`), so both sides may be built from different copies of this file: decoding ignores unknown keys
+// and every field added after version 1.0 must be optional.
+
+/// What a plugin is and what it can do; returned by the `describe` entry point.
+public struct PluginDescriptor: Codable, Sendable, Equatable {
+    /// Short unique name, lower case (`rtsp`, `mjpeg`, `snapshot`).
+    public var name: String
+    /// The plugin's own version (semantic versioning).
+    public var version: String
+    /// Major version of the plugin protocol the plugin speaks; filled in by the SDK.
+    public var protocolVersion: Int
+    /// URL schemes the plugin probes, lower case, without `://` (`rtsp`, `rtsps`).
+    public var schemes: [String]
+    /// Optional abilities.
+    public var capabilities: Capabilities
+    /// One line for `streampulse plugins` and the dashboard.
+    public var summary: String
+
+    public init(name: String, version: String, schemes: [String], capabilities: Capabilities, summary: String = "") {
+        self.name = name
+        self.version = version
+        self.protocolVersion = Int(PluginProtocol.version)
+        self.schemes = schemes.map { $0.lowercased() }
+        self.capabilities = capabilities
+        self.summary = summary
+    }
+}
+
+/// Optional abilities of a plugin.
+public struct Capabilities: Codable, Sendable, Equatable {
+    /// Cheap reachability/auth/path check without decoding pictures.
+    public var quickProbe: Bool
+    /// Full check that decodes pictures.
+    public var deepProbe: Bool
+    /// A stream of JPEG frames for a few seconds.
+    public var livePreview: Bool
+
+    public init(quickProbe: Bool, deepProbe: Bool, livePreview: Bool) {
+        self.quickProbe = quickProbe
+        self.deepProbe = deepProbe
+        self.livePreview = livePreview
+    }
+}
+
+/// Camera credentials, passed beside the URL and never inside it.
+public struct Credentials: Codable, Sendable, Equatable {
+    public var username: String
+    public var password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
+/// How deep a probe looks.
+public enum ProbeMode: String, Codable, Sendable {
+    /// Reachability, authentication and path only (for RTSP: OPTIONS + DESCRIBE).
+    case quick
+    /// Decode pictures and check them.
+    case deep
+}
+
+/// Per-stream knobs; every field is optional and a plugin uses its own default when absent.
+public struct ProbeOptions: Codable, Sendable, Equatable {
+    /// Transport preference where the protocol has one: `tcp`, `udp` or `auto`.
+    public var transport: String?
+    /// Frames to sample after the first decoded frame (fps, frozen and black checks).
+    public var sampleFrames: Int?
+    /// Longest sampling window in seconds.
+    public var sampleSeconds: Double?
+    /// Lowest acceptable frames per second; below it the result is `low_fps`.
+    public var minFps: Double?
+    /// Mean absolute luma difference (0–255) under which consecutive frames count as identical.
+    public var frozenThreshold: Double?
+    /// Mean luma (0–255) under which a picture counts as black.
+    public var blackThreshold: Double?
+    /// Longest acceptable time to the first decoded frame, in milliseconds; above it `slow_first_frame`.
+    public var maxFirstFrameMs: Double?
+    /// Largest frame or message the plugin accepts, in bytes.
+    public var maxFrameBytes: Int?
+    /// Ask for a small JPEG thumbnail of the first frame as evidence.
+    public var thumbnail: Bool?
+    /// Widest thumbnail or preview frame, in pixels.
+    public var maxWidth: Int?
+
+    public init(
+        transport: String? = nil, sampleFrames: Int? = nil, sampleSeconds: Double? = nil, minFps: Double? = nil,
+        frozenThreshold: Double? = nil, blackThreshold: Double? = nil, maxFirstFrameMs: Double? = nil,
+        maxFrameBytes: Int? = nil, thumbnail: Bool? = nil, maxWidth: Int? = nil
+    ) {
+        self.transport = transport
+        self.sampleFrames = sampleFrames
+        self.sampleSeconds = sampleSeconds
+        self.minFps = minFps
+        self.frozenThreshold = frozenThreshold
+        self.blackThreshold = blackThreshold
+        self.maxFirstFrameMs = maxFirstFrameMs
+        self.maxFrameBytes = maxFrameBytes
+        self.thumbnail = thumbnail
+        self.maxWidth = maxWidth
+    }
+}
+
+/// One probe of one stream.
+public struct ProbeRequest: Codable, Sendable, Equatable {
+    /// The stream's stable id from the configuration (or `check` for the command line).
+    public var streamId: String
+    /// The stream URL **without** user information; credentials travel in `credentials`.
+    public var url: String
+    public var credentials: Credentials?
+    public var mode: ProbeMode
+    /// The whole probe must finish within this many milliseconds of the request.
+    public var timeoutMs: Int
+    public var options: ProbeOptions
+
+    public init(
+        streamId: String, url: String, credentials: Credentials? = nil, mode: ProbeMode = .deep,
+        timeoutMs: Int = 10_000, options: ProbeOptions = ProbeOptions()
+    ) {
+        self.streamId = streamId
+        self.url = url
+        self.credentials = credentials
+        self.mode = mode
+        self.timeoutMs = timeoutMs
+        self.options = options
+    }
+}
+
+/// A live preview: JPEG frames for a few seconds.
+public struct PreviewRequest: Codable, Sendable, Equatable {
+    public var streamId: String
+    public var url: String
+    public var credentials: Credentials?
+    /// How long to send frames.
+    public var seconds: Double
+    /// Most frames per second to send.
+    public var maxFps: Double
+    /// Widest frame, in pixels (a plugin that passes frames through may ignore it).
+    public var maxWidth: Int
+    /// Time allowed to connect and deliver the first frame, in milliseconds.
+    public var timeoutMs: Int
+
+    public init(
+        streamId: String, url: String, credentials: Credentials? = nil, seconds: Double = 5, maxFps: Double = 10,
+        maxWidth: Int = 640, timeoutMs: Int = 10_000
+    ) {
+        self.streamId = streamId
+        self.url = url
+        self.credentials = credentials
+        self.seconds = seconds
+        self.maxFps = maxFps
+        self.maxWidth = maxWidth
+        self.timeoutMs = timeoutMs
+    }
+}
+
+/// Milliseconds from the start of the probe to each milestone; nil when not reached.
+public struct Timings: Codable, Sendable, Equatable {
+    public var connectMs: Double?
+    public var firstByteMs: Double?
+    public var firstFrameMs: Double?
+    public var totalMs: Double?
+
+    public init(connectMs: Double? = nil, firstByteMs: Double? = nil, firstFrameMs: Double? = nil, totalMs: Double? = nil) {
+        self.connectMs = connectMs
+        self.firstByteMs = firstByteMs
+        self.firstFrameMs = firstFrameMs
+        self.totalMs = totalMs
+    }
+}
+
+/// What the stream carries.
+public struct MediaFacts: Codable, Sendable, Equatable {
+    public var codec: String?
+    public var width: Int?
+    public var height: Int?
+    public var fps: Double?
+    public var bitrateBps: Double?
+
+    public init(codec: String? = nil, width: Int? = nil, height: Int? = nil, fps: Double? = nil, bitrateBps: Double? = nil) {
+        self.codec = codec
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.bitrateBps = bitrateBps
+    }
+}
+
+/// What the pictures look like.
+public struct ImageFacts: Codable, Sendable, Equatable {
+    /// Consecutive sampled frames were (near-)identical.
+    public var frozen: Bool
+    /// The picture is (near-)black.
+    public var black: Bool
+    /// Mean luma of the last sampled frame, 0–255.
+    public var meanLuma: Double?
+    /// Mean absolute luma difference between sampled frames, 0–255.
+    public var meanDifference: Double?
+    /// Frames looked at.
+    public var framesSampled: Int
+
+    public init(frozen: Bool, black: Bool, meanLuma: Double? = nil, meanDifference: Double? = nil, framesSampled: Int = 0) {
+        self.frozen = frozen
+        self.black = black
+        self.meanLuma = meanLuma
+        self.meanDifference = meanDifference
+        self.framesSampled = framesSampled
+    }
+}
+
+/// The answer to a probe or the end of a preview.
+public struct ProbeResult: Codable, Sendable, Equatable {
+    /// `ok`, or the class of the failure.
+    public var reason: Reason
+    /// Where it failed (or, for `ok`, the last phase reached); nil when not applicable.
+    public var phase: Phase?
+    /// One plain sentence for operators. Must not contain credentials.
+    public var message: String
+    /// The mode actually used.
+    public var mode: ProbeMode?
+    public var timings: Timings
+    public var media: MediaFacts?
+    public var image: ImageFacts?
+    /// A small JPEG of the first frame (base64 in JSON), when asked for.
+    public var thumbnailJpeg: Data?
+
+    public init(
+        reason: Reason, phase: Phase? = nil, message: String, mode: ProbeMode? = nil, timings: Timings = Timings(),
+        media: MediaFacts? = nil, image: ImageFacts? = nil, thumbnailJpeg: Data? = nil
+    ) {
+        self.reason = reason
+        self.phase = phase
+        self.message = message
+        self.mode = mode
+        self.timings = timings
+        self.media = media
+        self.image = image
+        self.thumbnailJpeg = thumbnailJpeg
+    }
+
+    /// A failure with no facts.
+    public static func failure(_ reason: Reason, phase: Phase?, _ message: String) -> ProbeResult {
+        ProbeResult(reason: reason, phase: phase, message: message)
+    }
+}

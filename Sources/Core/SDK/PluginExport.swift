@@ -1,0 +1,229 @@
+import Foundation
+import Logging
+import PluginABI
+import Synchronization
+
+/// Turns a `Prober` type into the C table of plugin protocol version 1.
+///
+/// A plugin exports it with one declaration:
+/// ```swift
+/// @_cdecl("streampulse_plugin_entry_v1")
+/// public func streampulsePluginEntry() -> UnsafeRawPointer { PluginExport.entry(MyProber.self) }
+/// ```
+public enum PluginExport {
+    private static let table = Mutex<UnsafeRawPointer?>(nil)
+
+    /// Returns this plugin's `sp_plugin_v1` table, creating it on the first call. The table lives forever.
+    public static func entry<P: Prober>(_ type: P.Type) -> UnsafeRawPointer {
+        table.withLock { cached in
+            if let cached { return cached }
+            let runtime = PluginRuntime(descriptor: P.descriptor, make: { P(context: $0) })
+            let pointer = UnsafeMutablePointer<sp_plugin_v1>.allocate(capacity: 1)
+            pointer.initialize(to: sp_plugin_v1(
+                abi_version: PluginProtocol.version,
+                struct_size: UInt32(MemoryLayout<sp_plugin_v1>.size),
+                context: Unmanaged.passRetained(runtime).toOpaque(),
+                describe: { context in PluginRuntime.from(context).descriptorJSON },
+                set_log: { context, user, log in PluginRuntime.from(context).setLog(user: user, log: log) },
+                probe: { context, bytes, length, user, done in
+                    PluginRuntime.from(context).startProbe(Data(bytes: bytes!, count: length), user: user, done: done)
+                },
+                preview: { context, bytes, length, user, frame, done in
+                    PluginRuntime.from(context).startPreview(
+                        Data(bytes: bytes!, count: length), user: user, frame: frame, done: done)
+                },
+                cancel: { context, id in PluginRuntime.from(context).cancel(id) }
+            ))
+            cached = UnsafeRawPointer(pointer)
+            return cached!
+        }
+    }
+}
+
+/// The plugin-side state behind the C table: the lazily created prober and the calls in flight.
+final class PluginRuntime: Sendable {
+    /// A C callback and its opaque argument, carried across threads; the host guarantees they stay valid.
+    struct Callback<F>: @unchecked Sendable {
+        let user: UnsafeMutableRawPointer?
+        let function: F
+    }
+
+    let descriptor: PluginDescriptor
+    /// NUL-terminated JSON, allocated once and never freed (the host may keep the pointer).
+    nonisolated(unsafe) let descriptorJSON: UnsafePointer<CChar>
+    private let make: @Sendable (PluginContext) -> any Prober
+    private let prober = Mutex<(any Prober)?>(nil)
+    private let logSink = Mutex<Callback<sp_log_fn>?>(nil)
+    private let calls = Mutex<(next: UInt64, tasks: [UInt64: Task<Void, Never>])>((1, [:]))
+
+    init(descriptor: PluginDescriptor, make: @escaping @Sendable (PluginContext) -> any Prober) {
+        self.descriptor = descriptor
+        self.make = make
+        let json = (try? Wire.encode(descriptor)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
+        self.descriptorJSON = UnsafePointer(strdup(json)!)
+    }
+
+    static func from(_ context: UnsafeMutableRawPointer?) -> PluginRuntime {
+        // The host passes back the `context` member of the table, which holds a retained PluginRuntime.
+        Unmanaged<PluginRuntime>.fromOpaque(context!).takeUnretainedValue()
+    }
+
+    func setLog(user: UnsafeMutableRawPointer?, log: sp_log_fn?) {
+        logSink.withLock { $0 = log.map { Callback(user: user, function: $0) } }
+    }
+
+    private func instance() -> any Prober {
+        prober.withLock { current in
+            if let current { return current }
+            let logger = Logger(label: "plugin.\(descriptor.name)") { [self] label in
+                HostLogHandler(label: label, sink: { level, message in self.log(level, message) })
+            }
+            let created = make(PluginContext(logger: logger))
+            current = created
+            return created
+        }
+    }
+
+    private func log(_ level: Logger.Level, _ message: String) {
+        guard let sink = logSink.withLock({ $0 }) else { return }
+        let level: Int32 = switch level {
+        case .trace: Int32(SP_LOG_TRACE)
+        case .debug: Int32(SP_LOG_DEBUG)
+        case .info: Int32(SP_LOG_INFO)
+        case .notice: Int32(SP_LOG_NOTICE)
+        case .warning: Int32(SP_LOG_WARNING)
+        case .error: Int32(SP_LOG_ERROR)
+        case .critical: Int32(SP_LOG_CRITICAL)
+        }
+        URLRedaction.scrub(message, secrets: []).withCString { sink.function(sink.user, level, $0) }
+    }
+
+    func startProbe(_ json: Data, user: UnsafeMutableRawPointer?, done: sp_done_fn?) -> UInt64 {
+        let reply = Callback(user: user, function: done!)
+        let request: ProbeRequest
+        do {
+            request = try Wire.decode(ProbeRequest.self, from: json)
+        } catch {
+            Self.deliver(.failure(.invalidRequest, phase: .request, "The plugin could not read the probe request: \(error)"), to: reply)
+            return 0
+        }
+        return start(timeoutMs: request.timeoutMs, phase: .plugin, reply: reply) { prober in
+            try await prober.probe(request)
+        }
+    }
+
+    func startPreview(_ json: Data, user: UnsafeMutableRawPointer?, frame: sp_frame_fn?, done: sp_done_fn?) -> UInt64 {
+        let reply = Callback(user: user, function: done!)
+        let sendFrame = Callback(user: user, function: frame!)
+        let request: PreviewRequest
+        do {
+            request = try Wire.decode(PreviewRequest.self, from: json)
+        } catch {
+            Self.deliver(.failure(.invalidRequest, phase: .request, "The plugin could not read the preview request: \(error)"), to: reply)
+            return 0
+        }
+        // Frames must stop before the completion: `open` is cleared under the same lock that sends.
+        let open = Mutex(true)
+        let budget = request.timeoutMs + Int(request.seconds * 1000)
+        return start(timeoutMs: budget, phase: .preview, reply: reply, beforeDone: { open.withLock { $0 = false } }) { prober in
+            try await prober.preview(request) { jpeg in
+                open.withLock { isOpen in
+                    guard isOpen else { return }
+                    jpeg.withUnsafeBytes { raw in
+                        sendFrame.function(sendFrame.user, raw.bindMemory(to: UInt8.self).baseAddress, raw.count)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `work` in a task, racing it against the timeout; exactly one completion reaches the host.
+    private func start(
+        timeoutMs: Int, phase: Phase, reply: Callback<sp_done_fn>, beforeDone: @escaping @Sendable () -> Void = {},
+        work: @escaping @Sendable (any Prober) async throws -> ProbeResult
+    ) -> UInt64 {
+        let finished = Mutex(false)
+        let started = ContinuousClock.now
+        let finish: @Sendable (ProbeResult) -> Void = { result in
+            guard finished.withLock({ done in defer { done = true }; return !done }) else { return }
+            beforeDone()
+            var result = result
+            if result.timings.totalMs == nil { result.timings.totalMs = started.duration(to: .now).milliseconds }
+            Self.deliver(result, to: reply)
+        }
+        let id = calls.withLock { state -> UInt64 in
+            let id = state.next
+            state.next += 1
+            return id
+        }
+        let prober = instance()
+        let task = Task.detached { [self] in
+            let watchdog = Task.detached {
+                // A prober that overruns gets a grace period before the SDK answers for it.
+                try? await Task.sleep(for: .milliseconds(timeoutMs + 500))
+                if !Task.isCancelled {
+                    finish(.failure(.timeout, phase: phase, "The plugin did not finish within its \(timeoutMs) ms deadline."))
+                }
+            }
+            let result: ProbeResult
+            do {
+                result = try await work(prober)
+            } catch let failure as ProbeFailure {
+                result = failure.result
+            } catch is CancellationError {
+                result = .failure(.cancelled, phase: phase, "The probe was cancelled.")
+            } catch {
+                result = .failure(.pluginError, phase: .plugin, "The \(descriptor.name) plugin failed: \(error)")
+            }
+            watchdog.cancel()
+            finish(Task.isCancelled && result.reason != .ok ? ProbeResult.failure(.cancelled, phase: result.phase ?? phase, "The probe was cancelled.") : result)
+            calls.withLock { _ = $0.tasks.removeValue(forKey: id) }
+        }
+        calls.withLock { state in
+            // The task may already have finished and tried to remove itself; only keep live ones.
+            if !finished.withLock({ $0 }) { state.tasks[id] = task }
+        }
+        return id
+    }
+
+    func cancel(_ id: UInt64) {
+        calls.withLock { $0.tasks[id] }?.cancel()
+    }
+
+    private static func deliver(_ result: ProbeResult, to reply: Callback<sp_done_fn>) {
+        let json = (try? Wire.encode(result)) ?? Data(#"{"reason":"plugin_error","message":"unencodable result","timings":{}}"#.utf8)
+        json.withUnsafeBytes { raw in
+            reply.function(reply.user, raw.bindMemory(to: UInt8.self).baseAddress, raw.count)
+        }
+    }
+}
+
+/// Forwards swift-log records to the host's log callback.
+struct HostLogHandler: LogHandler {
+    let label: String
+    let sink: @Sendable (Logger.Level, String) -> Void
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
+        let merged = metadata.merging(explicit ?? [:]) { $1 }
+        let suffix = merged.isEmpty ? "" : " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        sink(level, "\(message)\(suffix)")
+    }
+}
+
+extension Duration {
+    /// The duration in milliseconds, as a Double.
+    public var milliseconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP connection whose every operation is bounded by a `ProbeClock`. Run it on a
+/// `BlockingPool` thread. Used by probers that speak text protocols (RTSP quick probe, HTTP).
+public final class TCPConnection {
+    public enum Failure: Error, Equatable {
+        case resolve(String)
+        case refused
+        case unreachable(String)
+        case timedOut
+        case cancelled
+        case closed
+        case io(String)
+    }
+
+    private var fd: Int32
+    private let clock: ProbeClock
+
+    /// Connects to `host:port`, giving up at the clock's deadline.
+    public init(host: String, port: Int, clock: ProbeClock) throws(Failure) {
+        self.clock = clock
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let first = list else { throw .resolve(String(cString: gai_strerror(status))) }
+        defer { freeaddrinfo(list) }
+        fd = socket(first.pointee.ai_family, first.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .io(String(cString: strerror(errno))) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) != 0 {
+            guard errno == EINPROGRESS else { let e = errno; close(fd); throw Self.classify(e) }
+            do { try wait(for: Int16(POLLOUT)) } catch { close(fd); throw error }
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            if error != 0 { close(fd); throw Self.classify(error) }
+        }
+    }
+
+    deinit { close(fd) }
+
+    private static func classify(_ code: Int32) -> Failure {
+        switch code {
+        case ECONNREFUSED: .refused
+        case ETIMEDOUT: .timedOut
+        case EHOSTUNREACH, ENETUNREACH: .unreachable(String(cString: strerror(code)))
+        default: .io(String(cString: strerror(code)))
+        }
+    }
+
+    /// Waits until the socket is ready, polling in short slices so cancellation is seen promptly.
+    private func wait(for events: Int16) throws(Failure) {
+        while true {
+            if clock.isCancelled { throw .cancelled }
+            let remaining = clock.remainingMs
+            if remaining <= 0 { throw .timedOut }
+            var pfd = pollfd(fd: fd, events: events, revents: 0)
+            let result = poll(&pfd, 1, Int32(min(remaining, 100).rounded(.up)))
+            if result > 0 { return }
+            if result < 0 && errno != EINTR { throw .io(String(cString: strerror(errno))) }
+        }
+    }
+
+    /// Sends all of `bytes`.
+    public func write(_ bytes: [UInt8]) throws(Failure) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { sent += n; continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { try wait(for: Int16(POLLOUT)); continue }
+            throw n == 0 ? .closed : Self.classify(errno)
+        }
+    }
+
+    /// Reads up to `maximum` bytes as soon as any arrive; throws `.closed` at end of stream.
+    public func read(maximum: Int) throws(Failure) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: maximum)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, maximum, 0) }
+            if n > 0 { return Array(buffer[..<n]) }
+            if n == 0 { throw .closed }
+            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { try wait(for: Int16(POLLIN)); continue }
+            throw Self.classify(errno)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import StreamPulseCore
+
+/// The monitor's configuration as loaded from config.yaml (immutable; a reload builds a new one).
+public struct Config: Sendable, Equatable {
+    public var settings: Settings
+    public var credentials: [String: CredentialRef]
+    public var streams: [StreamConfig]
+
+    public init(settings: Settings = Settings(), credentials: [String: CredentialRef] = [:], streams: [StreamConfig] = []) {
+        self.settings = settings
+        self.credentials = credentials
+        self.streams = streams
+    }
+}
+
+/// Global settings; every field has a default.
+public struct Settings: Sendable, Equatable {
+    public var interval: Duration = .seconds(30)
+    public var deepInterval: Duration = .seconds(300)
+    public var timeout: Duration = .seconds(10)
+    public var retries: Int = 2
+    public var backoffCap: Duration = .seconds(300)
+    public var timezone: String = "UTC"
+    public var ntpServers: [String] = []
+    public var ntpInterval: Duration = .seconds(300)
+    public var listen: String = "127.0.0.1:8080"
+    public var dataDir: String = "data"
+    public var retentionRawDays: Int = 30
+    public var retentionRollupDays: Int = 400
+    public var hostSessions: Int = 2
+    public var secretsFile: String = "secrets.yaml"
+    public init() {}
+}
+
+/// Named camera credentials. Values are resolved (environment, secrets file) at load time.
+public struct CredentialRef: Sendable, Equatable {
+    public var username: String
+    public var password: String
+}
+
+/// Per-stream thresholds; nil means the plugin default.
+public struct Thresholds: Sendable, Equatable {
+    public var minFps: Double?
+    public var frozen: Double?
+    public var black: Double?
+    public var maxFirstFrame: Duration?
+}
+
+/// One monitored stream.
+public struct StreamConfig: Sendable, Equatable {
+    /// Stable id; history follows it.
+    public var id: String
+    public var name: String
+    /// URL without user information (any `user:pass@` is moved to `inlineCredentials`).
+    public var url: String
+    public var protocolName: String?
+    public var interval: Duration?
+    public var deepInterval: Duration?
+    public var group: String?
+    public var tags: [String] = []
+    public var credentialsName: String?
+    /// Credentials that were written inside the URL (warned about, masked everywhere).
+    public var inlineCredentials: Credentials?
+    public var thresholds = Thresholds()
+    public var enabled = true
+    public var transport: String?
+
+    /// The URL as shown to people.
+    public var maskedURL: String { inlineCredentials == nil ? url : URLRedaction.mask(url.replacingOccurrences(of: "://", with: "://x@")) }
+}
+
+extension Duration {
+    /// Seconds as a Double.
+    public var seconds: Double { milliseconds / 1000 }
+}

@@ -1,0 +1,384 @@
+import Foundation
+import StreamPulseCore
+import Yams
+
+/// A problem found in a configuration file, with its position.
+public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
+    public enum Severity: String, Sendable { case error, warning }
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public var severity: Severity
+    public var message: String
+
+    public var description: String { "\(file):\(line):\(column): \(severity.rawValue): \(message)" }
+}
+
+/// The outcome of loading: a config when there are no errors, and every problem found.
+public struct ConfigLoadResult: Sendable {
+    public var config: Config?
+    public var problems: [ConfigProblem]
+    public var errors: [ConfigProblem] { problems.filter { $0.severity == .error } }
+}
+
+/// Reads config.yaml (and the secrets it references) into a `Config`, collecting every problem.
+public struct ConfigLoader {
+    public var environment: [String: String]
+    /// Schemes some loaded plugin handles; a stream with another scheme gets a warning. nil skips the check.
+    public var knownSchemes: Set<String>?
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment, knownSchemes: Set<String>? = nil) {
+        self.environment = environment
+        self.knownSchemes = knownSchemes
+    }
+
+    public func load(path: String) -> ConfigLoadResult {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            return ConfigLoadResult(config: nil, problems: [ConfigProblem(file: path, line: 1, column: 1, severity: .error, message: "cannot read the file")])
+        }
+        let secretsDir = (path as NSString).deletingLastPathComponent
+        return load(yaml: String(decoding: data, as: UTF8.self), file: path, baseDirectory: secretsDir)
+    }
+
+    public func load(yaml: String, file: String, baseDirectory: String) -> ConfigLoadResult {
+        var parser = Parser(file: file, environment: environment, knownSchemes: knownSchemes, baseDirectory: baseDirectory)
+        let config = parser.parse(yaml)
+        let hasErrors = parser.problems.contains { $0.severity == .error }
+        return ConfigLoadResult(config: hasErrors ? nil : config, problems: parser.problems)
+    }
+}
+
+private struct Parser {
+    let file: String
+    let environment: [String: String]
+    let knownSchemes: Set<String>?
+    let baseDirectory: String
+    var problems: [ConfigProblem] = []
+
+    init(file: String, environment: [String: String], knownSchemes: Set<String>?, baseDirectory: String) {
+        self.file = file
+        self.environment = environment
+        self.knownSchemes = knownSchemes
+        self.baseDirectory = baseDirectory
+    }
+
+    mutating func problem(_ node: Node?, _ message: String, _ severity: ConfigProblem.Severity = .error) {
+        let mark = node?.mark
+        problems.append(ConfigProblem(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, severity: severity, message: message))
+    }
+
+    mutating func parse(_ yaml: String) -> Config {
+        var config = Config()
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            problems.append(syntaxProblem(error))
+            return config
+        } catch {
+            problem(nil, "YAML syntax: \(error)")
+            return config
+        }
+        guard let root else { return config }
+        guard let top = root.mapping else { problem(root, "the file must be a mapping with settings, credentials, streams"); return config }
+        let keys = ["settings", "credentials", "streams", "sinks"]
+        for (key, value) in top {
+            guard let name = key.string else { problem(key, "keys must be text"); continue }
+            switch name {
+            case "settings": config.settings = parseSettings(value)
+            case "credentials": config.credentials = parseCredentials(value, secretsFile: config.settings.secretsFile)
+            case "streams": config.streams = parseStreams(value, credentials: config.credentials)
+            case "sinks": break  // the sink chain is read by the sinks
+            default: unknownKey(key, name, keys)
+            }
+        }
+        return config
+    }
+
+    func syntaxProblem(_ error: YamlError) -> ConfigProblem {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
+            let what = [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+            return ConfigProblem(file: file, line: mark.line, column: mark.column, severity: .error, message: "YAML syntax: \(what)")
+        default:
+            return ConfigProblem(file: file, line: 1, column: 1, severity: .error, message: "YAML syntax: \(error)")
+        }
+    }
+
+    mutating func unknownKey(_ key: Node, _ name: String, _ allowed: [String]) {
+        let suggestion = allowed.min { editDistance($0, name) < editDistance($1, name) }
+        if let suggestion, editDistance(suggestion, name) <= max(2, name.count / 3) {
+            problem(key, "unknown key '\(name)'; did you mean '\(suggestion)'?")
+        } else {
+            problem(key, "unknown key '\(name)'; expected one of \(allowed.joined(separator: ", "))")
+        }
+    }
+
+    mutating func parseSettings(_ node: Node) -> Settings {
+        var settings = Settings()
+        guard let map = node.mapping else { problem(node, "settings must be a mapping"); return settings }
+        let keys = ["interval", "deep_interval", "timeout", "retries", "backoff_cap", "timezone", "ntp", "listen",
+                    "data_dir", "retention", "host_sessions", "secrets_file"]
+        for (key, value) in map {
+            guard let name = key.string else { continue }
+            switch name {
+            case "interval": settings.interval = duration(value) ?? settings.interval
+            case "deep_interval": settings.deepInterval = duration(value) ?? settings.deepInterval
+            case "timeout": settings.timeout = duration(value) ?? settings.timeout
+            case "retries": settings.retries = int(value, min: 0) ?? settings.retries
+            case "backoff_cap": settings.backoffCap = duration(value) ?? settings.backoffCap
+            case "timezone":
+                if let zone = string(value) {
+                    if TimeZone(identifier: zone) == nil { problem(value, "unknown IANA timezone '\(zone)'") } else { settings.timezone = zone }
+                }
+            case "ntp":
+                guard let ntp = value.mapping else { problem(value, "ntp must be a mapping with servers and interval"); continue }
+                for (k, v) in ntp {
+                    switch k.string ?? "" {
+                    case "servers": settings.ntpServers = stringList(v)
+                    case "interval": settings.ntpInterval = duration(v) ?? settings.ntpInterval
+                    default: unknownKey(k, k.string ?? "", ["servers", "interval"])
+                    }
+                }
+            case "listen": settings.listen = string(value) ?? settings.listen
+            case "data_dir": settings.dataDir = string(value) ?? settings.dataDir
+            case "retention":
+                guard let retention = value.mapping else { problem(value, "retention must be a mapping with raw_days and rollup_days"); continue }
+                for (k, v) in retention {
+                    switch k.string ?? "" {
+                    case "raw_days": settings.retentionRawDays = int(v, min: 1) ?? settings.retentionRawDays
+                    case "rollup_days": settings.retentionRollupDays = int(v, min: 1) ?? settings.retentionRollupDays
+                    default: unknownKey(k, k.string ?? "", ["raw_days", "rollup_days"])
+                    }
+                }
+            case "host_sessions": settings.hostSessions = int(value, min: 1) ?? settings.hostSessions
+            case "secrets_file": settings.secretsFile = string(value) ?? settings.secretsFile
+            default: unknownKey(key, name, keys)
+            }
+        }
+        return settings
+    }
+
+    mutating func parseCredentials(_ node: Node, secretsFile: String) -> [String: CredentialRef] {
+        var result: [String: CredentialRef] = [:]
+        guard let map = node.mapping else { problem(node, "credentials must be a mapping of names to username/password"); return result }
+        var secrets: [String: (user: String?, pass: String?)]? = nil
+        for (key, value) in map {
+            guard let name = key.string else { continue }
+            guard let entry = value.mapping else { problem(value, "credentials '\(name)' must be a mapping with username and password"); continue }
+            var username: String?
+            var password: String?
+            for (k, v) in entry {
+                switch k.string ?? "" {
+                case "username": username = expand(v)
+                case "password":
+                    if let raw = v.string, !raw.contains("${") {
+                        problem(v, "credentials '\(name)': a password written in config.yaml ends up in git; use ${ENV_VAR} or the secrets file", .warning)
+                    }
+                    password = expand(v)
+                default: unknownKey(k, k.string ?? "", ["username", "password"])
+                }
+            }
+            if username == nil || password == nil {
+                if secrets == nil { secrets = loadSecrets(secretsFile, at: value) }
+                let secret = secrets?[name]
+                username = username ?? secret?.user
+                password = password ?? secret?.pass
+            }
+            guard let username, let password else {
+                problem(value, "credentials '\(name)': missing \(username == nil ? "username" : "password") (not in config.yaml, the environment or \(secretsFile))")
+                continue
+            }
+            result[name] = CredentialRef(username: username, password: password)
+        }
+        return result
+    }
+
+    mutating func loadSecrets(_ secretsFile: String, at node: Node) -> [String: (user: String?, pass: String?)] {
+        let path = secretsFile.hasPrefix("/") ? secretsFile : (baseDirectory as NSString).appendingPathComponent(secretsFile)
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
+            problem(node, "secrets file \(path) is readable by other users; run chmod 600 on it", .warning)
+        }
+        guard let root = try? Yams.compose(yaml: String(decoding: data, as: UTF8.self)), let map = root.mapping else {
+            problem(node, "secrets file \(path) is not a YAML mapping of credential names")
+            return [:]
+        }
+        var result: [String: (user: String?, pass: String?)] = [:]
+        for (key, value) in map {
+            guard let name = key.string, let entry = value.mapping else { continue }
+            result[name] = (entry["username"]?.string, entry["password"]?.string)
+        }
+        return result
+    }
+
+    mutating func parseStreams(_ node: Node, credentials: [String: CredentialRef]) -> [StreamConfig] {
+        var streams: [StreamConfig] = []
+        guard let list = node.sequence else { problem(node, "streams must be a list"); return streams }
+        var seen: [String: Node] = [:]
+        let keys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "tags", "credentials",
+                    "thresholds", "enabled", "transport"]
+        for item in list {
+            guard let map = item.mapping else { problem(item, "each stream must be a mapping with at least id and url"); continue }
+            var stream = StreamConfig(id: "", name: "", url: "")
+            var urlNode: Node?
+            for (key, value) in map {
+                guard let name = key.string else { continue }
+                switch name {
+                case "id": stream.id = string(value) ?? ""
+                case "name": stream.name = string(value) ?? ""
+                case "url": stream.url = string(value) ?? ""; urlNode = value
+                case "protocol": stream.protocolName = string(value)?.lowercased()
+                case "interval": stream.interval = duration(value)
+                case "deep_interval": stream.deepInterval = duration(value)
+                case "group": stream.group = string(value)
+                case "tags": stream.tags = stringList(value)
+                case "credentials":
+                    stream.credentialsName = string(value)
+                    if let ref = stream.credentialsName, credentials[ref] == nil {
+                        problem(value, "unknown credentials '\(ref)'\(suggest(ref, Array(credentials.keys)))")
+                    }
+                case "thresholds": stream.thresholds = parseThresholds(value)
+                case "enabled": stream.enabled = bool(value) ?? true
+                case "transport":
+                    if let t = string(value)?.lowercased() {
+                        if ["tcp", "udp", "auto"].contains(t) { stream.transport = t } else { problem(value, "transport must be tcp, udp or auto") }
+                    }
+                default: unknownKey(key, name, keys)
+                }
+            }
+            if stream.id.isEmpty { problem(item, "stream without an id (history follows the id, so it is required)"); continue }
+            if let first = seen[stream.id] {
+                problem(map.keys.first { $0.string == "id" }.flatMap { map[$0] } ?? item,
+                        "duplicate stream id '\(stream.id)' (first at line \(first.mark?.line ?? 0))")
+                continue
+            }
+            seen[stream.id] = map["id"] ?? item
+            if stream.name.isEmpty { stream.name = stream.id }
+            if stream.url.isEmpty { problem(item, "stream '\(stream.id)' has no url"); continue }
+            let split = URLRedaction.splitCredentials(stream.url)
+            if let inline = split.credentials {
+                stream.url = split.url
+                stream.inlineCredentials = inline
+                problem(urlNode, "stream '\(stream.id)': credentials inside the URL end up in git; use a credentials entry (they are masked everywhere)", .warning)
+            }
+            guard let scheme = SchemeRouter.scheme(of: stream.url), let components = URLComponents(string: stream.url),
+                  let host = components.host, !host.isEmpty
+            else {
+                problem(urlNode, "stream '\(stream.id)': malformed URL '\(URLRedaction.mask(stream.url))' (expected scheme://host[:port]/path)")
+                continue
+            }
+            if let known = knownSchemes, stream.protocolName == nil, !known.contains(scheme) {
+                problem(urlNode, "stream '\(stream.id)': no loaded plugin handles '\(scheme)://'; it waits until one is installed", .warning)
+            }
+            streams.append(stream)
+        }
+        return streams
+    }
+
+    mutating func parseThresholds(_ node: Node) -> Thresholds {
+        var t = Thresholds()
+        guard let map = node.mapping else { problem(node, "thresholds must be a mapping"); return t }
+        for (key, value) in map {
+            switch key.string ?? "" {
+            case "min_fps": t.minFps = double(value)
+            case "frozen": t.frozen = double(value)
+            case "black": t.black = double(value)
+            case "max_first_frame": t.maxFirstFrame = duration(value)
+            default: unknownKey(key, key.string ?? "", ["min_fps", "frozen", "black", "max_first_frame"])
+            }
+        }
+        return t
+    }
+
+    // MARK: scalars
+
+    mutating func string(_ node: Node) -> String? {
+        guard let scalar = node.scalar else { problem(node, "expected text"); return nil }
+        return scalar.string
+    }
+
+    mutating func expand(_ node: Node) -> String? {
+        guard let text = string(node) else { return nil }
+        var result = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            result += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else { result += rest[start.lowerBound...]; rest = ""; break }
+            let name = String(rest[start.upperBound..<end])
+            if let value = environment[name] { result += value } else { problem(node, "environment variable \(name) is not set"); return nil }
+            rest = rest[rest.index(after: end)...]
+        }
+        return result + rest
+    }
+
+    mutating func stringList(_ node: Node) -> [String] {
+        if let scalar = node.scalar { return [scalar.string] }
+        guard let list = node.sequence else { problem(node, "expected a list of text"); return [] }
+        return list.compactMap { string($0) }
+    }
+
+    mutating func int(_ node: Node, min: Int) -> Int? {
+        guard let text = node.scalar?.string, let value = Int(text) else { problem(node, "expected a whole number"); return nil }
+        guard value >= min else { problem(node, "must be at least \(min)"); return nil }
+        return value
+    }
+
+    mutating func double(_ node: Node) -> Double? {
+        guard let text = node.scalar?.string, let value = Double(text) else { problem(node, "expected a number"); return nil }
+        return value
+    }
+
+    mutating func bool(_ node: Node) -> Bool? {
+        switch node.scalar?.string.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: problem(node, "expected true or false"); return nil
+        }
+    }
+
+    mutating func duration(_ node: Node) -> Duration? {
+        guard let text = node.scalar?.string else { problem(node, "expected a duration such as 30s, 5m, 1h or 500ms"); return nil }
+        guard let value = parseDuration(text), value > .zero else {
+            problem(node, "bad duration '\(text)'; use a number with ms, s, m or h (30s, 5m, 1h, 500ms)")
+            return nil
+        }
+        return value
+    }
+
+    func suggest(_ name: String, _ options: [String]) -> String {
+        guard let best = options.min(by: { editDistance($0, name) < editDistance($1, name) }), editDistance(best, name) <= 2 else { return "" }
+        return "; did you mean '\(best)'?"
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, `1.5s` or a bare number of seconds.
+public func parseDuration(_ text: String) -> Duration? {
+    let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+    for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
+        let number = trimmed.dropLast(suffix.count)
+        if let value = Double(number), value.isFinite, value >= 0 { return .milliseconds(Int64((value * scale * 1000).rounded())) }
+        if suffix == "s" || suffix == "ms" { continue }
+        return nil
+    }
+    if let value = Double(trimmed), value.isFinite, value >= 0 { return .milliseconds(Int64((value * 1000).rounded())) }
+    return nil
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}

@@ -1,0 +1,275 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StreamPulseCore
+import StreamPulseHost
+
+@main
+struct StreamPulse: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "streampulse",
+        abstract: "Proves which IP camera streams really deliver pictures.",
+        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self])
+}
+
+/// Options shared by every command that loads plugins.
+struct PluginOptions: ParsableArguments {
+    @Option(name: .long, help: "Folder holding plugin .so files.")
+    var pluginsDir: String = "plugins.d"
+
+    @Flag(name: .long, help: "Log debug details to standard error.")
+    var verbose = false
+}
+
+func makeLogger(_ label: String, level: Logger.Level) -> Logger {
+    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    logger.logLevel = level
+    return logger
+}
+
+struct Plugins: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List loaded plugins and refused plugin files.")
+    @OptionGroup var options: PluginOptions
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let host = PluginHost(directory: options.pluginsDir, logger: makeLogger("plugins", level: options.verbose ? .debug : .critical))
+        host.scan()
+        if json {
+            struct Listing: Encodable {
+                struct Loaded: Encodable { var file: String; var descriptor: PluginDescriptor }
+                struct Refused: Encodable { var file: String; var reason: String; var refusedBeforeLoading: Bool }
+                var directory: String
+                var loaded: [Loaded]
+                var refused: [Refused]
+            }
+            let listing = Listing(
+                directory: host.directory,
+                loaded: host.plugins.map { .init(file: $0.path, descriptor: $0.descriptor) },
+                refused: host.refused.map { .init(file: $0.path, reason: $0.message, refusedBeforeLoading: $0.beforeLoading) })
+            print(String(decoding: try Wire.encode(listing), as: UTF8.self))
+            return
+        }
+        print("Plugins in \(host.directory):")
+        if host.plugins.isEmpty { print("  (none loaded)") }
+        for plugin in host.plugins {
+            let d = plugin.descriptor
+            let caps = [d.capabilities.quickProbe ? "quick" : nil, d.capabilities.deepProbe ? "deep" : nil, d.capabilities.livePreview ? "preview" : nil]
+                .compactMap { $0 }.joined(separator: ",")
+            print("  \(d.name) \(d.version)  protocol \(d.protocolVersion)  schemes: \(d.schemes.joined(separator: ", "))  [\(caps)]  \(plugin.path)")
+        }
+        for refused in host.refused { print("  refused: \(refused.message)") }
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Probe one stream once. Exit 0 = ok, 1 = degraded, 2 = down, 3 = usage/config error or unknown.")
+
+    @Argument(help: "Stream URL (credentials are better passed with --user and --password-file).") var url: String
+    @Option(name: .long, help: "User name for the camera.") var user: String?
+    @Option(name: .long, help: "File whose first line is the camera password.") var passwordFile: String?
+    @Flag(name: .long, help: "Print one JSON object.") var json = false
+    @Flag(name: .long, help: "Decode pictures (default).") var deep = false
+    @Flag(name: .long, help: "Reachability, authentication and path only.") var quick = false
+    @Option(name: .long, help: "Deadline for the whole probe, in seconds.") var timeout: Double = 10
+    @Option(name: .long, help: "Use this plugin instead of the one for the URL's scheme.") var `protocol`: String?
+    @Option(name: .long, help: "Write the probe's JPEG thumbnail to this file.") var thumbnail: String?
+    @OptionGroup var options: PluginOptions
+
+    func validate() throws {
+        if deep && quick { throw ValidationError("--deep and --quick exclude each other.") }
+        if timeout <= 0 || timeout > 3600 { throw ValidationError("--timeout must be between 0 and 3600 seconds.") }
+        if passwordFile != nil && user == nil { throw ValidationError("--password-file needs --user.") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger("check", level: options.verbose ? .debug : .error)
+        var (bareURL, inline) = URLRedaction.splitCredentials(url)
+        var credentials = inline
+        if let user {
+            var password = ""
+            if let passwordFile {
+                guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
+                    fail("Cannot read the password file \(passwordFile).")
+                }
+                password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+            }
+            credentials = Credentials(username: user, password: password)
+        }
+        if inline != nil { logger.warning("Credentials inside the URL are deprecated; use --user and --password-file.") }
+        let scrubber = SecretScrubber()
+        scrubber.replace(with: [credentials?.password].compactMap { $0 })
+        let host = PluginHost(directory: options.pluginsDir, logger: logger, scrubber: scrubber)
+        host.scan()
+        bareURL = bareURL.trimmingCharacters(in: .whitespaces)
+        let result: ProbeResult
+        var pluginName: String?
+        if SchemeRouter.scheme(of: bareURL) == nil {
+            fail("'\(URLRedaction.mask(url))' is not a URL (expected scheme://host/path).")
+        }
+        if let plugin = host.plugin(for: bareURL, protocolName: self.protocol) {
+            pluginName = plugin.name
+            let request = ProbeRequest(
+                streamId: "check", url: bareURL, credentials: credentials, mode: quick ? .quick : .deep,
+                timeoutMs: Int(timeout * 1000), options: ProbeOptions(thumbnail: thumbnail != nil))
+            result = await plugin.probe(request)
+        } else {
+            let scheme = self.protocol ?? SchemeRouter.scheme(of: bareURL) ?? "?"
+            result = .failure(.noPlugin, phase: nil, "No loaded plugin handles '\(scheme)' (plugins folder: \(options.pluginsDir)).")
+        }
+        let status = StatusModel.status(for: result.reason)
+        if let thumbnail, let jpeg = result.thumbnailJpeg { try jpeg.write(to: URL(fileURLWithPath: thumbnail)) }
+        let report = CheckReport(url: URLRedaction.mask(bareURL), plugin: pluginName, status: status, result: result, scrubber: scrubber)
+        if json {
+            print(String(decoding: try Wire.encode(report), as: UTF8.self))
+        } else {
+            print(report.text)
+        }
+        throw ExitCode(status.exitCode)
+    }
+}
+
+/// The `check` answer: flat fields for scripts, no credentials anywhere.
+struct CheckReport: Encodable {
+    var url: String
+    var plugin: String?
+    var status: StreamStatus
+    var reason: Reason
+    var phase: Phase?
+    var message: String
+    var mode: ProbeMode?
+    var codec: String?
+    var width: Int?
+    var height: Int?
+    var fps: Double?
+    var bitrateBps: Double?
+    var timings: Timings
+    var image: ImageFacts?
+    var thumbnailBytes: Int?
+
+    init(url: String, plugin: String?, status: StreamStatus, result: ProbeResult, scrubber: SecretScrubber) {
+        self.url = url
+        self.plugin = plugin
+        self.status = status
+        reason = result.reason
+        phase = result.phase
+        message = scrubber.scrub(result.message)
+        mode = result.mode
+        codec = result.media?.codec
+        width = result.media?.width
+        height = result.media?.height
+        fps = result.media?.fps
+        bitrateBps = result.media?.bitrateBps
+        timings = result.timings
+        image = result.image
+        thumbnailBytes = result.thumbnailJpeg?.count
+    }
+
+    var text: String {
+        var line = "\(status.rawValue.uppercased())  \(url)  reason=\(reason)"
+        if let phase { line += " phase=\(phase)" }
+        line += "\n  \(message)"
+        if let codec { line += "\n  \(codec) \(width ?? 0)x\(height ?? 0)" + (fps.map { String(format: " %.1f fps", $0) } ?? "") }
+        let t = timings
+        let parts = [("connect", t.connectMs), ("first byte", t.firstByteMs), ("first frame", t.firstFrameMs), ("total", t.totalMs)]
+            .compactMap { name, value in value.map { String(format: "%@ %.0f ms", name, $0) } }
+        if !parts.isEmpty { line += "\n  " + parts.joined(separator: ", ") }
+        return line
+    }
+}
+
+struct Validate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a config file; print every problem as file:line:column. Exit 0 when valid, 1 when not.")
+    @Argument(help: "The config.yaml to check.") var file: String
+    @OptionGroup var options: PluginOptions
+
+    func run() async throws {
+        let host = PluginHost(directory: options.pluginsDir, logger: makeLogger("plugins", level: .critical))
+        host.scan()
+        let schemes = Set(host.router.claims.map(\.scheme))
+        let result = ConfigLoader(knownSchemes: schemes).load(path: file)
+        for problem in result.problems { print(problem.description) }
+        if result.errors.isEmpty {
+            print("\(file): valid (\(result.config?.streams.count ?? 0) streams, \(result.problems.count) warnings)")
+        } else {
+            print("\(file): \(result.errors.count) error(s)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the monitor.")
+    @Option(name: .long, help: "The config file.") var config: String = "config/config.yaml"
+    @Option(name: .long, help: "Data folder (overrides settings.data_dir).") var dataDir: String?
+    @Option(name: .long, help: "HOST:PORT for the web server (overrides settings.listen).") var listen: String?
+    @OptionGroup var options: PluginOptions
+
+    func run() async throws {
+        let logger = makeLogger("streampulse", level: options.verbose ? .debug : .info)
+        let scrubber = SecretScrubber()
+        let host = PluginHost(directory: options.pluginsDir, logger: logger, scrubber: scrubber)
+        host.scan()
+        let loaded = ConfigLoader(knownSchemes: Set(host.router.claims.map(\.scheme))).load(path: config)
+        for problem in loaded.problems { logger.log(level: problem.severity == .error ? .error : .warning, "\(problem.description)") }
+        guard var cfg = loaded.config else {
+            logger.critical("The config has errors; nothing to monitor. Fix them (see `streampulse validate \(config)`).")
+            throw ExitCode(3)
+        }
+        if let dataDir { cfg.settings.dataDir = dataDir }
+        if let listen { cfg.settings.listen = listen }
+        scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password })
+        try FileManager.default.createDirectory(atPath: cfg.settings.dataDir, withIntermediateDirectories: true)
+        logger.info("Monitoring \(cfg.streams.filter(\.enabled).count) streams from \(config) with \(host.plugins.count) plugins; data in \(cfg.settings.dataDir)")
+        for stream in cfg.streams {
+            let plugin = host.plugin(for: stream.url, protocolName: stream.protocolName)?.name ?? "none (waits for a plugin)"
+            logger.info("stream=\(stream.id) url=\(stream.maskedURL) plugin=\(plugin)")
+        }
+        let monitor = Monitor(config: cfg, plugins: host, logger: logger)
+        let task = Task { await monitor.run() }
+        await withSignals([SIGINT, SIGTERM]) { signal in
+            logger.notice("Signal \(signal): stopping.")
+            task.cancel()
+        }
+        await task.value
+    }
+}
+
+/// Calls `handler` on the first of `signals`, then returns.
+func withSignals(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let queue = DispatchQueue(label: "signals")
+        let once = OnceFlag()
+        var sources: [DispatchSourceSignal] = []
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                guard once.take() else { return }
+                handler(number)
+                continuation.resume()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        SignalSources.keep(sources)
+    }
+}
+
+/// Keeps signal sources alive for the life of the process (a released source is cancelled silently).
+enum SignalSources {
+    nonisolated(unsafe) private static var kept: [DispatchSourceSignal] = []
+    static func keep(_ sources: [DispatchSourceSignal]) { kept.append(contentsOf: sources) }
+}
+
+final class OnceFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var taken = false
+    func take() -> Bool { lock.withLock { defer { taken = true }; return !taken } }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("streampulse: \(message)\n".utf8))
+    exit(3)
+}

@@ -1,0 +1,120 @@
+import Foundation
+import ProberSupport
+import StreamPulseCore
+
+/// OPTIONS + DESCRIBE over a plain socket: reachability, authentication and path, no media.
+/// Costs a fraction of a millisecond of CPU; answers `ok` when DESCRIBE returns an SDP with video.
+struct RTSPQuickProbe {
+    let target: RTSPTarget
+    let credentials: Credentials?
+    let clock: ProbeClock
+    static let maxHead = 16 * 1024
+    static let maxBody = 64 * 1024
+
+    func run() -> ProbeResult {
+        var timings = Timings()
+        if target.secure {
+            return .failure(.unsupported, phase: .handshake, "The quick probe does not speak RTSP over TLS; use a deep probe.")
+        }
+        let connection: TCPConnection
+        do {
+            connection = try TCPConnection(host: target.host, port: target.port, clock: clock)
+        } catch {
+            return connectFailure(error, clock: clock, target: target)
+        }
+        timings.connectMs = clock.elapsedMs
+        var cseq = 1
+        var buffer: [UInt8] = []
+        func exchange(_ method: String, extra: [String]) throws(TCPConnection.Failure) -> (ResponseHead, [UInt8])? {
+            var lines = ["\(method) \(target.url) RTSP/1.0", "CSeq: \(cseq)", "User-Agent: StreamPulse/1.0"] + extra
+            lines.append("")
+            lines.append("")
+            cseq += 1
+            try connection.write(Array(lines.joined(separator: "\r\n").utf8))
+            while ResponseHead.endOfHead(in: buffer) == nil {
+                if buffer.count > Self.maxHead { return nil }
+                buffer += try connection.read(maximum: 4096)
+                if timings.firstByteMs == nil { timings.firstByteMs = clock.elapsedMs }
+                // A non-RTSP banner is recognised from its first bytes.
+                if buffer.count >= 5, !buffer.starts(with: Array("RTSP/".utf8)) { return nil }
+            }
+            let end = ResponseHead.endOfHead(in: buffer)!
+            guard let head = try? ResponseHead.parse(buffer[..<end], protocols: ["RTSP/"]) else { return nil }
+            buffer.removeFirst(end)
+            let length = min(Int(head.header("content-length") ?? "0") ?? 0, Self.maxBody)
+            while buffer.count < length { buffer += try connection.read(maximum: 4096) }
+            let body = Array(buffer.prefix(length))
+            buffer.removeFirst(length)
+            return (head, body)
+        }
+        do {
+            guard let (options, _) = try exchange("OPTIONS", extra: []) else {
+                return ProbeResult(reason: .protocolError, phase: .handshake, message: "The server at \(target.host):\(target.port) does not speak RTSP.", timings: timings)
+            }
+            if options.status >= 500 {
+                return classify(options, phase: .handshake, timings: timings)
+            }
+            var authorization: [String] = []
+            for attempt in 0..<2 {
+                guard let (describe, body) = try exchange("DESCRIBE", extra: ["Accept: application/sdp"] + authorization) else {
+                    return ProbeResult(reason: .protocolError, phase: .handshake, message: "DESCRIBE got an answer that is not RTSP.", timings: timings)
+                }
+                if describe.status == 401, attempt == 0, let credentials,
+                   let challenge = AuthChallenge.best(from: describe.headers("www-authenticate")) {
+                    authorization = ["Authorization: " + challenge.authorization(method: "DESCRIBE", uri: target.url, credentials: credentials)]
+                    continue
+                }
+                guard describe.status == 200 else {
+                    return classify(describe, phase: describe.status == 401 ? .authenticate : .handshake, timings: timings)
+                }
+                let sdp = String(decoding: body, as: UTF8.self)
+                guard sdp.contains("m=video") else {
+                    return ProbeResult(reason: .noFrames, phase: .handshake, message: "DESCRIBE answered, but the stream offers no video track.", timings: timings)
+                }
+                let codec = sdp.split(separator: "\n").first { $0.hasPrefix("a=rtpmap:") && !$0.lowercased().contains("audio") }
+                    .flatMap { $0.split(separator: " ").last?.split(separator: "/").first }.map { String($0).lowercased() }
+                return ProbeResult(
+                    reason: .ok, phase: .handshake,
+                    message: "DESCRIBE answered with a video track (quick probe: pictures not decoded).",
+                    timings: timings, media: MediaFacts(codec: codec))
+            }
+            return ProbeResult(reason: .unauthorized, phase: .authenticate, message: "The camera refused the credentials.", timings: timings)
+        } catch {
+            switch error {
+            case .cancelled: return .failure(.cancelled, phase: .handshake, "The probe was cancelled.")
+            case .timedOut:
+                return ProbeResult(reason: .timeout, phase: .handshake, message: "No RTSP answer within the deadline (connected, then silence).", timings: timings)
+            case .closed:
+                return ProbeResult(reason: .protocolError, phase: .handshake, message: "The server closed the connection during the RTSP handshake.", timings: timings)
+            default:
+                return ProbeResult(reason: .protocolError, phase: .handshake, message: "RTSP handshake failed: \(error).", timings: timings)
+            }
+        }
+    }
+
+    private func classify(_ head: ResponseHead, phase: Phase, timings: Timings) -> ProbeResult {
+        let status = "RTSP \(head.status) \(head.reasonPhrase)"
+        let (reason, text): (Reason, String) = switch head.status {
+        case 401: (.unauthorized, credentials == nil ? "The camera requires credentials (\(status))." : "The camera refused the credentials (\(status)).")
+        case 403: (.forbidden, "The camera forbids this stream (\(status)).")
+        case 404: (.notFound, "No such stream path on the camera (\(status)).")
+        case 461: (.unsupportedTransport, "The camera refused the transport (\(status)).")
+        case 500...599: (.serverError, "The camera reported an error (\(status)).")
+        default: (.protocolError, "Unexpected RTSP answer (\(status)).")
+        }
+        return ProbeResult(reason: reason, phase: phase, message: text, timings: timings)
+    }
+}
+
+/// Maps a TCP connect failure to a result.
+func connectFailure(_ error: TCPConnection.Failure, clock: ProbeClock, target: RTSPTarget) -> ProbeResult {
+    let place = "\(target.host):\(target.port)"
+    switch error {
+    case .refused: return .failure(.connectionRefused, phase: .connect, "Connection refused by \(place) (nothing listens on that port).")
+    case .timedOut: return .failure(.timeout, phase: .connect, "No TCP connection to \(place) within the deadline.")
+    case .cancelled: return .failure(.cancelled, phase: .connect, "The probe was cancelled.")
+    case .resolve(let why): return .failure(.dnsFailure, phase: .connect, "Cannot resolve \(target.host): \(why).")
+    case .unreachable(let why): return .failure(.timeout, phase: .connect, "\(place) is unreachable: \(why).")
+    case .closed, .io: return .failure(.connectionRefused, phase: .connect, "Cannot connect to \(place): \(error).")
+    }
+}

@@ -1,0 +1,306 @@
+import CFFmpeg
+import Foundation
+import ProberSupport
+import StreamPulseCore
+
+/// One FFmpeg RTSP session: open (with TCP→UDP fallback on 461), decode video frames, classify failures
+/// from the session's own state (phase, deadline, cancellation) rather than from FFmpeg's code alone,
+/// because a timeout surfaces as INVALIDDATA, EIO, EPERM or EXIT depending on where it struck.
+final class RTSPSession {
+    let target: RTSPTarget
+    let credentials: Credentials?
+    let clock: ProbeClock
+    private(set) var phase: Phase = .connect
+    var timings = Timings()
+    private var format: UnsafeMutablePointer<AVFormatContext>?
+    private var decoder: UnsafeMutablePointer<AVCodecContext>?
+    private var packet: UnsafeMutablePointer<AVPacket>?
+    private var frame: UnsafeMutablePointer<AVFrame>?
+    private(set) var videoIndex: Int32 = -1
+    private(set) var packetsRead = 0
+    private(set) var bytesRead = 0
+    private(set) var decodeErrors = 0
+    private(set) var transportUsed = "tcp"
+    private var clockBox: Unmanaged<ProbeClock>
+
+    init(target: RTSPTarget, credentials: Credentials?, clock: ProbeClock) {
+        self.target = target
+        self.credentials = credentials
+        self.clock = clock
+        clockBox = Unmanaged.passRetained(clock)
+    }
+
+    deinit {
+        avformat_close_input(&format)
+        avcodec_free_context(&decoder)
+        av_packet_free(&packet)
+        av_frame_free(&frame)
+        clockBox.release()
+    }
+
+    var codecName: String? {
+        guard let decoder, let name = avcodec_get_name(decoder.pointee.codec_id) else { return nil }
+        return String(cString: name)
+    }
+
+    /// Connects and opens the stream. Returns a failure result, or nil when the video decoder is ready.
+    func open(transport: String?) -> ProbeResult? {
+        // Our own TCP connect first: it gives the connect time and tells refused/unreachable apart from a
+        // camera that accepts and then stays silent.
+        phase = .connect
+        do { _ = try TCPConnection(host: target.host, port: target.port, clock: clock) } catch {
+            return connectFailure(error, clock: clock, target: target)
+        }
+        timings.connectMs = clock.elapsedMs
+        phase = .handshake
+        let order: [String] = switch transport {
+        case "udp": ["udp"]
+        case "tcp": ["tcp", "udp"]
+        default: ["tcp", "udp"]
+        }
+        var lastFailure: ProbeResult?
+        for (attempt, candidate) in order.enumerated() {
+            let code = openInput(transport: candidate)
+            if code >= 0 { transportUsed = candidate; lastFailure = nil; break }
+            lastFailure = classifyOpen(code)
+            // Fall back to UDP only when the camera refused the TCP transport (RTSP 461).
+            if code == sp_averror(EPROTONOSUPPORT), attempt + 1 < order.count { continue }
+            return lastFailure
+        }
+        if let lastFailure { return lastFailure }
+        timings.firstByteMs = timings.firstByteMs ?? clock.elapsedMs
+        guard let format else { return .failure(.pluginError, phase: .handshake, "FFmpeg returned no context.") }
+        videoIndex = av_find_best_stream(format, AVMEDIA_TYPE_VIDEO, -1, -1, nil, 0)
+        guard videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)] else {
+            return ProbeResult(reason: .noFrames, phase: .handshake, message: "The stream offers no video track.", timings: timings)
+        }
+        guard let codec = avcodec_find_decoder(stream.pointee.codecpar.pointee.codec_id) else {
+            let name = String(cString: avcodec_get_name(stream.pointee.codecpar.pointee.codec_id))
+            return ProbeResult(reason: .decodeError, phase: .handshake, message: "No decoder for the stream's codec \(name).", timings: timings)
+        }
+        decoder = avcodec_alloc_context3(codec)
+        guard let decoder, avcodec_parameters_to_context(decoder, stream.pointee.codecpar) >= 0 else {
+            return .failure(.pluginError, phase: .handshake, "Cannot set up the decoder.")
+        }
+        decoder.pointee.thread_count = 1
+        guard avcodec_open2(decoder, codec, nil) >= 0 else {
+            return ProbeResult(reason: .decodeError, phase: .handshake, message: "Cannot open the \(codecName ?? "video") decoder.", timings: timings)
+        }
+        packet = av_packet_alloc()
+        frame = av_frame_alloc()
+        phase = .firstByte
+        return nil
+    }
+
+    private func openInput(transport: String) -> Int32 {
+        avformat_close_input(&format)
+        format = avformat_alloc_context()
+        guard let format else { return sp_averror(ENOMEM) }
+        format.pointee.interrupt_callback = AVIOInterruptCB(
+            callback: { opaque in
+                // FFmpeg polls this about every 100 ms inside blocking network calls.
+                Unmanaged<ProbeClock>.fromOpaque(opaque!).takeUnretainedValue().shouldStop ? 1 : 0
+            },
+            opaque: clockBox.toOpaque())
+        var options: OpaquePointer?
+        av_dict_set(&options, "rtsp_transport", transport, 0)
+        av_dict_set(&options, "allowed_media_types", "video", 0)
+        // Socket timeout in µs; the interrupt callback enforces the overall deadline.
+        av_dict_set(&options, "timeout", String(max(100_000, Int(clock.remainingMs * 1000))), 0)
+        av_dict_set(&options, "user_agent", "StreamPulse/1.0", 0)
+        defer { av_dict_free(&options) }
+        let url = target.urlWithCredentials(credentials)
+        let code = avformat_open_input(&self.format, url, nil, &options)
+        return code
+    }
+
+    private func classifyOpen(_ code: Int32) -> ProbeResult {
+        let result: (Reason, Phase, String)
+        if clock.isCancelled {
+            result = (.cancelled, .handshake, "The probe was cancelled.")
+        } else if clock.expired {
+            result = (.timeout, .handshake, "Connected, but the RTSP handshake did not finish within the deadline.")
+        } else {
+            switch code {
+            case sp_averror_http_unauthorized():
+                result = (.unauthorized, .authenticate, credentials == nil ? "The camera requires credentials (RTSP 401)." : "The camera refused the credentials (RTSP 401).")
+            case sp_averror_http_forbidden(): result = (.forbidden, .handshake, "The camera forbids this stream (RTSP 403).")
+            case sp_averror_http_not_found(): result = (.notFound, .handshake, "No such stream path on the camera (RTSP 404).")
+            case sp_averror_http_server_error(): result = (.serverError, .handshake, "The camera reported a server error (RTSP 5xx).")
+            case sp_averror_http_other_4xx(): result = (.protocolError, .handshake, "The camera refused the request (RTSP 4xx).")
+            case sp_averror(EPROTONOSUPPORT): result = (.unsupportedTransport, .setup, "The camera refused every transport offered (RTSP 461).")
+            case sp_averror(ECONNREFUSED): result = (.connectionRefused, .connect, "Connection refused by \(target.host):\(target.port).")
+            case sp_averror_invaliddata(): result = (.protocolError, .handshake, "The server's answer is not valid RTSP.")
+            case sp_averror_eof(): result = (.streamEnded, .handshake, "The server hung up during the RTSP handshake.")
+            case sp_averror(ETIMEDOUT): result = (.timeout, .handshake, "The RTSP handshake timed out.")
+            default: result = (.protocolError, .handshake, "RTSP handshake failed: \(ffmpegErrorText(code)).")
+            }
+        }
+        return ProbeResult(reason: result.0, phase: result.1, message: result.2, timings: timings)
+    }
+
+    enum Next { case frame(UnsafePointer<AVFrame>), failure(ProbeResult) }
+
+    /// Reads until the decoder produces the next frame. `stopAt` ends a sampling window early.
+    func nextFrame() -> Next {
+        guard let format, let decoder, let packet, let frame else { return .failure(.failure(.pluginError, phase: phase, "Session not open.")) }
+        while true {
+            let received = avcodec_receive_frame(decoder, frame)
+            if received >= 0 {
+                if timings.firstFrameMs == nil { timings.firstFrameMs = clock.elapsedMs }
+                return .frame(UnsafePointer(frame))
+            }
+            if received != sp_averror_eagain() && received != sp_averror_eof() { decodeErrors += 1 }
+            let code = av_read_frame(format, packet)
+            if code < 0 { return .failure(classifyRead(code)) }
+            defer { av_packet_unref(packet) }
+            if packet.pointee.stream_index != videoIndex { continue }
+            packetsRead += 1
+            bytesRead += Int(packet.pointee.size)
+            if timings.firstByteMs == nil || phase == .firstByte {
+                phase = .firstFrame
+            }
+            if avcodec_send_packet(decoder, packet) < 0 { decodeErrors += 1 }
+        }
+    }
+
+    private func classifyRead(_ code: Int32) -> ProbeResult {
+        let (reason, text): (Reason, String)
+        if clock.isCancelled {
+            (reason, text) = (.cancelled, "The probe was cancelled.")
+        } else if code == sp_averror_eof() {
+            (reason, text) = (.streamEnded, "The camera ended the stream after PLAY (\(packetsRead) video packets received).")
+        } else if packetsRead == 0 {
+            (reason, text) = (.noFrames, "PLAY was accepted but no video arrived within the deadline.")
+        } else if decodeErrors > 0 {
+            (reason, text) = (.decodeError, "\(packetsRead) video packets arrived but none decoded (\(decodeErrors) decoder errors).")
+        } else if clock.expired || code == sp_averror(ETIMEDOUT) {
+            (reason, text) = (.noFrames, "\(packetsRead) video packets arrived but no complete picture within the deadline.")
+        } else {
+            (reason, text) = (.protocolError, "Reading the stream failed: \(ffmpegErrorText(code)).")
+        }
+        return ProbeResult(reason: reason, phase: phase, message: text, timings: timings)
+    }
+
+    /// Seconds of a frame's timestamp, or nil when it has none.
+    func seconds(of frame: UnsafePointer<AVFrame>) -> Double? {
+        guard let format, videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)] else { return nil }
+        let pts = frame.pointee.best_effort_timestamp
+        guard pts != Int64.min else { return nil }  // AV_NOPTS_VALUE
+        let base = stream.pointee.time_base
+        return Double(pts) * Double(base.num) / Double(base.den)
+    }
+}
+
+/// Deep probe: first decoded picture, then a short sampling window for fps, bitrate, frozen and black.
+struct RTSPDeepProbe {
+    let target: RTSPTarget
+    let request: ProbeRequest
+    let clock: ProbeClock
+
+    func run() -> ProbeResult {
+        let session = RTSPSession(target: target, credentials: request.credentials, clock: clock)
+        if let failure = session.open(transport: request.options.transport) { return failure }
+        let first: UnsafePointer<AVFrame>
+        switch session.nextFrame() {
+        case .frame(let frame): first = frame
+        case .failure(let failure): return failure
+        }
+        let width = Int(first.pointee.width), height = Int(first.pointee.height)
+        let options = request.options
+        let thumbnail = options.thumbnail == true ? JPEGEncoder(maxWidth: options.maxWidth ?? 320).encode(first) : nil
+        var samples = [LumaSample(frame: first)].compactMap { $0 }
+        var firstSeconds = session.seconds(of: first)
+        var lastSeconds = firstSeconds
+        let wallStart = clock.elapsedMs
+        let bytesAtStart = session.bytesRead
+        var frames = 1
+        let maxFrames = max(2, options.sampleFrames ?? 30)
+        let window = (options.sampleSeconds ?? 1.0) * 1000
+        var sampleFailure: ProbeResult?
+        // Sample while there is time: stop at the window, the frame count, or 300 ms before the deadline.
+        while frames < maxFrames, clock.elapsedMs - wallStart < window, clock.remainingMs > 300 {
+            switch session.nextFrame() {
+            case .frame(let next):
+                frames += 1
+                if let sample = LumaSample(frame: next) { samples.append(sample) }
+                let s = session.seconds(of: next)
+                if firstSeconds == nil { firstSeconds = s }
+                lastSeconds = s ?? lastSeconds
+            case .failure(let failure):
+                sampleFailure = failure
+            }
+            if sampleFailure != nil { break }
+        }
+        if let sampleFailure, sampleFailure.reason == .cancelled { return sampleFailure }
+        let wallSpan = (clock.elapsedMs - wallStart) / 1000
+        var fps: Double?
+        if frames >= 2, let a = firstSeconds, let b = lastSeconds, b > a {
+            fps = Double(frames - 1) / (b - a)
+        } else if frames >= 2, wallSpan > 0 {
+            fps = Double(frames - 1) / wallSpan
+        }
+        let bitrate = wallSpan > 0 ? Double(session.bytesRead - bytesAtStart) * 8 / wallSpan : nil
+        let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold)
+        var result = ProbeResult(
+            reason: .ok, phase: .sample, message: "", timings: session.timings,
+            media: MediaFacts(codec: session.codecName, width: width, height: height, fps: fps.map { ($0 * 100).rounded() / 100 }, bitrateBps: bitrate),
+            image: ImageFacts(frozen: verdict.frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: frames),
+            thumbnailJpeg: thumbnail)
+        let size = "\(session.codecName ?? "video") \(width)x\(height)" + (fps.map { String(format: " at %.1f fps", $0) } ?? "")
+        if verdict.black {
+            result.reason = .black
+            result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
+        } else if verdict.frozen {
+            result.reason = .frozen
+            result.message = String(format: "The picture is frozen: %d frames over %.1f s are identical (mean difference %.2f) — %@.", frames, wallSpan, verdict.meanDifference ?? 0, size)
+        } else if let minFps = options.minFps, let fps, fps < minFps {
+            result.reason = .lowFps
+            result.message = String(format: "%.1f fps is below the stream's minimum of %.1f — %@.", fps, minFps, size)
+        } else if let maxFirst = options.maxFirstFrameMs, let firstFrame = session.timings.firstFrameMs, firstFrame > maxFirst {
+            result.reason = .slowFirstFrame
+            result.message = String(format: "The first picture took %.0f ms (limit %.0f ms) — %@.", firstFrame, maxFirst, size)
+        } else {
+            result.message = "Pictures decoded: \(size) over \(session.transportUsed.uppercased())."
+        }
+        return result
+    }
+}
+
+/// Live preview: decode and re-encode to JPEG at most `maxFps`, at most `maxWidth` wide.
+struct RTSPPreview {
+    let target: RTSPTarget
+    let request: PreviewRequest
+    let clock: ProbeClock
+    let send: @Sendable (Data) -> Void
+
+    func run() -> ProbeResult {
+        let session = RTSPSession(target: target, credentials: request.credentials, clock: clock)
+        if let failure = session.open(transport: nil) { return failure }
+        let encoder = JPEGEncoder(maxWidth: request.maxWidth)
+        let interval = 1000 / max(0.1, min(request.maxFps, 10))
+        var lastSent = -Double.infinity
+        var sent = 0
+        var started: Double?
+        while true {
+            if let started, clock.elapsedMs - started >= request.seconds * 1000 { break }
+            switch session.nextFrame() {
+            case .frame(let frame):
+                let now = clock.elapsedMs
+                if started == nil { started = now }
+                if now - lastSent >= interval, let jpeg = encoder.encode(frame) {
+                    send(jpeg)
+                    sent += 1
+                    lastSent = now
+                }
+            case .failure(let failure):
+                if sent > 0 && failure.reason != .cancelled {
+                    return ProbeResult(reason: failure.reason, phase: .preview, message: "Preview ended after \(sent) frames: \(failure.message)", timings: session.timings)
+                }
+                return failure
+            }
+        }
+        return ProbeResult(reason: .ok, phase: .preview, message: "Sent \(sent) preview frames.", timings: session.timings,
+                           media: MediaFacts(codec: session.codecName))
+    }
+}

@@ -1,0 +1,85 @@
+import CFFmpeg
+import Foundation
+
+/// Scales a decoded frame with libswscale and encodes it as JPEG with libavcodec's MJPEG encoder.
+/// Not thread-safe: one encoder per session.
+public final class JPEGEncoder {
+    private var context: UnsafeMutablePointer<AVCodecContext>?
+    private var scaler: OpaquePointer?
+    private var scaled: UnsafeMutablePointer<AVFrame>?
+    private var packet: UnsafeMutablePointer<AVPacket>?
+    private var geometry: (Int32, Int32, Int32, Int32, Int32) = (0, 0, 0, 0, -1)
+    public let maxWidth: Int
+    public let quality: Int32
+
+    /// `quality` is the MJPEG qscale (2 = best, 31 = worst).
+    public init(maxWidth: Int, quality: Int32 = 5) {
+        self.maxWidth = max(16, maxWidth)
+        self.quality = quality
+    }
+
+    deinit {
+        avcodec_free_context(&context)
+        sws_freeContext(scaler)
+        av_frame_free(&scaled)
+        av_packet_free(&packet)
+    }
+
+    /// The JPEG bytes of `frame`, scaled to at most `maxWidth` wide, or nil when encoding failed.
+    public func encode(_ frame: UnsafePointer<AVFrame>) -> Data? {
+        let srcW = frame.pointee.width, srcH = frame.pointee.height, srcFormat = frame.pointee.format
+        guard srcW > 0, srcH > 0 else { return nil }
+        let dstW = Int32(min(Int(srcW), maxWidth)) & ~1
+        let dstH = max(2, Int32((Int(srcH) * Int(dstW) / Int(srcW))) & ~1)
+        if geometry != (srcW, srcH, dstW, dstH, srcFormat) {
+            guard prepare(srcW: srcW, srcH: srcH, srcFormat: srcFormat, dstW: dstW, dstH: dstH) else { return nil }
+        }
+        guard let context, let scaled, let packet else { return nil }
+        let scaledRows = withUnsafePointer(to: frame.pointee.data) { src in
+            withUnsafePointer(to: frame.pointee.linesize) { srcStride in
+                withUnsafeMutablePointer(to: &scaled.pointee.data) { dst in
+                    withUnsafeMutablePointer(to: &scaled.pointee.linesize) { dstStride in
+                        sws_scale(
+                            scaler,
+                            UnsafeRawPointer(src).assumingMemoryBound(to: UnsafePointer<UInt8>?.self), UnsafeRawPointer(srcStride).assumingMemoryBound(to: Int32.self),
+                            0, srcH,
+                            UnsafeMutableRawPointer(dst).assumingMemoryBound(to: UnsafeMutablePointer<UInt8>?.self), UnsafeMutableRawPointer(dstStride).assumingMemoryBound(to: Int32.self))
+                    }
+                }
+            }
+        }
+        guard scaledRows > 0 else { return nil }
+        scaled.pointee.pts = 0
+        guard avcodec_send_frame(context, scaled) >= 0, avcodec_receive_packet(context, packet) >= 0 else { return nil }
+        defer { av_packet_unref(packet) }
+        return Data(bytes: packet.pointee.data, count: Int(packet.pointee.size))
+    }
+
+    private func prepare(srcW: Int32, srcH: Int32, srcFormat: Int32, dstW: Int32, dstH: Int32) -> Bool {
+        avcodec_free_context(&context)
+        sws_freeContext(scaler)
+        av_frame_free(&scaled)
+        if packet == nil { packet = av_packet_alloc() }
+        guard let codec = avcodec_find_encoder(AV_CODEC_ID_MJPEG), let ctx = avcodec_alloc_context3(codec) else { return false }
+        ctx.pointee.width = dstW
+        ctx.pointee.height = dstH
+        ctx.pointee.pix_fmt = AV_PIX_FMT_YUVJ420P
+        ctx.pointee.time_base = AVRational(num: 1, den: 25)
+        ctx.pointee.flags |= AV_CODEC_FLAG_QSCALE
+        ctx.pointee.global_quality = quality * FF_QP2LAMBDA
+        ctx.pointee.qmin = quality
+        ctx.pointee.qmax = quality
+        guard avcodec_open2(ctx, codec, nil) >= 0 else { var c: UnsafeMutablePointer<AVCodecContext>? = ctx; avcodec_free_context(&c); return false }
+        context = ctx
+        scaler = sws_getContext(srcW, srcH, AVPixelFormat(srcFormat), dstW, dstH, AV_PIX_FMT_YUVJ420P, SWS_BILINEAR, nil, nil, nil)
+        guard scaler != nil, let frame = av_frame_alloc() else { return false }
+        frame.pointee.width = dstW
+        frame.pointee.height = dstH
+        frame.pointee.format = AV_PIX_FMT_YUVJ420P.rawValue
+        guard av_frame_get_buffer(frame, 0) >= 0 else { return false }
+        frame.pointee.quality = quality * FF_QP2LAMBDA
+        scaled = frame
+        geometry = (srcW, srcH, dstW, dstH, srcFormat)
+        return true
+    }
+}
