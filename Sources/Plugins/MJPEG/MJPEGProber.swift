@@ -254,6 +254,8 @@ struct MJPEGSession {
             if let a = decoder.sample(first.bytes) { samples.append(a) } else {
                 return ProbeResult(reason: .corruptJpeg, phase: .firstFrame, message: "The first frame has JPEG markers but does not decode.", timings: timings, media: media)
             }
+            // First, middle and last: a looped or slowly changing picture is not mistaken for a frozen one.
+            if frames.count >= 3, let m = decoder.sample(frames[frames.count / 2].bytes) { samples.append(m) }
             if frames.count >= 2, let b = decoder.sample(lastFrame.bytes) { samples.append(b) }
         }
         let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold)

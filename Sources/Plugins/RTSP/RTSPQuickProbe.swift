@@ -71,7 +71,7 @@ struct RTSPQuickProbe {
                 guard sdp.contains("m=video") else {
                     return ProbeResult(reason: .noFrames, phase: .handshake, message: "DESCRIBE answered, but the stream offers no video track.", timings: timings)
                 }
-                let codec = sdp.split(separator: "\n").first { $0.hasPrefix("a=rtpmap:") && !$0.lowercased().contains("audio") }
+                let codec = sdp.split(whereSeparator: \.isNewline).first { $0.hasPrefix("a=rtpmap:") && !$0.lowercased().contains("audio") }
                     .flatMap { $0.split(separator: " ").last?.split(separator: "/").first }.map { String($0).lowercased() }
                 return ProbeResult(
                     reason: .ok, phase: .handshake,

@@ -40,9 +40,9 @@ public struct ResponseHead: Sendable, Equatable {
 
     /// Parses a head (status line + headers) for `protocols` such as ["RTSP/"] or ["HTTP/"].
     public static func parse(_ bytes: ArraySlice<UInt8>, protocols: [String]) throws(ParseError) -> ResponseHead {
-        let text = String(decoding: bytes, as: UTF8.self)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
-            $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
+        // Split on LF bytes: as Swift Characters, "\r\n" is one grapheme and never equals "\n".
+        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
+            String(decoding: line.last == 0x0D ? line.dropLast() : line, as: UTF8.self)
         }
         while lines.last?.isEmpty == true { lines.removeLast() }
         guard let first = lines.first else { throw .badStatusLine("") }

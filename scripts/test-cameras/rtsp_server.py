@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""Real RTSP test cameras on 127.0.0.1, served by GStreamer's RTSP server.
+
+Open port (--port):   /normal  480p H.264, moving picture, 25 fps, 1 s GOP
+                      /hd      1080p H.264, moving, 25 fps
+                      /mjpeg   480p MJPEG over RTP (full-range), moving, 15 fps
+                      /frozen  480p H.264, still picture
+                      /black   480p H.264, black picture
+                      /cam0../camN-1 (with --fleet N) one shared 480p encoder behind N paths
+Auth port (--auth-port): /normal again, only for user/password (Basic and Digest accepted).
+
+Prints "READY port=P auth_port=A" once listening. Exits when its parent process goes away, so a test
+that dies never leaves cameras behind. Run with /usr/bin/python3 (needs python3-gi from Debian).
+"""
+import argparse
+import ctypes
+import os
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+H264 = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={kbps} ! rtph264pay name=pay0 pt=96 config-interval=1"
+PIPELINES = {
+    "normal": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=800),
+    "hd": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=1920,height=1080,framerate=25/1 ! " + H264.format(gop=25, kbps=3000),
+    "mjpeg": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,format=I420,width=640,height=480,framerate=15/1 ! jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26",
+    # Constant quantiser: a still input then decodes to identical pictures, as from a frozen encoder.
+    "frozen": "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=640,height=480 ! imagefreeze is-live=true ! video/x-raw,framerate=25/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 pass=quant quantizer=25 ! rtph264pay name=pay0 pt=96 config-interval=1",
+    "black": "videotestsrc is-live=true pattern=black ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=200),
+}
+
+
+def factory(launch, shared=False):
+    f = GstRtspServer.RTSPMediaFactory()
+    f.set_launch("( " + launch + " )")
+    f.set_shared(shared)
+    # A live camera cannot seek: without this every new client's PLAY rewinds the shared stream.
+    f.set_suspend_mode(GstRtspServer.RTSPSuspendMode.NONE)
+    f.connect("media-configure", on_media_configure)
+    return f
+
+
+def on_media_configure(_factory, media):
+    media.set_property("reusable", True)
+
+
+def set_auth_methods(auth, methods):
+    """Basic|Digest together is not expressible through gi (the enum is not a flags type): call C."""
+    lib = ctypes.CDLL("libgstrtspserver-1.0.so.0")
+    lib.gst_rtsp_auth_set_supported_methods.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    lib.gst_rtsp_auth_set_supported_methods(get_pointer(auth.__gpointer__, None), methods)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--auth-port", type=int, default=0)
+    parser.add_argument("--user", default="viewer")
+    parser.add_argument("--password", default="s3cret-Pa55")
+    parser.add_argument("--fleet", type=int, default=0)
+    parser.add_argument("--paths", default=",".join(PIPELINES))
+    args = parser.parse_args()
+
+    Gst.init(None)
+    wanted = [p for p in args.paths.split(",") if p]
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    mounts = server.get_mount_points()
+    for name in wanted:
+        mounts.add_factory("/" + name, factory(PIPELINES[name]))
+    if args.fleet:
+        shared = factory(PIPELINES["normal"], shared=True)
+        for i in range(args.fleet):
+            mounts.add_factory("/cam%d" % i, shared)
+    server_id = server.attach(None)
+    if not server_id:
+        print("cannot listen", file=sys.stderr)
+        sys.exit(1)
+
+    # Authenticated paths live on their own server with no default token, so they answer 401 (not 404).
+    auth_server = GstRtspServer.RTSPServer()
+    auth_server.set_address("127.0.0.1")
+    auth_server.set_service(str(args.auth_port))
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+    basic = GstRtspServer.RTSPAuth.make_basic(args.user, args.password)
+    auth.add_basic(basic, token)
+    auth.add_digest(args.user, args.password, token)
+    set_auth_methods(auth, 1 | 2)  # GST_RTSP_AUTH_BASIC | GST_RTSP_AUTH_DIGEST
+    auth_server.set_auth(auth)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_role("viewer")
+    permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
+    permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
+    protected = factory(PIPELINES["normal"])
+    protected.add_role_from_structure(permissions.get_role("viewer"))
+    auth_server.get_mount_points().add_factory("/normal", protected)
+    if not auth_server.attach(None):
+        print("cannot listen (auth)", file=sys.stderr)
+        sys.exit(1)
+
+    print("READY port=%d auth_port=%d" % (server.get_bound_port(), auth_server.get_bound_port()), flush=True)
+
+    loop = GLib.MainLoop()
+    parent = os.getppid()
+
+    def watch_parent():
+        if os.getppid() != parent:
+            loop.quit()
+            return False
+        return True
+
+    GLib.timeout_add(500, watch_parent)
+    signal.signal(signal.SIGTERM, lambda *_: loop.quit())
+    signal.signal(signal.SIGINT, lambda *_: loop.quit())
+    loop.run()
+
+
+if __name__ == "__main__":
+    main()
