@@ -1,45 +1,67 @@
 import Foundation
 import Synchronization
 
-/// A fixed set of threads owned by a plugin for blocking work (C libraries, blocking sockets), so that
-/// Swift's cooperative thread pool, shared with the host, is never blocked.
+/// Threads owned by a plugin for blocking work (C libraries, blocking sockets), so that Swift's
+/// cooperative thread pool, shared with the host, is never blocked.
 ///
-/// Work beyond `threads` waits in a FIFO queue; callers await it without holding a cooperative thread.
+/// Starts with `threads` threads and adds more while every thread is busy, up to `maxThreads`; past that,
+/// work waits in a FIFO queue. Callers await without holding a cooperative thread. Growing matters
+/// because a blocking probe holds its thread until its deadline: a hundred silent cameras must not
+/// delay a healthy one behind them.
 public final class BlockingPool: Sendable {
     private struct State {
         var queue: [@Sendable () -> Void] = []
         var head = 0
+        var threads = 0
+        var idle = 0
     }
     private let state = Mutex(State())
     private let available = DispatchSemaphore(value: 0)
-    public let threads: Int
+    private let name: String
+    public let maxThreads: Int
 
-    /// Starts `threads` threads named `name`.
-    public init(name: String, threads: Int) {
-        self.threads = max(1, threads)
-        for index in 0..<self.threads {
-            let thread = Thread { [self] in self.loop() }
-            thread.name = "\(name)-\(index)"
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
+    /// Starts `threads` threads named `name`; grows up to `maxThreads` under load.
+    public init(name: String, threads: Int, maxThreads: Int = 512) {
+        self.name = name
+        self.maxThreads = max(1, maxThreads, threads)
+        for _ in 0..<max(1, threads) { spawn() }
     }
 
     /// Jobs queued and not yet started.
     public var backlog: Int { state.withLock { $0.queue.count - $0.head } }
+    /// Threads started so far.
+    public var threadCount: Int { state.withLock { $0.threads } }
+
+    private func spawn() {
+        let index = state.withLock { state -> Int in
+            state.threads += 1
+            return state.threads
+        }
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "\(name)-\(index)"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
 
     /// Runs `work` on one of the pool's threads and returns its value.
     public func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
-            state.withLock { $0.queue.append { continuation.resume(returning: work()) } }
+            let grow = state.withLock { state -> Bool in
+                state.queue.append { continuation.resume(returning: work()) }
+                let waiting = state.queue.count - state.head
+                return waiting > state.idle && state.threads < maxThreads
+            }
+            if grow { spawn() }
             available.signal()
         }
     }
 
     private func loop() {
         while true {
+            state.withLock { $0.idle += 1 }
             available.wait()
             let job = state.withLock { state -> (@Sendable () -> Void)? in
+                state.idle -= 1
                 guard state.head < state.queue.count else { return nil }
                 let job = state.queue[state.head]
                 state.head += 1

@@ -11,7 +11,7 @@ struct MJPEGProber: Prober {
         summary: "MJPEG over HTTP and JPEG snapshots: parses multipart frames, checks JPEG markers, frozen and black pictures")
 
     static let defaultMaxFrameBytes = 8 * 1024 * 1024
-    let pool = BlockingPool(name: "mjpeg", threads: 64)
+    let pool = BlockingPool(name: "mjpeg", threads: 8)
 
     init(context: PluginContext) {}
 

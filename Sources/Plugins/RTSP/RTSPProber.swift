@@ -12,7 +12,7 @@ struct RTSPProber: Prober {
         summary: "RTSP cameras: decodes the first keyframe, samples fps, detects frozen and black pictures (FFmpeg)")
 
     /// Every blocking call (sockets, FFmpeg) runs here, never on Swift's cooperative pool.
-    let pool = BlockingPool(name: "rtsp", threads: 64)
+    let pool = BlockingPool(name: "rtsp", threads: 8)
     let logger: PluginContextLogger
 
     init(context: PluginContext) {
