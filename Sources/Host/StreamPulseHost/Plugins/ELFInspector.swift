@@ -77,11 +77,15 @@ public enum ELFInspector {
         guard let shoff = reader.u64(0x28), let shentsize = reader.u16(0x3A), let shnum = reader.u16(0x3C),
               let shstrndx = reader.u16(0x3E), shentsize >= 64
         else { throw .malformedELF("truncated header") }
+        // Every offset comes from the file: keep it inside the file before any arithmetic.
+        func offset(_ value: UInt64) -> Int? { value < UInt64(data.count) ? Int(value) : nil }
+        guard let sectionTable = offset(shoff), sectionTable + Int(shnum) * Int(shentsize) <= data.count
+        else { throw .malformedELF("the section table lies outside the file") }
 
         struct Section { var name: UInt32; var type: UInt32; var offset: UInt64; var size: UInt64; var link: UInt32; var entsize: UInt64 }
         var sections: [Section] = []
         for index in 0..<Int(shnum) {
-            let base = Int(shoff) + index * Int(shentsize)
+            let base = sectionTable + index * Int(shentsize)
             guard let name = reader.u32(base), let type = reader.u32(base + 4), let offset = reader.u64(base + 0x18),
                   let size = reader.u64(base + 0x20), let link = reader.u32(base + 0x28), let entsize = reader.u64(base + 0x38)
             else { throw .malformedELF("section header \(index) is outside the file") }
@@ -89,24 +93,25 @@ public enum ELFInspector {
         }
         guard Int(shstrndx) < sections.count else { throw .malformedELF("no section name table") }
         let names = sections[Int(shstrndx)]
-        func sectionName(_ section: Section) -> String? { reader.cString(Int(names.offset) + Int(section.name)) }
+        func sectionName(_ section: Section) -> String? {
+            offset(names.offset).flatMap { reader.cString($0 + Int(section.name)) }
+        }
 
         var facts = PluginFileFacts(abiVersion: nil, hasEntryPointV1: false)
         if let marker = sections.first(where: { sectionName($0) == PluginProtocol.markerSection }) {
-            let start = Int(marker.offset)
-            guard marker.size >= 16, reader.bytes(start, 8) == PluginProtocol.markerMagic, let version = reader.u32(start + 8)
+            guard let start = offset(marker.offset), marker.size >= 16, reader.bytes(start, 8) == PluginProtocol.markerMagic, let version = reader.u32(start + 8)
             else { throw .malformedELF("the \(PluginProtocol.markerSection) marker is damaged") }
             facts.abiVersion = version
         }
         // The dynamic symbol table: SHT_DYNSYM (11), its strings in the section named by `link`.
-        if let dynsym = sections.first(where: { $0.type == 11 }), Int(dynsym.link) < sections.count, dynsym.entsize >= 24 {
-            let strings = sections[Int(dynsym.link)]
-            let count = Int(dynsym.size / dynsym.entsize)
+        if let dynsym = sections.first(where: { $0.type == 11 }), Int(dynsym.link) < sections.count, dynsym.entsize >= 24,
+           dynsym.entsize < 4096, let table = offset(dynsym.offset), let stringsStart = offset(sections[Int(dynsym.link)].offset) {
+            let count = Int(min(dynsym.size, UInt64(data.count)) / dynsym.entsize)
             for index in 0..<count {
-                let entry = Int(dynsym.offset) + index * Int(dynsym.entsize)
+                let entry = table + index * Int(dynsym.entsize)
                 guard let nameOffset = reader.u32(entry), let shndx = reader.u16(entry + 6) else { break }
                 // Defined (section index not SHN_UNDEF) and named like the entry point.
-                if shndx != 0, reader.cString(Int(strings.offset) + Int(nameOffset)) == PluginProtocol.entryPointV1 {
+                if shndx != 0, reader.cString(stringsStart + Int(nameOffset)) == PluginProtocol.entryPointV1 {
                     facts.hasEntryPointV1 = true
                     break
                 }

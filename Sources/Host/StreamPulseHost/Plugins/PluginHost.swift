@@ -71,7 +71,13 @@ public final class PluginHost: Sendable {
         }
         var loaded: [LoadedPlugin] = []
         for path in files {
-            guard let identity = FileIdentity(path: path) else { continue }
+            guard let identity = FileIdentity(path: path) else {
+                // A dangling symlink or a file that vanished mid-scan: say so once.
+                if state.withLock({ $0.refused[path] == nil }) {
+                    refuse(RefusedPlugin(path: path, refusal: .unreadable(String(cString: strerror(errno))), beforeLoading: true), log: true)
+                }
+                continue
+            }
             let previous = state.withLock { $0.seen[path] }
             if previous == identity { continue }
             state.withLock { $0.seen[path] = identity }

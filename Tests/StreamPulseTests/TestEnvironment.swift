@@ -1,0 +1,165 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// Where the build put things, and helpers to run the real `streampulse` binary and real test cameras.
+enum TestEnvironment {
+    /// The package root (two levels above this file's folder).
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// `swift build --show-bin-path` for the debug build; scripts/test exports it.
+    static let binDir: String = ProcessInfo.processInfo.environment["STREAMPULSE_BIN_DIR"] ?? root + "/.build/debug"
+
+    static var executable: String { binDir + "/streampulse" }
+
+    static func product(_ name: String) -> String { binDir + "/lib\(name).so" }
+
+    /// The example plugin built in its own package by scripts/test.
+    static var examplePlugin: String {
+        ProcessInfo.processInfo.environment["STREAMPULSE_EXAMPLE_PLUGIN"]
+            ?? root + "/examples/snapshot-prober/.build/debug/libSnapshotProber.so"
+    }
+
+    /// A fresh temporary folder.
+    static func temporaryDirectory(_ label: String = "sp") -> String {
+        let path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString.prefix(8))"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// A plugins folder holding copies of the bundled RTSP and MJPEG plugins.
+    static func pluginsDirectory(extra: [String: String] = [:]) throws -> String {
+        let dir = temporaryDirectory("plugins")
+        try FileManager.default.copyItem(atPath: product("StreamPulseRTSP"), toPath: dir + "/rtsp.so")
+        try FileManager.default.copyItem(atPath: product("StreamPulseMJPEG"), toPath: dir + "/mjpeg.so")
+        for (name, source) in extra { try FileManager.default.copyItem(atPath: source, toPath: dir + "/" + name) }
+        return dir
+    }
+
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var seconds: Double
+        var json: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Runs the real binary and waits for it.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let start = Date()
+        try process.run()
+        // Read before waiting so a full pipe cannot block the child.
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                   stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(start))
+    }
+}
+
+/// The fixture password used by every authenticated test camera; no test output may contain it.
+let fixtureUser = "viewer"
+let fixturePassword = "s3cret-Pa55"
+
+/// Real test cameras, started once per test process on 127.0.0.1. They exit on their own when this
+/// process ends (they watch their parent).
+final class TestCameras: Sendable {
+    let rtspPort: Int
+    let rtspAuthPort: Int
+    let fakePort: Int
+    let blackholePort: Int
+    let garbagePort: Int
+    let mjpegPort: Int
+    private let processes: [Process]
+
+    private static let shared = Mutex<TestCameras?>(nil)
+
+    static func start() throws -> TestCameras {
+        try shared.withLock { current in
+            if let current { return current }
+            let cameras = try TestCameras()
+            current = cameras
+            return cameras
+        }
+    }
+
+    private init() throws {
+        let dir = TestEnvironment.root + "/scripts/test-cameras/"
+        let (rtsp, rtspReady) = try Self.launch(dir + "rtsp_server.py", ["--user", fixtureUser, "--password", fixturePassword])
+        let (fake, fakeReady) = try Self.launch(dir + "rtsp_fake.py", [])
+        let (mjpeg, mjpegReady) = try Self.launch(dir + "mjpeg_server.py", ["--user", fixtureUser, "--password", fixturePassword])
+        processes = [rtsp, fake, mjpeg]
+        rtspPort = rtspReady["port"]!
+        rtspAuthPort = rtspReady["auth_port"]!
+        fakePort = fakeReady["port"]!
+        blackholePort = fakeReady["blackhole_port"]!
+        garbagePort = fakeReady["garbage_port"]!
+        mjpegPort = mjpegReady["port"]!
+    }
+
+    /// Starts a fixture and waits for its `READY key=value ...` line.
+    static func launch(_ script: String, _ arguments: [String]) throws -> (Process, [String: Int]) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [script] + arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.standardError
+        try process.run()
+        var line = Data()
+        while !line.contains(0x0A) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { throw FixtureError(message: "\(script) exited before it was ready") }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("READY") else { throw FixtureError(message: "\(script) said: \(text)") }
+        var ports: [String: Int] = [:]
+        for pair in text.split(whereSeparator: \.isWhitespace).dropFirst() {
+            let kv = pair.split(separator: "=")
+            if kv.count == 2, let value = Int(kv[1]) { ports[String(kv[0])] = value }
+        }
+        return (process, ports)
+    }
+
+    struct FixtureError: Error, CustomStringConvertible { var message: String; var description: String { message } }
+}
+
+/// Collects log lines in memory, to check what reaches the logs.
+final class CapturedLogs: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+
+    func logger(_ label: String = "test") -> Logger {
+        Logger(label: label) { [self] label in CaptureHandler(sink: self) }
+    }
+
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    struct CaptureHandler: LogHandler {
+        let sink: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            sink.append("\(level) \(message) \(metadata ?? [:])")
+        }
+    }
+}
