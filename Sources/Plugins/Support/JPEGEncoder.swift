@@ -9,6 +9,7 @@ public final class JPEGEncoder {
     private var scaled: UnsafeMutablePointer<AVFrame>?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var geometry: (Int32, Int32, Int32, Int32, Int32) = (0, 0, 0, 0, -1)
+    private var nextPTS: Int64 = 0
     public let maxWidth: Int
     public let quality: Int32
 
@@ -49,7 +50,9 @@ public final class JPEGEncoder {
             }
         }
         guard scaledRows > 0 else { return nil }
-        scaled.pointee.pts = 0
+        // Encoders reject repeated timestamps: number the frames.
+        scaled.pointee.pts = nextPTS
+        nextPTS += 1
         guard avcodec_send_frame(context, scaled) >= 0, avcodec_receive_packet(context, packet) >= 0 else { return nil }
         defer { av_packet_unref(packet) }
         return Data(bytes: packet.pointee.data, count: Int(packet.pointee.size))

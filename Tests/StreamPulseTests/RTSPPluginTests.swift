@@ -1,0 +1,202 @@
+import Foundation
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// `streampulse check` against real RTSP cameras: GStreamer's RTSP server and a tiny responder for what
+/// GStreamer cannot do. Every outcome class is checked through the real binary and the real plugin.
+@Suite(.serialized) struct RTSPPluginTests {
+    let cameras: TestCameras
+    let plugins: String
+    /// Everything the binary printed, to prove the password never appears.
+    static let transcript = Transcript()
+
+    init() throws {
+        cameras = try TestCameras.start()
+        plugins = try TestEnvironment.pluginsDirectory()
+    }
+
+    func check(_ url: String, _ extra: [String] = [], timeout: Double = 8) throws -> TestEnvironment.Run {
+        let run = try TestEnvironment.run(["check", url, "--json", "--timeout", String(timeout), "--plugins-dir", plugins] + extra)
+        Self.transcript.add(run.stdout + run.stderr)
+        return run
+    }
+
+    func passwordFile(_ password: String) throws -> String {
+        let path = TestEnvironment.temporaryDirectory("pw") + "/password"
+        try (password + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test(arguments: [("normal", 640, 480), ("hd", 1920, 1080)])
+    func liveH264_isOK_withCodecSizeAndFps(path: String, width: Int, height: Int) throws {
+        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/\(path)")
+        let json = try #require(run.json, "\(run.stdout) \(run.stderr)")
+        #expect(run.status == 0)
+        #expect(json["status"] as? String == "ok")
+        #expect(json["reason"] as? String == "ok")
+        #expect(json["codec"] as? String == "h264")
+        #expect(json["width"] as? Int == width)
+        #expect(json["height"] as? Int == height)
+        let fps = try #require(json["fps"] as? Double)
+        #expect(abs(fps - 25) <= 2.5, "fps \(fps)")
+        let timings = try #require(json["timings"] as? [String: Double])
+        #expect(timings["connect_ms"] != nil && timings["first_frame_ms"] != nil)
+    }
+
+    @Test func mjpegOverRTP_isOK() throws {
+        let json = try #require(try check("rtsp://127.0.0.1:\(cameras.rtspPort)/mjpeg").json)
+        #expect(json["reason"] as? String == "ok")
+        #expect(json["codec"] as? String == "mjpeg")
+        #expect(json["width"] as? Int == 640)
+        #expect(abs((json["fps"] as? Double ?? 0) - 15) <= 2)
+    }
+
+    @Test func frozenPicture_isDegradedFrozen() throws {
+        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/frozen")
+        #expect(run.status == 1)
+        #expect(run.json?["reason"] as? String == "frozen")
+    }
+
+    @Test func blackPicture_isDegradedBlack_atLimitedRangeLuma() throws {
+        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/black")
+        let json = try #require(run.json)
+        #expect(run.status == 1)
+        #expect(json["reason"] as? String == "black")
+        let luma = try #require((json["image"] as? [String: Any])?["mean_luma"] as? Double)
+        #expect(luma > 10 && luma < 20, "H.264 black is limited-range, luma ≈ 16")
+    }
+
+    @Test func missingOrWrongCredentials_areUnauthorized() throws {
+        let url = "rtsp://127.0.0.1:\(cameras.rtspAuthPort)/normal"
+        let missing = try check(url)
+        #expect(missing.status == 1)
+        #expect(missing.json?["reason"] as? String == "unauthorized")
+        let wrong = try check(url, ["--user", fixtureUser, "--password-file", passwordFile("wrong-password")])
+        #expect(wrong.json?["reason"] as? String == "unauthorized")
+        #expect(wrong.json?["phase"] as? String == "authenticate")
+        for mode in ["--deep", "--quick"] {
+            let right = try check(url, ["--user", fixtureUser, "--password-file", passwordFile(fixturePassword), mode])
+            #expect(right.json?["reason"] as? String == "ok", "\(mode): \(right.stdout)")
+        }
+    }
+
+    @Test func credentialsInsideTheURL_stillWork_andAreMasked() throws {
+        let run = try check("rtsp://\(fixtureUser):\(fixturePassword)@127.0.0.1:\(cameras.rtspAuthPort)/normal", ["--quick"])
+        #expect(run.json?["reason"] as? String == "ok")
+        #expect(run.json?["url"] as? String == "rtsp://127.0.0.1:\(cameras.rtspAuthPort)/normal")
+    }
+
+    @Test func unknownPath_isNotFound() throws {
+        for mode in ["--deep", "--quick"] {
+            let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/no-such-camera", [mode])
+            #expect(run.json?["reason"] as? String == "not_found", "\(mode)")
+            #expect(run.status == 1)
+        }
+    }
+
+    @Test func quickProbe_answersFromDescribe_inMilliseconds() throws {
+        let json = try #require(try check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal", ["--quick"]).json)
+        #expect(json["reason"] as? String == "ok")
+        #expect(json["mode"] as? String == "quick")
+        #expect(json["codec"] as? String == "h264")
+        #expect(((json["timings"] as? [String: Double])?["total_ms"] ?? 1e9) < 500)
+    }
+
+    @Test func closedPort_isConnectionRefused() throws {
+        let run = try check("rtsp://127.0.0.1:1/x")
+        #expect(run.status == 2)
+        #expect(run.json?["reason"] as? String == "connection_refused")
+        #expect(run.json?["phase"] as? String == "connect")
+    }
+
+    @Test(arguments: [
+        ("silent", "no_frames", 2), ("rtcp-only", "no_frames", 2), ("hangup", "stream_ended", 2),
+        ("status/403", "forbidden", 1), ("status/454", "protocol_error", 2), ("status/503", "server_error", 2),
+        ("unsupported-transport", "unsupported_transport", 2),
+    ])
+    func misbehavingCamera_isClassified(path: String, reason: String, exit: Int32) throws {
+        let run = try check("rtsp://127.0.0.1:\(cameras.fakePort)/\(path)", timeout: 3)
+        #expect(run.json?["reason"] as? String == reason, "\(run.stdout)")
+        #expect(run.status == exit)
+        #expect(run.seconds < 4.5)
+    }
+
+    @Test func blackHole_timesOutWithinTheDeadline() throws {
+        let run = try check("rtsp://127.0.0.1:\(cameras.blackholePort)/x", timeout: 3)
+        #expect(run.json?["reason"] as? String == "timeout")
+        #expect(run.json?["phase"] as? String == "handshake")
+        let total = try #require((run.json?["timings"] as? [String: Double])?["total_ms"])
+        #expect(total <= 3500, "probe took \(total) ms")
+    }
+
+    @Test func garbageBanner_isProtocolError_atOnce() throws {
+        let run = try check("rtsp://127.0.0.1:\(cameras.garbagePort)/x", timeout: 3)
+        #expect(run.json?["reason"] as? String == "protocol_error")
+        #expect(run.seconds < 2)
+    }
+
+    /// 100 probes of black-hole cameras in flight do not delay a healthy probe beyond its own duration.
+    @Test func hundredBlackHoles_doNotDelayAHealthyProbe() async throws {
+        let host = PluginHost(directory: plugins, logger: CapturedLogs().logger())
+        host.scan()
+        let rtsp = try #require(host.plugin(for: "rtsp://x"))
+        let alone = ContinuousClock.now
+        let baseline = await rtsp.probe(ProbeRequest(streamId: "n", url: "rtsp://127.0.0.1:\(cameras.rtspPort)/normal", timeoutMs: 8000))
+        let baselineDuration = alone.duration(to: .now)
+        #expect(baseline.reason == .ok)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    let r = await rtsp.probe(ProbeRequest(streamId: "b\(index)", url: "rtsp://127.0.0.1:\(cameras.blackholePort)/x", timeoutMs: 3000))
+                    #expect(r.reason == .timeout)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let start = ContinuousClock.now
+            let healthy = await rtsp.probe(ProbeRequest(streamId: "n", url: "rtsp://127.0.0.1:\(cameras.rtspPort)/normal", timeoutMs: 8000))
+            let duration = start.duration(to: .now)
+            #expect(healthy.reason == .ok)
+            #expect(duration < baselineDuration + .milliseconds(1000), "healthy probe took \(duration) alone \(baselineDuration)")
+            try await group.waitForAll()
+        }
+    }
+
+    @Test func preview_sendsRealJPEGFrames_scaledAndRateLimited() async throws {
+        let host = PluginHost(directory: plugins, logger: CapturedLogs().logger())
+        host.scan()
+        let rtsp = try #require(host.plugin(for: "rtsp://x"))
+        let frames = FrameCounter()
+        let result = await rtsp.preview(PreviewRequest(streamId: "p", url: "rtsp://127.0.0.1:\(cameras.rtspPort)/hd", seconds: 2, maxFps: 5, maxWidth: 320)) {
+            frames.add($0)
+        }
+        #expect(result.reason == .ok, "\(result.message)")
+        #expect((8...12).contains(frames.count), "\(frames.count) frames in 2 s at 5 fps")
+        let first = try #require(frames.all.first)
+        #expect(first.starts(with: [0xFF, 0xD8]))
+        let info = try JPEGInfoProbe.size(of: first)
+        #expect(info.width == 320)
+    }
+
+    @Test func deepProbe_canReturnAThumbnail() throws {
+        let out = TestEnvironment.temporaryDirectory("thumb") + "/t.jpg"
+        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal", ["--thumbnail", out])
+        #expect(run.json?["reason"] as? String == "ok")
+        let jpeg = try Data(contentsOf: URL(fileURLWithPath: out))
+        #expect(try JPEGInfoProbe.size(of: jpeg).width == 320)
+    }
+
+    @Test func zz_noOutputEverContainedThePassword() throws {
+        // Runs last in this serialized suite: everything above went through the transcript.
+        let all = Self.transcript.text
+        #expect(!all.isEmpty)
+        #expect(!all.contains(fixturePassword))
+    }
+}
+
+final class Transcript: @unchecked Sendable {
+    private let lock = NSLock()
+    private var parts: [String] = []
+    func add(_ text: String) { lock.withLock { parts.append(text) } }
+    var text: String { lock.withLock { parts.joined(separator: "\n") } }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import ProberSupport
+import StreamPulseCore
+import Testing
+
+/// Reads a JPEG's size with the prober's own inspector.
+enum JPEGInfoProbe {
+    static func size(of data: Data) throws -> JPEGInfo { try JPEGInfo.inspect([UInt8](data)) }
+}
+
+/// Pure parsers shared by the probers: response heads, auth, multipart, JPEG markers, picture verdicts.
+@Suite struct SupportTests {
+    @Test func responseHead_parsesCRLFAndBareLF() throws {
+        for eol in ["\r\n", "\n"] {
+            let text = ["RTSP/1.0 401 Unauthorized", "CSeq: 2", "WWW-Authenticate: Basic realm=\"a\"", "WWW-Authenticate: Digest realm=\"a\", nonce=\"n\"", "", ""].joined(separator: eol)
+            let bytes = Array(text.utf8)
+            let end = try #require(ResponseHead.endOfHead(in: bytes))
+            #expect(end == bytes.count)
+            let head = try ResponseHead.parse(bytes[..<end], protocols: ["RTSP/"])
+            #expect(head.status == 401)
+            #expect(head.reasonPhrase == "Unauthorized")
+            #expect(head.header("cseq") == "2")
+            #expect(head.headers("WWW-Authenticate").count == 2)
+        }
+        #expect(throws: ResponseHead.ParseError.self) { try ResponseHead.parse(Array("SSH-2.0-x\r\n\r\n".utf8)[...], protocols: ["RTSP/"]) }
+    }
+
+    /// RFC 2617 section 3.5's worked example.
+    @Test func digest_matchesTheRFCExample() throws {
+        let challenge = try #require(AuthChallenge.parse(#"Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#))
+        let header = challenge.authorization(method: "GET", uri: "/dir/index.html", credentials: Credentials(username: "Mufasa", password: "Circle Of Life"), nonceCount: 1, cnonce: "0a4f113b")
+        #expect(header.contains(#"response="6629fae49393a05397450978507c4ef1""#))
+        #expect(header.contains(#"opaque="5ccc069c403ebaf9f0171e9517f40e41""#))
+    }
+
+    @Test func authChallenge_prefersDigest_andBuildsBasic() throws {
+        let best = try #require(AuthChallenge.best(from: [#"Basic realm="x""#, #"Digest realm="x", nonce="1""#]))
+        #expect(best.scheme == .digest)
+        let basic = try #require(AuthChallenge.parse(#"Basic realm="cam""#))
+        #expect(basic.authorization(method: "GET", uri: "/", credentials: Credentials(username: "Aladdin", password: "open sesame")) == "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+    }
+
+    static let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01, 0xE0, 0x02, 0x80, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34, 0xFF, 0xD9]
+
+    @Test func jpegInfo_readsSizeFromSOF_andRejectsBrokenFrames() throws {
+        let info = try JPEGInfo.inspect(Self.jpeg)
+        #expect(info.width == 640 && info.height == 480)
+        #expect(throws: JPEGInfo.Problem.noEndMarker) { try JPEGInfo.inspect(Self.jpeg.dropLast(2)) }
+        #expect(throws: JPEGInfo.Problem.noStartMarker) { try JPEGInfo.inspect([0x47, 0x49, 0x46, 0x38] + Self.jpeg) }
+        var bad = Self.jpeg
+        bad[5] = 0xFF  // segment length beyond the frame
+        #expect(throws: JPEGInfo.Problem.self) { try JPEGInfo.inspect(bad) }
+    }
+
+    func stream(boundary: String, eol: String, withLength: Bool, frames: Int) -> [UInt8] {
+        var out: [UInt8] = Array("preamble\(eol)".utf8)
+        for _ in 0..<frames {
+            out += Array("--\(boundary)\(eol)Content-Type: image/jpeg\(eol)".utf8)
+            if withLength { out += Array("Content-Length: \(Self.jpeg.count)\(eol)".utf8) }
+            out += Array(eol.utf8) + Self.jpeg + Array(eol.utf8)
+        }
+        return out
+    }
+
+    @Test(arguments: [("frame", "\r\n", true), ("frame", "\r\n", false), ("frame", "\n", false), ("frame", "\n", true)])
+    func multipart_splitsFrames_inAnyChunking(boundary: String, eol: String, withLength: Bool) throws {
+        let bytes = stream(boundary: boundary, eol: eol, withLength: withLength, frames: 5)
+        for chunk in [1, 7, 64, bytes.count] {
+            for header in [boundary, "--\(boundary)", "\"\(boundary)\"", "\"--\(boundary)\""] {
+                var reader = MultipartReader(boundary: header, maxPartBytes: 1 << 20)
+                var parts: [MultipartReader.Part] = []
+                var index = 0
+                while index < bytes.count {
+                    parts += try reader.feed(bytes[index..<min(bytes.count, index + chunk)])
+                    index += chunk
+                }
+                // Without Content-Length the last part ends only when the next boundary arrives.
+                #expect(parts.count == (withLength ? 5 : 4), "chunk \(chunk) header \(header)")
+                #expect(parts.allSatisfy { $0.body == Self.jpeg })
+            }
+        }
+    }
+
+    @Test func multipart_boundaryParameter_isFoundInContentType() {
+        #expect(MultipartReader.boundary(fromContentType: "multipart/x-mixed-replace; boundary=--myboundary") == "--myboundary")
+        #expect(MultipartReader.boundary(fromContentType: #"multipart/x-mixed-replace;boundary="abc""#) == #""abc""#)
+        #expect(MultipartReader.boundary(fromContentType: "multipart/x-mixed-replace") == nil)
+    }
+
+    @Test func multipart_isBounded_againstHostileStreams() throws {
+        var garbage = MultipartReader(boundary: "frame", maxPartBytes: 10_000)
+        #expect(throws: MultipartReader.Failure.self) {
+            for _ in 0..<100 { _ = try garbage.feed([UInt8](repeating: 0x41, count: 1000)) }
+        }
+        var huge = MultipartReader(boundary: "frame", maxPartBytes: 10_000)
+        #expect(throws: MultipartReader.Failure.partTooLarge(1_000_000)) {
+            _ = try huge.feed(Array("--frame\r\nContent-Length: 1000000\r\n\r\n".utf8))
+        }
+        var endless = MultipartReader(boundary: "frame", maxPartBytes: 10_000, maxHeaderBytes: 1024)
+        #expect(throws: MultipartReader.Failure.headersTooLarge) {
+            _ = try endless.feed(Array("--frame\r\n".utf8) + [UInt8](repeating: 0x61, count: 5000))
+        }
+    }
+
+    @Test func pictureVerdict_blackAtBothRanges_frozenOnlyWhenEveryPairIsStill() {
+        let limitedBlack = LumaSample(values: [UInt8](repeating: 16, count: 100), columns: 10, rows: 10)
+        let fullBlack = LumaSample(values: [UInt8](repeating: 0, count: 100), columns: 10, rows: 10)
+        let scene = LumaSample(values: (0..<100).map { UInt8($0 * 2) }, columns: 10, rows: 10)
+        var moved = scene
+        moved.values[0] = 255; moved.values[50] = 0; moved.values.swapAt(10, 90)
+        #expect(PictureVerdict(samples: [limitedBlack], blackThreshold: nil, frozenThreshold: nil).black)
+        #expect(PictureVerdict(samples: [fullBlack], blackThreshold: nil, frozenThreshold: nil).black)
+        #expect(!PictureVerdict(samples: [scene], blackThreshold: nil, frozenThreshold: nil).black)
+        #expect(PictureVerdict(samples: [scene, scene, scene], blackThreshold: nil, frozenThreshold: nil).frozen)
+        #expect(!PictureVerdict(samples: [scene, moved, scene], blackThreshold: nil, frozenThreshold: nil).frozen)
+        #expect(!PictureVerdict(samples: [scene], blackThreshold: nil, frozenThreshold: nil).frozen)
+    }
+}
