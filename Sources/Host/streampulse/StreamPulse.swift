@@ -10,6 +10,24 @@ struct StreamPulse: AsyncParsableCommand {
         commandName: "streampulse",
         abstract: "Proves which IP camera streams really deliver pictures.",
         subcommands: [Serve.self, Check.self, Validate.self, Plugins.self])
+
+    /// Usage errors exit with 3 (the `check` contract: 0 ok, 1 degraded, 2 down, 3 usage/config/unknown).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(3)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options shared by every command that loads plugins.
