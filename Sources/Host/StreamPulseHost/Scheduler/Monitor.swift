@@ -56,7 +56,8 @@ public struct Monitor: Sendable {
                 result = .failure(.noPlugin, phase: nil, "No loaded plugin handles \(SchemeRouter.scheme(of: stream.url) ?? "this")://")
             }
             round += 1
-            let status = StatusModel.status(for: result.reason)
+            // A quick probe proves reachability, not pictures: its success keeps the last deep verdict.
+            let status = result.mode == .quick && result.reason == .ok && last != .unknown ? last : StatusModel.status(for: result.reason)
             let line: Logger.Message = "stream=\(stream.id) status=\(status.rawValue) reason=\(result.reason) phase=\(result.phase?.rawValue ?? "-") \(result.message)"
             if status != last { logger.notice(line) } else { logger.debug(line) }
             last = status
