@@ -14,15 +14,15 @@ import Testing
         plugins = try TestEnvironment.pluginsDirectory()
     }
 
-    func check(_ path: String, _ extra: [String] = [], timeout: Double = 5) throws -> TestEnvironment.Run {
-        let run = try TestEnvironment.run(["check", "http://127.0.0.1:\(cameras.mjpegPort)/\(path)", "--json", "--timeout", String(timeout), "--plugins-dir", plugins] + extra)
+    func check(_ path: String, _ extra: [String] = [], timeout: Double = 5) async throws -> TestEnvironment.Run {
+        let run = try await TestEnvironment.run(["check", "http://127.0.0.1:\(cameras.mjpegPort)/\(path)", "--json", "--timeout", String(timeout), "--plugins-dir", plugins] + extra)
         Self.transcript.add(run.stdout + run.stderr)
         return run
     }
 
     @Test(arguments: [("normal", 640, 480), ("hd", 1920, 1080), ("lf", 640, 480), ("redirect", 640, 480)])
-    func liveStream_isOK_withSizeAndFps(path: String, width: Int, height: Int) throws {
-        let run = try check(path)
+    func liveStream_isOK_withSizeAndFps(path: String, width: Int, height: Int) async throws {
+        let run = try await check(path)
         let json = try #require(run.json, "\(run.stdout)\(run.stderr)")
         #expect(json["reason"] as? String == "ok", "\(json)")
         #expect(run.status == 0)
@@ -32,8 +32,8 @@ import Testing
         #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 1.5)
     }
 
-    @Test func snapshotURL_isOK() throws {
-        let json = try #require(try check("snapshot").json)
+    @Test func snapshotURL_isOK() async throws {
+        let json = try #require(try await check("snapshot").json)
         #expect(json["reason"] as? String == "ok")
         #expect(json["width"] as? Int == 640)
     }
@@ -41,32 +41,32 @@ import Testing
     @Test(arguments: [("frozen", "frozen", 1), ("black", "black", 1), ("stall", "no_frames", 2), ("wrongtype", "wrong_content_type", 2),
                       ("truncated", "truncated_frame", 2), ("corrupt", "corrupt_jpeg", 2), ("status/403", "forbidden", 1),
                       ("status/404", "not_found", 1), ("status/503", "server_error", 2), ("auth", "unauthorized", 1)])
-    func brokenCamera_isClassified(path: String, reason: String, exit: Int32) throws {
-        let run = try check(path, timeout: 3)
+    func brokenCamera_isClassified(path: String, reason: String, exit: Int32) async throws {
+        let run = try await check(path, timeout: 3)
         #expect(run.json?["reason"] as? String == reason, "\(run.stdout)")
         #expect(run.status == exit)
     }
 
-    @Test func basicAuth_withTheRightPassword_isOK_andWrongIsUnauthorized() throws {
+    @Test func basicAuth_withTheRightPassword_isOK_andWrongIsUnauthorized() async throws {
         let dir = TestEnvironment.temporaryDirectory("pw")
         try "\(fixturePassword)\n".write(toFile: dir + "/right", atomically: true, encoding: .utf8)
         try "nope\n".write(toFile: dir + "/wrong", atomically: true, encoding: .utf8)
-        #expect(try check("auth", ["--user", fixtureUser, "--password-file", dir + "/right"]).json?["reason"] as? String == "ok")
-        #expect(try check("auth", ["--user", fixtureUser, "--password-file", dir + "/wrong"]).json?["reason"] as? String == "unauthorized")
+        #expect(try await check("auth", ["--user", fixtureUser, "--password-file", dir + "/right"]).json?["reason"] as? String == "ok")
+        #expect(try await check("auth", ["--user", fixtureUser, "--password-file", dir + "/wrong"]).json?["reason"] as? String == "unauthorized")
     }
 
     /// Hostile cameras end with a clear class within the deadline + 0.5 s.
     @Test(arguments: [("noboundary", "protocol_error"), ("huge", "frame_too_large"), ("huge-nolength", "frame_too_large"),
                       ("endless-header", "protocol_error"), ("drip", "no_frames")])
-    func hostileCamera_endsWithinTheDeadline(path: String, reason: String) throws {
-        let run = try check(path, timeout: 3)
+    func hostileCamera_endsWithinTheDeadline(path: String, reason: String) async throws {
+        let run = try await check(path, timeout: 3)
         #expect(run.json?["reason"] as? String == reason, "\(run.stdout)")
         let total = try #require((run.json?["timings"] as? [String: Double])?["total_ms"])
         #expect(total <= 3500)
     }
 
-    @Test func quickProbe_readsHeadersAndTheFirstFrameOnly() throws {
-        let json = try #require(try check("normal", ["--quick"]).json)
+    @Test func quickProbe_readsHeadersAndTheFirstFrameOnly() async throws {
+        let json = try #require(try await check("normal", ["--quick"]).json)
         #expect(json["reason"] as? String == "ok")
         #expect(json["mode"] as? String == "quick")
         #expect(json["width"] as? Int == 640)
@@ -94,41 +94,41 @@ import Testing
 
 /// The third-party plugin from examples/, built in its own package, dropped into a plugins folder.
 @Suite struct ExamplePluginTests {
-    @Test func examplePlugin_isLoaded_andItsSchemeIsRoutedByCheck() throws {
+    @Test func examplePlugin_isLoaded_andItsSchemeIsRoutedByCheck() async throws {
         let cameras = try TestCameras.start()
         let example = TestEnvironment.examplePlugin
         #expect(FileManager.default.fileExists(atPath: example), "build it with scripts/test (swift build --package-path examples/snapshot-prober)")
         let dir = try TestEnvironment.pluginsDirectory(extra: ["snapshot.so": example])
-        let listing = try TestEnvironment.run(["plugins", "--json", "--plugins-dir", dir])
+        let listing = try await TestEnvironment.run(["plugins", "--json", "--plugins-dir", dir])
         let loaded = try #require(listing.json?["loaded"] as? [[String: Any]])
         let names = loaded.compactMap { ($0["descriptor"] as? [String: Any])?["name"] as? String }.sorted()
         #expect(names == ["mjpeg", "rtsp", "snapshot"])
-        let ok = try TestEnvironment.run(["check", "snapshot://127.0.0.1:\(cameras.mjpegPort)/snapshot", "--json", "--plugins-dir", dir])
+        let ok = try await TestEnvironment.run(["check", "snapshot://127.0.0.1:\(cameras.mjpegPort)/snapshot", "--json", "--plugins-dir", dir])
         #expect(ok.json?["plugin"] as? String == "snapshot")
         #expect(ok.json?["reason"] as? String == "ok")
         #expect(ok.status == 0)
-        let missing = try TestEnvironment.run(["check", "snapshot://127.0.0.1:\(cameras.mjpegPort)/status/404", "--json", "--plugins-dir", dir])
+        let missing = try await TestEnvironment.run(["check", "snapshot://127.0.0.1:\(cameras.mjpegPort)/status/404", "--json", "--plugins-dir", dir])
         #expect(missing.json?["reason"] as? String == "not_found")
     }
 
-    @Test func unknownScheme_isNoPlugin_exit3() throws {
+    @Test func unknownScheme_isNoPlugin_exit3() async throws {
         let dir = try TestEnvironment.pluginsDirectory()
-        let run = try TestEnvironment.run(["check", "hls://127.0.0.1/x.m3u8", "--json", "--plugins-dir", dir])
+        let run = try await TestEnvironment.run(["check", "hls://127.0.0.1/x.m3u8", "--json", "--plugins-dir", dir])
         #expect(run.status == 3)
         #expect(run.json?["reason"] as? String == "no_plugin")
         #expect(run.json?["status"] as? String == "unknown")
     }
 
-    @Test func usageErrors_exit3() throws {
-        #expect(try TestEnvironment.run(["check"]).status == 3)
-        #expect(try TestEnvironment.run(["check", "rtsp://x/y", "--deep", "--quick"]).status == 3)
-        #expect(try TestEnvironment.run(["check", "not a url"]).status == 3)
+    @Test func usageErrors_exit3() async throws {
+        #expect(try await TestEnvironment.run(["check"]).status == 3)
+        #expect(try await TestEnvironment.run(["check", "rtsp://x/y", "--deep", "--quick"]).status == 3)
+        #expect(try await TestEnvironment.run(["check", "not a url"]).status == 3)
     }
 
-    @Test func pluginsCommand_listsLoadedAndRefusedFiles() throws {
+    @Test func pluginsCommand_listsLoadedAndRefusedFiles() async throws {
         let dir = try TestEnvironment.pluginsDirectory()
         try "text".write(toFile: dir + "/readme.so", atomically: true, encoding: .utf8)
-        let run = try TestEnvironment.run(["plugins", "--plugins-dir", dir])
+        let run = try await TestEnvironment.run(["plugins", "--plugins-dir", dir])
         #expect(run.status == 0)
         #expect(run.stdout.contains("rtsp 1.0.0  protocol 1  schemes: rtsp, rtsps"))
         #expect(run.stdout.contains("mjpeg 1.0.0  protocol 1  schemes: http"))

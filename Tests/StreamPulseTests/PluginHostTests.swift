@@ -35,7 +35,7 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: destination))
     }
 
-    @Test func elfInspector_readsTheMarkerAndEntryPoint_ofARealPlugin() throws {
+    @Test func elfInspector_readsTheMarkerAndEntryPoint_ofARealPlugin() async throws {
         let facts = try ELFInspector.inspect(path: TestEnvironment.product("StreamPulseRTSP"))
         #expect(facts.abiVersion == 1)
         #expect(facts.hasEntryPointV1)
@@ -57,7 +57,7 @@ import Testing
         }
     }
 
-    @Test func host_loadsGoodPlugins_andRefusesEveryBadFile_withoutRunningTheirCode() throws {
+    @Test func host_loadsGoodPlugins_andRefusesEveryBadFile_withoutRunningTheirCode() async throws {
         let dir = try TestEnvironment.pluginsDirectory()
         let sentinel = TestEnvironment.temporaryDirectory("sentinel") + "/impostor-ran"
         setenv("STREAMPULSE_IMPOSTOR_SENTINEL", sentinel, 1)
@@ -99,7 +99,7 @@ import Testing
         #expect(text.contains("zz-impostor.so refused: it claims scheme 'rtsp', which plugin 'rtsp' already handles"))
     }
 
-    @Test func rescan_loadsANewPlugin_andReportsAReplacedOne() throws {
+    @Test func rescan_loadsANewPlugin_andReportsAReplacedOne() async throws {
         let dir = try TestEnvironment.pluginsDirectory()
         let logs = CapturedLogs()
         let host = PluginHost(directory: dir, logger: logs.logger())

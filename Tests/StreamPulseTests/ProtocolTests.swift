@@ -5,7 +5,7 @@ import Testing
 
 /// The plugin protocol's messages, version rules and routing: pure, no I/O.
 @Suite struct ProtocolTests {
-    @Test func probeRequest_roundTrips_withSnakeCaseKeys_andCredentialsBesideTheURL() throws {
+    @Test func probeRequest_roundTrips_withSnakeCaseKeys_andCredentialsBesideTheURL() async throws {
         let request = ProbeRequest(
             streamId: "lobby", url: "rtsp://cam/1", credentials: Credentials(username: "u", password: "p"), mode: .quick,
             timeoutMs: 3000, options: ProbeOptions(transport: "udp", sampleFrames: 5, minFps: 4, maxFirstFrameMs: 900))
@@ -18,7 +18,7 @@ import Testing
         #expect(try Wire.decode(ProbeRequest.self, from: json) == request)
     }
 
-    @Test func probeResult_roundTrips_withThumbnailAsBase64() throws {
+    @Test func probeResult_roundTrips_withThumbnailAsBase64() async throws {
         let result = ProbeResult(
             reason: .frozen, phase: .sample, message: "still", mode: .deep,
             timings: Timings(connectMs: 1, firstByteMs: 2, firstFrameMs: 3, totalMs: 4),
@@ -31,20 +31,20 @@ import Testing
         #expect(try Wire.decode(ProbeResult.self, from: json) == result)
     }
 
-    @Test func decoding_ignoresUnknownFields_soMinorVersionsCanAddThem() throws {
+    @Test func decoding_ignoresUnknownFields_soMinorVersionsCanAddThem() async throws {
         let json = Data(#"{"reason":"ok","message":"fine","timings":{"total_ms":5,"future_ms":1},"added_in_1_1":{"x":1}}"#.utf8)
         let result = try Wire.decode(ProbeResult.self, from: json)
         #expect(result.reason == .ok)
         #expect(result.timings.totalMs == 5)
     }
 
-    @Test func unknownReasons_decode_andCountAsDown() throws {
+    @Test func unknownReasons_decode_andCountAsDown() async throws {
         let result = try Wire.decode(ProbeResult.self, from: Data(#"{"reason":"lens_cap_on","message":"m","timings":{}}"#.utf8))
         #expect(result.reason.rawValue == "lens_cap_on")
         #expect(StatusModel.status(for: result.reason) == .down)
     }
 
-    @Test func descriptor_carriesTheSDKsProtocolVersion_andLowerCaseSchemes() throws {
+    @Test func descriptor_carriesTheSDKsProtocolVersion_andLowerCaseSchemes() async throws {
         let descriptor = PluginDescriptor(name: "x", version: "1.2.3", schemes: ["RTSP", "rtsps"],
                                           capabilities: Capabilities(quickProbe: true, deepProbe: true, livePreview: false))
         #expect(descriptor.protocolVersion == 1)
@@ -82,7 +82,7 @@ import Testing
         #expect(router.route("not a url") == nil)
     }
 
-    @Test func secondClaim_onAnOwnedScheme_failsWithoutChangingAnything() throws {
+    @Test func secondClaim_onAnOwnedScheme_failsWithoutChangingAnything() async throws {
         var router = SchemeRouter()
         let first = router.claim(["rtsp"], by: "rtsp")
         #expect(first)

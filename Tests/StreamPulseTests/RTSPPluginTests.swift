@@ -16,8 +16,8 @@ import Testing
         plugins = try TestEnvironment.pluginsDirectory()
     }
 
-    func check(_ url: String, _ extra: [String] = [], timeout: Double = 8) throws -> TestEnvironment.Run {
-        let run = try TestEnvironment.run(["check", url, "--json", "--timeout", String(timeout), "--plugins-dir", plugins] + extra)
+    func check(_ url: String, _ extra: [String] = [], timeout: Double = 8) async throws -> TestEnvironment.Run {
+        let run = try await TestEnvironment.run(["check", url, "--json", "--timeout", String(timeout), "--plugins-dir", plugins] + extra)
         Self.transcript.add(run.stdout + run.stderr)
         return run
     }
@@ -29,8 +29,8 @@ import Testing
     }
 
     @Test(arguments: [("normal", 640, 480), ("hd", 1920, 1080)])
-    func liveH264_isOK_withCodecSizeAndFps(path: String, width: Int, height: Int) throws {
-        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/\(path)")
+    func liveH264_isOK_withCodecSizeAndFps(path: String, width: Int, height: Int) async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/\(path)")
         let json = try #require(run.json, "\(run.stdout) \(run.stderr)")
         #expect(run.status == 0)
         #expect(json["status"] as? String == "ok")
@@ -44,22 +44,22 @@ import Testing
         #expect(timings["connect_ms"] != nil && timings["first_frame_ms"] != nil)
     }
 
-    @Test func mjpegOverRTP_isOK() throws {
-        let json = try #require(try check("rtsp://127.0.0.1:\(cameras.rtspPort)/mjpeg").json)
+    @Test func mjpegOverRTP_isOK() async throws {
+        let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/mjpeg").json)
         #expect(json["reason"] as? String == "ok")
         #expect(json["codec"] as? String == "mjpeg")
         #expect(json["width"] as? Int == 640)
         #expect(abs((json["fps"] as? Double ?? 0) - 15) <= 2)
     }
 
-    @Test func frozenPicture_isDegradedFrozen() throws {
-        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/frozen")
+    @Test func frozenPicture_isDegradedFrozen() async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/frozen")
         #expect(run.status == 1)
         #expect(run.json?["reason"] as? String == "frozen")
     }
 
-    @Test func blackPicture_isDegradedBlack_atLimitedRangeLuma() throws {
-        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/black")
+    @Test func blackPicture_isDegradedBlack_atLimitedRangeLuma() async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/black")
         let json = try #require(run.json)
         #expect(run.status == 1)
         #expect(json["reason"] as? String == "black")
@@ -67,44 +67,44 @@ import Testing
         #expect(luma > 10 && luma < 20, "H.264 black is limited-range, luma ≈ 16")
     }
 
-    @Test func missingOrWrongCredentials_areUnauthorized() throws {
+    @Test func missingOrWrongCredentials_areUnauthorized() async throws {
         let url = "rtsp://127.0.0.1:\(cameras.rtspAuthPort)/normal"
-        let missing = try check(url)
+        let missing = try await check(url)
         #expect(missing.status == 1)
         #expect(missing.json?["reason"] as? String == "unauthorized")
-        let wrong = try check(url, ["--user", fixtureUser, "--password-file", passwordFile("wrong-password")])
+        let wrong = try await check(url, ["--user", fixtureUser, "--password-file", passwordFile("wrong-password")])
         #expect(wrong.json?["reason"] as? String == "unauthorized")
         #expect(wrong.json?["phase"] as? String == "authenticate")
         for mode in ["--deep", "--quick"] {
-            let right = try check(url, ["--user", fixtureUser, "--password-file", passwordFile(fixturePassword), mode])
+            let right = try await check(url, ["--user", fixtureUser, "--password-file", passwordFile(fixturePassword), mode])
             #expect(right.json?["reason"] as? String == "ok", "\(mode): \(right.stdout)")
         }
     }
 
-    @Test func credentialsInsideTheURL_stillWork_andAreMasked() throws {
-        let run = try check("rtsp://\(fixtureUser):\(fixturePassword)@127.0.0.1:\(cameras.rtspAuthPort)/normal", ["--quick"])
+    @Test func credentialsInsideTheURL_stillWork_andAreMasked() async throws {
+        let run = try await check("rtsp://\(fixtureUser):\(fixturePassword)@127.0.0.1:\(cameras.rtspAuthPort)/normal", ["--quick"])
         #expect(run.json?["reason"] as? String == "ok")
         #expect(run.json?["url"] as? String == "rtsp://127.0.0.1:\(cameras.rtspAuthPort)/normal")
     }
 
-    @Test func unknownPath_isNotFound() throws {
+    @Test func unknownPath_isNotFound() async throws {
         for mode in ["--deep", "--quick"] {
-            let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/no-such-camera", [mode])
+            let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/no-such-camera", [mode])
             #expect(run.json?["reason"] as? String == "not_found", "\(mode)")
             #expect(run.status == 1)
         }
     }
 
-    @Test func quickProbe_answersFromDescribe_inMilliseconds() throws {
-        let json = try #require(try check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal", ["--quick"]).json)
+    @Test func quickProbe_answersFromDescribe_inMilliseconds() async throws {
+        let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal", ["--quick"]).json)
         #expect(json["reason"] as? String == "ok")
         #expect(json["mode"] as? String == "quick")
         #expect(json["codec"] as? String == "h264")
         #expect(((json["timings"] as? [String: Double])?["total_ms"] ?? 1e9) < 500)
     }
 
-    @Test func closedPort_isConnectionRefused() throws {
-        let run = try check("rtsp://127.0.0.1:1/x")
+    @Test func closedPort_isConnectionRefused() async throws {
+        let run = try await check("rtsp://127.0.0.1:1/x")
         #expect(run.status == 2)
         #expect(run.json?["reason"] as? String == "connection_refused")
         #expect(run.json?["phase"] as? String == "connect")
@@ -115,23 +115,23 @@ import Testing
         ("status/403", "forbidden", 1), ("status/454", "protocol_error", 2), ("status/503", "server_error", 2),
         ("unsupported-transport", "unsupported_transport", 2),
     ])
-    func misbehavingCamera_isClassified(path: String, reason: String, exit: Int32) throws {
-        let run = try check("rtsp://127.0.0.1:\(cameras.fakePort)/\(path)", timeout: 3)
+    func misbehavingCamera_isClassified(path: String, reason: String, exit: Int32) async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.fakePort)/\(path)", timeout: 3)
         #expect(run.json?["reason"] as? String == reason, "\(run.stdout)")
         #expect(run.status == exit)
         #expect(run.seconds < 4.5)
     }
 
-    @Test func blackHole_timesOutWithinTheDeadline() throws {
-        let run = try check("rtsp://127.0.0.1:\(cameras.blackholePort)/x", timeout: 3)
+    @Test func blackHole_timesOutWithinTheDeadline() async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.blackholePort)/x", timeout: 3)
         #expect(run.json?["reason"] as? String == "timeout")
         #expect(run.json?["phase"] as? String == "handshake")
         let total = try #require((run.json?["timings"] as? [String: Double])?["total_ms"])
         #expect(total <= 3500, "probe took \(total) ms")
     }
 
-    @Test func garbageBanner_isProtocolError_atOnce() throws {
-        let run = try check("rtsp://127.0.0.1:\(cameras.garbagePort)/x", timeout: 3)
+    @Test func garbageBanner_isProtocolError_atOnce() async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.garbagePort)/x", timeout: 3)
         #expect(run.json?["reason"] as? String == "protocol_error")
         #expect(run.seconds < 2)
     }
@@ -178,15 +178,15 @@ import Testing
         #expect(info.width == 320)
     }
 
-    @Test func deepProbe_canReturnAThumbnail() throws {
+    @Test func deepProbe_canReturnAThumbnail() async throws {
         let out = TestEnvironment.temporaryDirectory("thumb") + "/t.jpg"
-        let run = try check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal", ["--thumbnail", out])
+        let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal", ["--thumbnail", out])
         #expect(run.json?["reason"] as? String == "ok")
         let jpeg = try Data(contentsOf: URL(fileURLWithPath: out))
         #expect(try JPEGInfoProbe.size(of: jpeg).width == 320)
     }
 
-    @Test func zz_noOutputEverContainedThePassword() throws {
+    @Test func zz_noOutputEverContainedThePassword() async throws {
         // Runs last in this serialized suite: everything above went through the transcript.
         let all = Self.transcript.text
         #expect(!all.isEmpty)

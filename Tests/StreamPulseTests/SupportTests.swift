@@ -10,7 +10,7 @@ enum JPEGInfoProbe {
 
 /// Pure parsers shared by the probers: response heads, auth, multipart, JPEG markers, picture verdicts.
 @Suite struct SupportTests {
-    @Test func responseHead_parsesCRLFAndBareLF() throws {
+    @Test func responseHead_parsesCRLFAndBareLF() async throws {
         for eol in ["\r\n", "\n"] {
             let text = ["RTSP/1.0 401 Unauthorized", "CSeq: 2", "WWW-Authenticate: Basic realm=\"a\"", "WWW-Authenticate: Digest realm=\"a\", nonce=\"n\"", "", ""].joined(separator: eol)
             let bytes = Array(text.utf8)
@@ -26,14 +26,14 @@ enum JPEGInfoProbe {
     }
 
     /// RFC 2617 section 3.5's worked example.
-    @Test func digest_matchesTheRFCExample() throws {
+    @Test func digest_matchesTheRFCExample() async throws {
         let challenge = try #require(AuthChallenge.parse(#"Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#))
         let header = challenge.authorization(method: "GET", uri: "/dir/index.html", credentials: Credentials(username: "Mufasa", password: "Circle Of Life"), nonceCount: 1, cnonce: "0a4f113b")
         #expect(header.contains(#"response="6629fae49393a05397450978507c4ef1""#))
         #expect(header.contains(#"opaque="5ccc069c403ebaf9f0171e9517f40e41""#))
     }
 
-    @Test func authChallenge_prefersDigest_andBuildsBasic() throws {
+    @Test func authChallenge_prefersDigest_andBuildsBasic() async throws {
         let best = try #require(AuthChallenge.best(from: [#"Basic realm="x""#, #"Digest realm="x", nonce="1""#]))
         #expect(best.scheme == .digest)
         let basic = try #require(AuthChallenge.parse(#"Basic realm="cam""#))
@@ -42,7 +42,7 @@ enum JPEGInfoProbe {
 
     static let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01, 0xE0, 0x02, 0x80, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34, 0xFF, 0xD9]
 
-    @Test func jpegInfo_readsSizeFromSOF_andRejectsBrokenFrames() throws {
+    @Test func jpegInfo_readsSizeFromSOF_andRejectsBrokenFrames() async throws {
         let info = try JPEGInfo.inspect(Self.jpeg)
         #expect(info.width == 640 && info.height == 480)
         #expect(throws: JPEGInfo.Problem.noEndMarker) { try JPEGInfo.inspect(Self.jpeg.dropLast(2)) }
@@ -63,7 +63,7 @@ enum JPEGInfoProbe {
     }
 
     @Test(arguments: [("frame", "\r\n", true), ("frame", "\r\n", false), ("frame", "\n", false), ("frame", "\n", true)])
-    func multipart_splitsFrames_inAnyChunking(boundary: String, eol: String, withLength: Bool) throws {
+    func multipart_splitsFrames_inAnyChunking(boundary: String, eol: String, withLength: Bool) async throws {
         let bytes = stream(boundary: boundary, eol: eol, withLength: withLength, frames: 5)
         for chunk in [1, 7, 64, bytes.count] {
             for header in [boundary, "--\(boundary)", "\"\(boundary)\"", "\"--\(boundary)\""] {
@@ -87,7 +87,7 @@ enum JPEGInfoProbe {
         #expect(MultipartReader.boundary(fromContentType: "multipart/x-mixed-replace") == nil)
     }
 
-    @Test func multipart_isBounded_againstHostileStreams() throws {
+    @Test func multipart_isBounded_againstHostileStreams() async throws {
         var garbage = MultipartReader(boundary: "frame", maxPartBytes: 10_000)
         #expect(throws: MultipartReader.Failure.self) {
             for _ in 0..<100 { _ = try garbage.feed([UInt8](repeating: 0x41, count: 1000)) }

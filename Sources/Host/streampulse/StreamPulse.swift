@@ -9,7 +9,7 @@ struct StreamPulse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "streampulse",
         abstract: "Proves which IP camera streams really deliver pictures.",
-        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self])
+        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, BenchProbe.self])
 
     /// Usage errors exit with 3 (the `check` contract: 0 ok, 1 degraded, 2 down, 3 usage/config/unknown).
     static func main() async {
@@ -290,4 +290,68 @@ final class OnceFlag: @unchecked Sendable {
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("streampulse: \(message)\n".utf8))
     exit(3)
+}
+
+/// Runs many probes of one URL in this process and reports CPU and wall time per probe (benchmarks).
+struct BenchProbe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-probe", abstract: "Benchmark: probe one URL COUNT times, CONCURRENCY at once; print CPU and wall time per probe.")
+    @Argument var url: String
+    @Option var count = 20
+    @Option var concurrency = 1
+    @Flag var quick = false
+    @Option var timeout: Double = 10
+    @Option(help: "Probes run first and left out of the figures.") var warmup = 2
+    @OptionGroup var options: PluginOptions
+
+    func run() async throws {
+        let host = PluginHost(directory: options.pluginsDir, logger: makeLogger("bench", level: .error))
+        host.scan()
+        guard let plugin = host.plugin(for: url) else { fail("No plugin handles \(url).") }
+        let request = ProbeRequest(streamId: "bench", url: url, mode: quick ? .quick : .deep, timeoutMs: Int(timeout * 1000))
+        for _ in 0..<warmup { _ = await plugin.probe(request) }
+        let cpuStart = cpuSeconds()
+        let wallStart = ContinuousClock.now
+        let results = await withTaskGroup(of: (ProbeResult, Double).self) { group in
+            var collected: [(ProbeResult, Double)] = []
+            var started = 0
+            func launch() {
+                started += 1
+                group.addTask {
+                    let t = ContinuousClock.now
+                    let r = await plugin.probe(request)
+                    return (r, t.duration(to: .now).milliseconds)
+                }
+            }
+            for _ in 0..<min(concurrency, count) { launch() }
+            for await item in group {
+                collected.append(item)
+                if started < count { launch() }
+            }
+            return collected
+        }
+        let wall = wallStart.duration(to: .now).milliseconds / 1000
+        let cpu = cpuSeconds() - cpuStart
+        let walls = results.map(\.1).sorted()
+        var reasons: [String: Int] = [:]
+        for (r, _) in results { reasons[r.reason.rawValue, default: 0] += 1 }
+        func pct(_ q: Double) -> Double { walls[min(walls.count - 1, Int(Double(walls.count - 1) * q))] }
+        print(String(format: "probes=%d concurrency=%d mode=%@ probes_per_s=%.1f cpu_ms_per_probe=%.2f wall_ms_p50=%.1f wall_ms_p99=%.1f peak_rss_mb=%.1f reasons=%@",
+                     results.count, concurrency, quick ? "quick" : "deep", Double(results.count) / wall, cpu * 1000 / Double(results.count),
+                     pct(0.5), pct(0.99), peakRSSMegabytes(), reasons.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")))
+    }
+}
+
+/// User + system CPU seconds of this process.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+/// Peak resident set size of this process, in MB.
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
 }

@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+@testable import StreamPulseHost
+
+/// config.yaml parsing and validation: every problem, with its line and column.
+@Suite struct ConfigTests {
+    func load(_ yaml: String, env: [String: String] = [:], schemes: Set<String>? = ["rtsp", "http"]) -> ConfigLoadResult {
+        ConfigLoader(environment: env, knownSchemes: schemes).load(yaml: yaml, file: "config.yaml", baseDirectory: "/nonexistent")
+    }
+
+    @Test func validConfig_loadsWithDefaultsAndEnvironmentSecrets() async throws {
+        let result = load("""
+            settings:
+              interval: 45s
+              deep_interval: 10m
+            credentials:
+              lobby:
+                username: admin
+                password: ${LOBBY_PW}
+            streams:
+              - id: a
+                url: rtsp://10.0.0.5/1
+                credentials: lobby
+                thresholds: { min_fps: 5, max_first_frame: 2s }
+              - id: b
+                name: Back door
+                url: http://10.0.0.6/video
+                enabled: false
+            """, env: ["LOBBY_PW": "pw"])
+        #expect(result.problems.isEmpty, "\(result.problems)")
+        let config = try #require(result.config)
+        #expect(config.settings.interval == .seconds(45))
+        #expect(config.settings.deepInterval == .seconds(600))
+        #expect(config.settings.timeout == .seconds(10))
+        #expect(config.credentials["lobby"]?.password == "pw")
+        #expect(config.streams.map(\.id) == ["a", "b"])
+        #expect(config.streams[0].name == "a")
+        #expect(config.streams[0].thresholds.maxFirstFrame == .seconds(2))
+        #expect(config.streams[1].enabled == false)
+    }
+
+    @Test func fiveMistakes_areAllReported_withPositions() {
+        let result = load("""
+            settings:
+              intervall: 30s
+              timeout: soon
+            streams:
+              - id: cam1
+                url: rtsp://10.0.0.5/1
+                credentials: lobbby
+              - id: cam1
+                url: rtsp://10.0.0.6/1
+              - id: cam3
+                url: "rtsp:/broken"
+            """)
+        let lines = result.problems.filter { $0.severity == .error }.map(\.description)
+        #expect(lines.count == 5, "\(lines)")
+        #expect(lines.contains("config.yaml:2:3: error: unknown key 'intervall'; did you mean 'interval'?"))
+        #expect(lines.contains { $0.hasPrefix("config.yaml:3:12: error: bad duration 'soon'") })
+        #expect(lines.contains("config.yaml:7:18: error: unknown credentials 'lobbby'"))
+        #expect(lines.contains { $0.hasPrefix("config.yaml:8:9: error: duplicate stream id 'cam1' (first at line 5)") })
+        #expect(lines.contains { $0.hasPrefix("config.yaml:11:10: error: stream 'cam3': malformed URL") })
+        #expect(result.config == nil)
+    }
+
+    @Test func yamlSyntaxError_hasLineAndColumn() async throws {
+        let result = load("streams:\n  - id: a\n    url: [unclosed\n")
+        let problem = try #require(result.problems.first)
+        #expect(problem.severity == .error)
+        #expect(problem.message.hasPrefix("YAML syntax"))
+        #expect(problem.line >= 3)
+    }
+
+    @Test func unknownScheme_isOnlyAWarning_andInlineCredentialsAreMoved() async throws {
+        let result = load("""
+            streams:
+              - id: h
+                url: hls://cam/x.m3u8
+              - id: i
+                url: rtsp://admin:pw@cam/1
+            """)
+        #expect(result.errors.isEmpty)
+        #expect(result.problems.contains { $0.severity == .warning && $0.message.contains("no loaded plugin handles 'hls://'") })
+        #expect(result.problems.contains { $0.severity == .warning && $0.message.contains("credentials inside the URL") })
+        let stream = try #require(result.config?.streams.last)
+        #expect(stream.url == "rtsp://cam/1")
+        #expect(stream.inlineCredentials?.password == "pw")
+        #expect(!stream.maskedURL.contains("pw"))
+    }
+
+    @Test func missingSecret_andUnsetEnvironmentVariable_areErrors() {
+        let result = load("""
+            credentials:
+              a: { username: u }
+              b: { username: u, password: "${NOT_SET}" }
+            """)
+        #expect(result.errors.count == 3, "\(result.problems)")
+        #expect(result.errors.contains { $0.message.contains("environment variable NOT_SET is not set") })
+        #expect(result.errors.contains { $0.message.contains("credentials 'a': missing password") })
+    }
+
+    @Test(arguments: [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("1.5s", 1.5), ("90", 90)])
+    func durations_parse(text: String, seconds: Double) {
+        #expect(parseDuration(text) == .milliseconds(Int64(seconds * 1000)))
+    }
+
+    @Test(arguments: ["", "soon", "5 minutes", "-3s", "1y"])
+    func badDurations_areRejected(text: String) {
+        #expect(parseDuration(text) == nil)
+    }
+
+    @Test func validateCommand_printsProblems_andExits1() async throws {
+        let dir = TestEnvironment.temporaryDirectory("cfg")
+        try "streams:\n  - id: a\n    url: rtsp://h/1\n    colour: red\n".write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let bad = try await TestEnvironment.run(["validate", dir + "/config.yaml", "--plugins-dir", dir])
+        #expect(bad.status == 1)
+        #expect(bad.stdout.contains("config.yaml:4:5: error: unknown key 'colour'"))
+        try "streams:\n  - id: a\n    url: rtsp://h/1\n".write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        #expect(try await TestEnvironment.run(["validate", dir + "/config.yaml", "--plugins-dir", dir]).status == 0)
+    }
+}
