@@ -91,7 +91,7 @@ import Testing
         #expect(schedule.due(at: 1000).isEmpty)
         schedule.addNow("a", plan: plan, now: 5)
         #expect(schedule.due(at: 5).map(\.id) == ["a"])
-        #expect(schedule.earliestDue == nil)
+        #expect(schedule.earliestDue() == nil)
     }
 
     @Test func backoff_jitterStaysWithinItsFraction_andUnderTheCap() {

@@ -3,6 +3,8 @@ import Foundation
 import Logging
 import StreamPulseCore
 import StreamPulseHost
+import Hummingbird
+import ServiceLifecycle
 
 @main
 struct StreamPulse: AsyncParsableCommand {
@@ -218,7 +220,7 @@ struct Validate: AsyncParsableCommand {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the monitor.")
+    static let configuration = CommandConfiguration(abstract: "Run the monitor: probe every stream, hot-reload the config, answer the API.")
     @Option(name: .long, help: "The config file.") var config: String = "config/config.yaml"
     @Option(name: .long, help: "Data folder (overrides settings.data_dir).") var dataDir: String?
     @Option(name: .long, help: "HOST:PORT for the web server (overrides settings.listen).") var listen: String?
@@ -227,9 +229,9 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("streampulse", level: options.verbose ? .debug : .info)
         let scrubber = SecretScrubber()
-        let host = PluginHost(directory: options.pluginsDir, logger: logger, scrubber: scrubber)
-        host.scan()
-        let loaded = ConfigLoader(knownSchemes: Set(host.router.claims.map(\.scheme))).load(path: config)
+        let plugins = PluginHost(directory: options.pluginsDir, logger: logger, scrubber: scrubber)
+        plugins.scan()
+        let loaded = ConfigLoader(knownSchemes: Set(plugins.router.claims.map(\.scheme))).load(path: config)
         for problem in loaded.problems { logger.log(level: problem.severity == .error ? .error : .warning, "\(problem.description)") }
         guard var cfg = loaded.config else {
             logger.critical("The config has errors; nothing to monitor. Fix them (see `streampulse validate \(config)`).")
@@ -239,52 +241,34 @@ struct Serve: AsyncParsableCommand {
         if let listen { cfg.settings.listen = listen }
         scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password })
         try FileManager.default.createDirectory(atPath: cfg.settings.dataDir, withIntermediateDirectories: true)
-        logger.info("Monitoring \(cfg.streams.filter(\.enabled).count) streams from \(config) with \(host.plugins.count) plugins; data in \(cfg.settings.dataDir)")
-        for stream in cfg.streams {
-            let plugin = host.plugin(for: stream.url, protocolName: stream.protocolName)?.name ?? "none (waits for a plugin)"
-            logger.info("stream=\(stream.id) url=\(stream.maskedURL) plugin=\(plugin)")
-        }
-        let monitor = Monitor(config: cfg, plugins: host, logger: logger)
-        let task = Task { await monitor.run() }
-        await withSignals([SIGINT, SIGTERM]) { signal in
-            logger.notice("Signal \(signal): stopping.")
-            task.cancel()
-        }
-        await task.value
+        let (host, port) = try parseListen(cfg.settings.listen)
+        logger.info("Monitoring \(cfg.streams.filter(\.enabled).count) streams from \(config) with \(plugins.plugins.count) plugins; data in \(cfg.settings.dataDir); API on http://\(host):\(port)")
+
+        let engine = Engine(config: cfg, plugins: plugins, logger: logger)
+        let configService = ConfigService(path: config, initial: cfg, initialProblems: loaded.problems, engine: engine,
+                                          plugins: plugins, scrubber: scrubber, logger: logger)
+        let time = cfg.settings.ntpServers.isEmpty ? nil : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger)
+        let secretsPath = cfg.settings.secretsFile.hasPrefix("/") ? cfg.settings.secretsFile
+            : ((config as NSString).deletingLastPathComponent as NSString).appendingPathComponent(cfg.settings.secretsFile)
+        var services: [any Service] = [EngineService(engine: engine), ConfigWatchService(config: configService, secretsPath: secretsPath)]
+        if let time { services.append(TimeSyncService(time: time)) }
+        var httpLogger = logger
+        httpLogger.logLevel = options.verbose ? .debug : .warning
+        let app = Application(
+            router: APIServer.router(engine: engine, config: configService, plugins: plugins, time: time),
+            configuration: .init(address: .hostname(host, port: port), serverName: "StreamPulse"),
+            services: services,
+            logger: httpLogger)
+        try await app.runService()
+        logger.notice("Stopped.")
     }
-}
 
-/// Calls `handler` on the first of `signals`, then returns.
-func withSignals(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let queue = DispatchQueue(label: "signals")
-        let once = OnceFlag()
-        var sources: [DispatchSourceSignal] = []
-        for number in signals {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                guard once.take() else { return }
-                handler(number)
-                continuation.resume()
-            }
-            source.resume()
-            sources.append(source)
+    func parseListen(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("listen must be HOST:PORT, got '\(text)'")
         }
-        SignalSources.keep(sources)
+        return (String(text[..<colon]), port)
     }
-}
-
-/// Keeps signal sources alive for the life of the process (a released source is cancelled silently).
-enum SignalSources {
-    nonisolated(unsafe) private static var kept: [DispatchSourceSignal] = []
-    static func keep(_ sources: [DispatchSourceSignal]) { kept.append(contentsOf: sources) }
-}
-
-final class OnceFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var taken = false
-    func take() -> Bool { lock.withLock { defer { taken = true }; return !taken } }
 }
 
 func fail(_ message: String) -> Never {

@@ -47,12 +47,11 @@ public struct Schedule: Sendable {
     public func contains(_ id: String) -> Bool { entries[id] != nil }
     public func failures(of id: String) -> Int? { entries[id]?.failures }
     public func nextDue(of id: String) -> Double? { entries[id].map(\.nextDue) }
-    /// The earliest due time of any stream not in flight.
-    public var earliestDue: Double? {
-        var copy = heap
-        while let top = copy.peek() {
+    /// The earliest due time of any stream not in flight (drops stale heap entries on the way).
+    public mutating func earliestDue() -> Double? {
+        while let top = heap.peek() {
             if let entry = entries[top.id], entry.generation == top.generation, !entry.inFlight { return top.due }
-            _ = copy.pop()
+            _ = heap.pop()
         }
         return nil
     }

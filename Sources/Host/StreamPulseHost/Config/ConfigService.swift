@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import StreamPulseCore
+
+/// What the API and dashboard show about the configuration.
+public struct ConfigStatus: Sendable, Codable, Equatable {
+    /// Content hash of the active config (and its secrets).
+    public var revision: String?
+    /// Git commit of the file's work tree, with "+changes" when the file differs from it.
+    public var gitCommit: String?
+    public var lastReload: Date?
+    public var lastAttempt: Date?
+    /// Problems of the last attempt; non-empty means the last good config is still active.
+    public var errors: [String]
+    public var warnings: [String]
+    public var streams: Int
+    /// What the last applied reload changed.
+    public var lastChange: String?
+}
+
+/// Keeps the active config: reloads on file events (debounced), SIGHUP or request; an invalid edit never
+/// stops monitoring — the last good config stays active and the errors are kept in `status`.
+public actor ConfigService {
+    public let path: String
+    private let engine: Engine
+    private let plugins: PluginHost
+    private let scrubber: SecretScrubber
+    private let logger: Logger
+    private let environment: [String: String]
+    private var activeHash: String?
+    public private(set) var status = ConfigStatus(errors: [], warnings: [], streams: 0)
+    /// Quiet time after the last event before acting.
+    public var debounce: Duration = .milliseconds(150)
+
+    public init(path: String, initial: Config, initialProblems: [ConfigProblem], engine: Engine, plugins: PluginHost,
+                scrubber: SecretScrubber, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.path = path
+        self.engine = engine
+        self.plugins = plugins
+        self.scrubber = scrubber
+        self.logger = logger
+        self.environment = environment
+        self.activeHash = Self.contentHash(path: path, config: initial)
+        status = ConfigStatus(
+            revision: activeHash, gitCommit: Self.gitCommit(for: path), lastReload: Date(), lastAttempt: Date(), errors: [],
+            warnings: initialProblems.filter { $0.severity == .warning }.map(\.description), streams: initial.streams.count)
+    }
+
+    private var directory: String { (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent }
+
+    /// Re-reads the file. Returns the diff applied, or nil when nothing changed or the file is invalid.
+    @discardableResult
+    public func reload(reason: String) async -> ConfigDiff? {
+        let started = ContinuousClock.now
+        status.lastAttempt = Date()
+        let loader = ConfigLoader(environment: environment, knownSchemes: Set(plugins.router.claims.map(\.scheme)))
+        guard FileManager.default.fileExists(atPath: path) else {
+            // git checkout and friends delete then recreate: the create event brings us back.
+            logger.debug("config \(path) is missing for now (\(reason)); keeping the active config")
+            return nil
+        }
+        let result = loader.load(path: path)
+        guard let config = result.config else {
+            status.errors = result.errors.map(\.description)
+            for problem in result.errors { logger.error("config reload (\(reason)) rejected, last good config stays active: \(problem.description)") }
+            return nil
+        }
+        status.errors = []
+        status.warnings = result.problems.filter { $0.severity == .warning }.map(\.description)
+        let hash = Self.contentHash(path: path, config: config)
+        guard hash != activeHash else {
+            logger.debug("config unchanged (\(reason)); nothing to do")
+            return nil
+        }
+        scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password })
+        let diff = await engine.apply(config)
+        activeHash = hash
+        let summary = "added \(diff.added.count), removed \(diff.removed.count), restarted \(diff.restarted.count), relabelled \(diff.relabelled.count)"
+        status.revision = hash
+        status.gitCommit = Self.gitCommit(for: path)
+        status.lastReload = Date()
+        status.streams = config.streams.count
+        status.lastChange = summary
+        logger.notice("config reloaded (\(reason)) in \(Int(started.duration(to: .now).milliseconds)) ms: \(summary)")
+        return diff
+    }
+
+    /// Watches the config directory, the secrets file's directory and the plugins folder until cancelled.
+    public func watch(secretsPath: String?) async {
+        var directories = [directory, plugins.directory]
+        if let secretsPath { directories.append((secretsPath as NSString).deletingLastPathComponent) }
+        let watcher: DirectoryWatcher
+        do { watcher = try DirectoryWatcher(directories: directories.filter { FileManager.default.fileExists(atPath: $0) }) } catch {
+            logger.error("Hot reload is off: \(error)")
+            return
+        }
+        defer { watcher.stop() }
+        let configName = (path as NSString).lastPathComponent
+        let secretsName = secretsPath.map { ($0 as NSString).lastPathComponent }
+        let pluginsDir = (plugins.directory as NSString).standardizingPath
+        for await batch in watcher.batches(quiet: debounce) {
+            if Task.isCancelled { break }
+            var configTouched = false, pluginsTouched = false
+            for event in batch {
+                if event.overflow { configTouched = true; pluginsTouched = true; continue }
+                if (event.directory as NSString).standardizingPath == pluginsDir, event.name.hasSuffix(".so"), !event.name.hasPrefix(".") {
+                    pluginsTouched = true
+                }
+                if event.name == configName || event.name == secretsName || event.name == "..data" { configTouched = true }
+            }
+            if pluginsTouched {
+                // A new plugin file is checked and loaded; streams waiting for its scheme start.
+                if !plugins.scan().isEmpty { await engine.pluginsChanged() }
+            }
+            if configTouched { await reload(reason: "file change") }
+        }
+    }
+
+    /// Hash of the file and the secrets it resolved to: `touch` and no-op saves change nothing.
+    static func contentHash(path: String, config: Config) -> String {
+        let bytes = FileManager.default.contents(atPath: path) ?? Data()
+        var text = String(decoding: bytes, as: UTF8.self)
+        for (name, credential) in config.credentials.sorted(by: { $0.key < $1.key }) {
+            text += "\n\(name)\u{0}\(credential.username)\u{0}\(credential.password)"
+        }
+        return String(stableHash(text), radix: 16)
+    }
+
+    /// The work tree's commit, when the config lives in a git work tree.
+    static func gitCommit(for path: String) -> String? {
+        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        func git(_ arguments: [String]) -> (Int32, String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+            process.arguments = ["-C", directory] + arguments
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            do { try process.run() } catch { return (-1, "") }
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let (status, commit) = git(["rev-parse", "--short", "HEAD"])
+        guard status == 0, !commit.isEmpty else { return nil }
+        let (clean, _) = git(["diff", "--quiet", "HEAD", "--", (path as NSString).lastPathComponent])
+        return clean == 0 ? commit : commit + "+changes"
+    }
+}
+
