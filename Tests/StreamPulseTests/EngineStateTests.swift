@@ -21,16 +21,25 @@ import Testing
         var schedule = Schedule()
         schedule.addNow("a", plan: plan, now: 0)
         var modes: [ProbeMode] = []
+        var deepTimes: [Double] = []
         var now = 0.0
-        for _ in 0..<11 {
+        let phase = Schedule.offset(for: "a", interval: .seconds(60))
+        for round in 0..<11 {
             let due = schedule.due(at: now)
             #expect(due.count == 1)
             modes.append(due[0].mode)
+            if due[0].mode == .deep { deepTimes.append(now) }
             schedule.completed("a", success: true, dueAt: due[0].dueAt, now: now + 1, jitter: 0.5)
-            #expect(schedule.nextDue(of: "a") == due[0].dueAt + 60)
-            now = schedule.nextDue(of: "a")!
+            let next = schedule.nextDue(of: "a")!
+            // After the first check the stream sits on its phase and is checked exactly every interval.
+            #expect(abs((next - phase).truncatingRemainder(dividingBy: 60)) < 1e-6 || abs((next - phase).truncatingRemainder(dividingBy: 60) - 60) < 1e-6)
+            if round > 0 { #expect(abs(next - due[0].dueAt - 60) < 1e-6) } else { #expect(next - due[0].dueAt >= 30 && next - due[0].dueAt <= 90) }
+            now = next
         }
-        #expect(modes == [.deep, .quick, .quick, .quick, .quick, .deep, .quick, .quick, .quick, .quick, .deep])
+        #expect(modes.filter { $0 == .quick }.count >= 8)
+        // Deep probes come once the deep interval has passed, within one check interval of it.
+        #expect(deepTimes.count >= 2)
+        for (a, b) in zip(deepTimes, deepTimes.dropFirst()) { #expect(b - a >= 300 && b - a < 360, "\(deepTimes)") }
     }
 
     @Test func noQuickProbe_meansEveryCheckIsDeep() {
@@ -51,7 +60,8 @@ import Testing
         #expect(schedule.due(at: 0).count == 1)
         #expect(schedule.due(at: 1000).isEmpty)
         schedule.add("b", plan: plan, now: 0)
-        let offset = Schedule.offset(for: "b", interval: .seconds(60))
+        // The first round is spread over min(interval, 30 s).
+        let offset = Schedule.offset(for: "b", interval: .seconds(30))
         #expect(schedule.due(at: offset - 0.01).isEmpty)
         #expect(schedule.due(at: offset).map(\.id) == ["b"])
     }
@@ -72,16 +82,19 @@ import Testing
         #expect(delays == [60, 120, 240, 480, 600, 600])
         let due = schedule.due(at: now)
         schedule.completed("a", success: true, dueAt: due[0].dueAt, now: now, jitter: 0.5)
-        #expect(schedule.nextDue(of: "a")! - now == 60)
+        // Back on its phase, between half an interval and one and a half from now.
+        let next = schedule.nextDue(of: "a")! - now
+        #expect(next >= 30 && next <= 90)
         #expect(schedule.failures(of: "a") == 0)
     }
 
-    @Test func aLateCheck_isRescheduledFromNow_notInThePast() {
+    @Test func aLateCheck_isRescheduledOnItsPhase_afterNow_notInThePast() {
         var schedule = Schedule()
-        schedule.addNow("a", plan: plan, now: 0)
-        let due = schedule.due(at: 0)
-        schedule.completed("a", success: true, dueAt: due[0].dueAt, now: 90, jitter: 0.5)
-        #expect(schedule.nextDue(of: "a") == 150)
+        let phase = Schedule.offset(for: "a", interval: .seconds(60))
+        schedule.addNow("a", plan: plan, now: phase)
+        let due = schedule.due(at: phase)
+        schedule.completed("a", success: true, dueAt: due[0].dueAt, now: phase + 90, jitter: 0.5)
+        #expect(abs(schedule.nextDue(of: "a")! - (phase + 120)) < 1e-6)
     }
 
     @Test func removedStreams_areNeverDue_andReAddingRestartsThem() {

@@ -29,6 +29,9 @@ public actor ConfigService {
     private let environment: [String: String]
     private var activeHash: String?
     public private(set) var status = ConfigStatus(errors: [], warnings: [], streams: 0)
+    /// Reloads applied since start, and the last diff applied (for tests and the API).
+    public private(set) var appliedReloads = 0
+    public private(set) var lastDiff: ConfigDiff?
     /// Quiet time after the last event before acting.
     public var debounce: Duration = .milliseconds(150)
 
@@ -75,6 +78,8 @@ public actor ConfigService {
         scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password })
         let diff = await engine.apply(config)
         activeHash = hash
+        appliedReloads += 1
+        lastDiff = diff
         let summary = "added \(diff.added.count), removed \(diff.removed.count), restarted \(diff.restarted.count), relabelled \(diff.relabelled.count)"
         status.revision = hash
         status.gitCommit = Self.gitCommit(for: path)

@@ -61,9 +61,23 @@ public struct Schedule: Sendable {
         Double(stableHash(id) % 1_000_003) / 1_000_003 * interval.seconds
     }
 
+    /// The first round after start (or after adding a stream) is spread over at most this long, so an
+    /// operator sees every stream's status soon even with long intervals; later rounds follow the
+    /// stream's phase across its whole interval.
+    public var startupSpread: Duration = .seconds(30)
+
     /// Adds (or replaces) a stream; its first check comes at its spread offset from `now`.
     public mutating func add(_ id: String, plan: Plan, now: Double) {
-        schedule(id, Entry(plan: plan, nextDue: now + Self.offset(for: id, interval: plan.interval), generation: 0))
+        let window = min(plan.interval, startupSpread)
+        schedule(id, Entry(plan: plan, nextDue: now + Self.offset(for: id, interval: window), generation: 0))
+    }
+
+    /// The first time after `time` that falls on the stream's phase within its interval.
+    static func aligned(after time: Double, id: String, interval: Duration) -> Double {
+        let period = max(interval.seconds, 0.001)
+        let phase = offset(for: id, interval: interval)
+        let k = ((time - phase) / period).rounded(.up)
+        return phase + k * period
     }
 
     /// Adds (or replaces) a stream to be checked right away (a changed stream, a credentials change).
@@ -110,11 +124,17 @@ public struct Schedule: Sendable {
         guard var entry = entries[id], entry.inFlight else { return }
         entry.inFlight = false
         entry.failures = success ? 0 : entry.failures + 1
-        let backoff = Backoff(base: entry.plan.interval, cap: entry.plan.backoffCap)
-        let delay = backoff.delay(afterFailures: entry.failures, jitter: jitter).seconds
-        // Keep the stream's phase while on time (no drift); after a late or long check, count from now.
-        let next = dueAt + delay
-        entry.nextDue = next > now ? next : now + delay
+        if success {
+            // Back on the stream's phase: exactly one interval later when on time (no drift), otherwise
+            // the next slot of its phase at least half an interval away (first round, late checks).
+            let onTime = dueAt + entry.plan.interval.seconds
+            let phaseOK = abs(Self.aligned(after: dueAt - 0.0005, id: id, interval: entry.plan.interval) - dueAt) < 0.001
+            entry.nextDue = phaseOK && onTime > now ? onTime
+                : Self.aligned(after: max(now, dueAt + entry.plan.interval.seconds / 2), id: id, interval: entry.plan.interval)
+        } else {
+            let backoff = Backoff(base: entry.plan.interval, cap: entry.plan.backoffCap)
+            entry.nextDue = now + backoff.delay(afterFailures: entry.failures, jitter: jitter).seconds
+        }
         schedule(id, entry)
     }
 
