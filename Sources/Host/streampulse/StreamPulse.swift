@@ -15,6 +15,15 @@ struct StreamPulse: AsyncParsableCommand {
 
     /// Usage errors exit with 3 (the `check` contract: 0 ok, 1 degraded, 2 down, 3 usage/config/unknown).
     static func main() async {
+        // A parent may hand us ignored or blocked signals (both survive exec); a monitor must stop on
+        // SIGTERM and reload on SIGHUP, so start from the defaults.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for number in [SIGTERM, SIGINT, SIGHUP] {
+            signal(number, SIG_DFL)
+            sigaddset(&signals, number)
+        }
+        sigprocmask(SIG_UNBLOCK, &signals, nil)
         do {
             var command = try parseAsRoot()
             if var command = command as? AsyncParsableCommand {
