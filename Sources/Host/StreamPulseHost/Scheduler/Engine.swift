@@ -56,7 +56,7 @@ public actor Engine {
     private let budgets: HostBudgets
     private let start = ContinuousClock.now
     private var rng = SystemRandomNumberGenerator()
-    private var lags: [Double] = []
+    private var lags: [(id: String, seconds: Double)] = []
     private var lagIndex = 0
     private var checks = 0
     private var onChange: ChangeHandler
@@ -67,7 +67,9 @@ public actor Engine {
     public var laneMaximum = 512
 
     public init(config: Config, plugins: PluginHost, logger: Logger,
+                startupSpread: Duration = .seconds(30),
                 onChange: @escaping ChangeHandler = { _ in }, onResult: @escaping ResultHandler = { _, _, _ in }) {
+        schedule.startupSpread = startupSpread
         self.config = config
         self.plugins = plugins
         self.logger = logger
@@ -138,7 +140,7 @@ public actor Engine {
 
     private func launch(_ due: Schedule.Due, at t: Double) {
         guard let stream = streams[due.id] else { return }
-        recordLag(max(0, t - due.dueAt))
+        recordLag(due.id, max(0, t - due.dueAt))
         guard let plugin = plugins.plugin(for: stream.url, protocolName: stream.protocolName) else {
             let scheme = stream.protocolName ?? SchemeRouter.scheme(of: stream.url) ?? "?"
             finish(due, result: .failure(.noPlugin, phase: nil, "No loaded plugin handles '\(scheme)'; the stream waits for one."))
@@ -178,8 +180,8 @@ public actor Engine {
         }
     }
 
-    private func recordLag(_ seconds: Double) {
-        if lags.count < 4096 { lags.append(seconds) } else { lags[lagIndex % 4096] = seconds }
+    private func recordLag(_ id: String, _ seconds: Double) {
+        if lags.count < 65_536 { lags.append((id, seconds)) } else { lags[lagIndex % 65_536] = (id, seconds) }
         lagIndex += 1
     }
 
@@ -255,8 +257,9 @@ public actor Engine {
             height: state.media?.height, fps: state.media?.fps, bitrateBps: state.media?.bitrateBps)
     }
 
-    public func stats() async -> EngineStats {
-        let sorted = lags.sorted()
+    /// Engine figures; `include` narrows the lag percentiles to some streams (benchmarks).
+    public func stats(include: @Sendable (String) -> Bool = { _ in true }) async -> EngineStats {
+        let sorted = lags.filter { include($0.id) }.map(\.seconds).sorted()
         func pct(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * q))] * 1000 }
         var laneFigures: [String: Int] = [:]
         for (name, lane) in lanes { laneFigures[name] = await lane.inFlight }
