@@ -295,13 +295,15 @@ struct BenchProbe: AsyncParsableCommand {
     @Flag var quick = false
     @Option var timeout: Double = 10
     @Option(help: "Probes run first and left out of the figures.") var warmup = 2
+    @Option(help: "Deep probe sampling window in seconds (plugin default when absent).") var sampleSeconds: Double?
     @OptionGroup var options: PluginOptions
 
     func run() async throws {
         let host = PluginHost(directory: options.pluginsDir, logger: makeLogger("bench", level: .error))
         host.scan()
         guard let plugin = host.plugin(for: url) else { fail("No plugin handles \(url).") }
-        let request = ProbeRequest(streamId: "bench", url: url, mode: quick ? .quick : .deep, timeoutMs: Int(timeout * 1000))
+        let request = ProbeRequest(streamId: "bench", url: url, mode: quick ? .quick : .deep, timeoutMs: Int(timeout * 1000),
+                                   options: ProbeOptions(sampleSeconds: sampleSeconds))
         for _ in 0..<warmup { _ = await plugin.probe(request) }
         let cpuStart = cpuSeconds()
         let wallStart = ContinuousClock.now

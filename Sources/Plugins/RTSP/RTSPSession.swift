@@ -21,6 +21,7 @@ final class RTSPSession {
     private(set) var bytesRead = 0
     private(set) var decodeErrors = 0
     private(set) var transportUsed = "tcp"
+
     private var clockBox: Unmanaged<ProbeClock>
 
     init(target: RTSPTarget, credentials: Credentials?, clock: ProbeClock) {
@@ -139,6 +140,55 @@ final class RTSPSession {
         return ProbeResult(reason: result.0, phase: result.1, message: result.2, timings: timings)
     }
 
+    enum Packet { case video(key: Bool, seconds: Double?, size: Int), failure(ProbeResult) }
+
+    /// Reads the next video packet (kept in the session until the next read) without decoding it.
+    func readVideoPacket() -> Packet {
+        guard let format, let packet else { return .failure(.failure(.pluginError, phase: phase, "Session not open.")) }
+        while true {
+            av_packet_unref(packet)
+            let code = av_read_frame(format, packet)
+            if code < 0 { return .failure(classifyRead(code)) }
+            guard packet.pointee.stream_index == videoIndex else { continue }
+            packetsRead += 1
+            bytesRead += Int(packet.pointee.size)
+            if phase == .firstByte { phase = .firstFrame }
+            var seconds: Double?
+            if packet.pointee.pts != Int64.min, let stream = format.pointee.streams[Int(videoIndex)] {
+                seconds = Double(packet.pointee.pts) * Double(stream.pointee.time_base.num) / Double(stream.pointee.time_base.den)
+            }
+            return .video(key: packet.pointee.flags & AV_PKT_FLAG_KEY != 0, seconds: seconds, size: Int(packet.pointee.size))
+        }
+    }
+
+    /// Decodes the packet last read; returns a picture when the decoder produced one.
+    func decodeCurrentPacket() -> UnsafePointer<AVFrame>? {
+        guard let decoder, let packet, let frame else { return nil }
+        if avcodec_send_packet(decoder, packet) < 0 { decodeErrors += 1 }
+        let received = avcodec_receive_frame(decoder, frame)
+        guard received >= 0 else {
+            if received != sp_averror_eagain() && received != sp_averror_eof() { decodeErrors += 1 }
+            return nil
+        }
+        if timings.firstFrameMs == nil { timings.firstFrameMs = clock.elapsedMs }
+        return UnsafePointer(frame)
+    }
+
+    /// The first decodable picture, decoding only keyframes (the decoder drops what precedes the first one
+    /// anyway). A stream whose packets never carry the key flag is decoded in full after 60 packets.
+    func firstPicture() -> Next {
+        var unflagged = 0
+        while true {
+            switch readVideoPacket() {
+            case .failure(let failure): return .failure(failure)
+            case .video(let key, _, _):
+                if !key { unflagged += 1 }
+                guard key || unflagged > 60 else { continue }
+                if let picture = decodeCurrentPacket() { return .frame(picture) }
+            }
+        }
+    }
+
     enum Next { case frame(UnsafePointer<AVFrame>), failure(ProbeResult) }
 
     /// Reads until the decoder produces the next frame. `stopAt` ends a sampling window early.
@@ -197,12 +247,20 @@ struct RTSPDeepProbe {
     let target: RTSPTarget
     let request: ProbeRequest
     let clock: ProbeClock
+    /// Least time between two decoded samples; keeps intra-only streams (MJPEG over RTP) cheap.
+    static let sampleSpacingMs = 250.0
+    /// Longest sampling window when the stream's keyframes are far apart (long GOP).
+    static let maxWindowMs = 4000.0
 
+    /// First keyframe decoded, then a sampling window read at packet level: fps and bitrate from every
+    /// packet's timestamp and size, pictures (frozen, black) from the keyframes in the window. Only
+    /// keyframes are decoded, which keeps a deep probe at a few milliseconds of CPU; the window lasts
+    /// `sample_seconds` (default 1 s) and stretches, up to 4 s, until a second keyframe has been seen.
     func run() -> ProbeResult {
         let session = RTSPSession(target: target, credentials: request.credentials, clock: clock)
         if let failure = session.open(transport: request.options.transport) { return failure }
         let first: UnsafePointer<AVFrame>
-        switch session.nextFrame() {
+        switch session.firstPicture() {
         case .frame(let frame): first = frame
         case .failure(let failure): return failure
         }
@@ -210,42 +268,51 @@ struct RTSPDeepProbe {
         let options = request.options
         let thumbnail = options.thumbnail == true ? JPEGEncoder(maxWidth: options.maxWidth ?? 320).encode(first) : nil
         var samples = [LumaSample(frame: first)].compactMap { $0 }
-        var firstSeconds = session.seconds(of: first)
-        var lastSeconds = firstSeconds
-        let wallStart = clock.elapsedMs
+        let start = clock.elapsedMs
+        var lastSampleAt = start
         let bytesAtStart = session.bytesRead
-        var frames = 1
-        let maxFrames = max(2, options.sampleFrames ?? 30)
+        var packets = 0
+        // fps from packet timestamps inside the window only: the first picture's own timestamp is often
+        // missing or guessed (it is the first packet after joining).
+        var firstSeconds: Double?, lastSeconds: Double?, timedPackets = 0
+        let maxPackets = max(2, options.sampleFrames ?? 250)
         let window = (options.sampleSeconds ?? 1.0) * 1000
         var sampleFailure: ProbeResult?
-        // Sample while there is time: stop at the window, the frame count, or 300 ms before the deadline.
-        while frames < maxFrames, clock.elapsedMs - wallStart < window, clock.remainingMs > 300 {
-            switch session.nextFrame() {
-            case .frame(let next):
-                frames += 1
-                if let sample = LumaSample(frame: next) { samples.append(sample) }
-                let s = session.seconds(of: next)
-                if firstSeconds == nil { firstSeconds = s }
-                lastSeconds = s ?? lastSeconds
+        while packets < maxPackets, clock.remainingMs > 300 {
+            let elapsed = clock.elapsedMs - start
+            if elapsed >= window && (samples.count >= 2 || elapsed >= Self.maxWindowMs) { break }
+            switch session.readVideoPacket() {
             case .failure(let failure):
                 sampleFailure = failure
+            case .video(let key, let seconds, _):
+                packets += 1
+                if let seconds {
+                    if firstSeconds == nil { firstSeconds = seconds }
+                    lastSeconds = seconds
+                    timedPackets += 1
+                }
+                let picture = key && clock.elapsedMs - lastSampleAt >= Self.sampleSpacingMs ? session.decodeCurrentPacket() : nil
+                if let picture, let sample = LumaSample(frame: picture) {
+                    samples.append(sample)
+                    lastSampleAt = clock.elapsedMs
+                }
             }
             if sampleFailure != nil { break }
         }
         if let sampleFailure, sampleFailure.reason == .cancelled { return sampleFailure }
-        let wallSpan = (clock.elapsedMs - wallStart) / 1000
+        let span = (clock.elapsedMs - start) / 1000
         var fps: Double?
-        if frames >= 2, let a = firstSeconds, let b = lastSeconds, b > a {
-            fps = Double(frames - 1) / (b - a)
-        } else if frames >= 2, wallSpan > 0 {
-            fps = Double(frames - 1) / wallSpan
+        if timedPackets >= 3, let a = firstSeconds, let b = lastSeconds, b > a {
+            fps = Double(timedPackets - 1) / (b - a)
+        } else if packets >= 2, span > 0 {
+            fps = Double(packets) / span
         }
-        let bitrate = wallSpan > 0 ? Double(session.bytesRead - bytesAtStart) * 8 / wallSpan : nil
+        let bitrate = span > 0 ? Double(session.bytesRead - bytesAtStart) * 8 / span : nil
         let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold)
         var result = ProbeResult(
             reason: .ok, phase: .sample, message: "", timings: session.timings,
             media: MediaFacts(codec: session.codecName, width: width, height: height, fps: fps.map { ($0 * 100).rounded() / 100 }, bitrateBps: bitrate),
-            image: ImageFacts(frozen: verdict.frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: frames),
+            image: ImageFacts(frozen: verdict.frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: samples.count),
             thumbnailJpeg: thumbnail)
         let size = "\(session.codecName ?? "video") \(width)x\(height)" + (fps.map { String(format: " at %.1f fps", $0) } ?? "")
         if verdict.black {
@@ -253,7 +320,7 @@ struct RTSPDeepProbe {
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if verdict.frozen {
             result.reason = .frozen
-            result.message = String(format: "The picture is frozen: %d frames over %.1f s are identical (mean difference %.2f) — %@.", frames, wallSpan, verdict.meanDifference ?? 0, size)
+            result.message = String(format: "The picture is frozen: %d pictures over %.1f s are identical (mean difference %.2f) — %@.", samples.count, span, verdict.meanDifference ?? 0, size)
         } else if let minFps = options.minFps, let fps, fps < minFps {
             result.reason = .lowFps
             result.message = String(format: "%.1f fps is below the stream's minimum of %.1f — %@.", fps, minFps, size)
