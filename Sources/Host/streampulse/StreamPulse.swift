@@ -253,18 +253,36 @@ struct Serve: AsyncParsableCommand {
         let (host, port) = try parseListen(cfg.settings.listen)
         logger.info("Monitoring \(cfg.streams.filter(\.enabled).count) streams from \(config) with \(plugins.plugins.count) plugins; data in \(cfg.settings.dataDir); API on http://\(host):\(port)")
 
-        let engine = Engine(config: cfg, plugins: plugins, logger: logger)
+        // History: SQLite in the data folder. A database that cannot be opened is logged and monitoring
+        // carries on without history.
+        let sinks = SinkChain()
+        var store: SQLiteStore?
+        let dbPath = (cfg.settings.dataDir as NSString).appendingPathComponent("streampulse.db")
+        do {
+            store = try SQLiteStore(path: dbPath)
+            sinks.add(SinkRunner(sink: SQLiteSink(store: store!, rawDays: cfg.settings.retentionRawDays,
+                                                  rollupDays: cfg.settings.retentionRollupDays, logger: logger), logger: logger))
+            logger.info("History in \(dbPath)")
+        } catch {
+            logger.error("Cannot open the history database \(dbPath): \(error). Monitoring continues without history.")
+        }
+        let offset = ClockOffset()
+        let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
         let configService = ConfigService(path: config, initial: cfg, initialProblems: loaded.problems, engine: engine,
                                           plugins: plugins, scrubber: scrubber, logger: logger)
-        let time = cfg.settings.ntpServers.isEmpty ? nil : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger)
+        let time = cfg.settings.ntpServers.isEmpty ? nil
+            : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger, offset: offset)
         let secretsPath = cfg.settings.secretsFile.hasPrefix("/") ? cfg.settings.secretsFile
             : ((config as NSString).deletingLastPathComponent as NSString).appendingPathComponent(cfg.settings.secretsFile)
-        var services: [any Service] = [EngineService(engine: engine), ConfigWatchService(config: configService, secretsPath: secretsPath)]
+        // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
+        var services: [any Service] = sinks.all.map { SinkService(runner: $0) }
+        services += [EngineService(engine: engine), ConfigWatchService(config: configService, secretsPath: secretsPath)] as [any Service]
         if let time { services.append(TimeSyncService(time: time)) }
         var httpLogger = logger
         httpLogger.logLevel = options.verbose ? .debug : .warning
         let app = Application(
-            router: APIServer.router(engine: engine, config: configService, plugins: plugins, time: time),
+            router: APIServer.router(engine: engine, config: configService, plugins: plugins, time: time, store: store, sinks: sinks,
+                                     timeZone: { TimeZone(identifier: await engine.currentConfig.settings.timezone) ?? .gmt }),
             configuration: .init(address: .hostname(host, port: port), serverName: "StreamPulse"),
             services: services,
             logger: httpLogger)

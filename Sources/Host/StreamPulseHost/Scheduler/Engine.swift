@@ -25,6 +25,8 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
     public var height: Int?
     public var fps: Double?
     public var bitrateBps: Double?
+    /// Share of green checks over 24 h / 7 d / 30 d, from the history database (filled in by the API).
+    public var uptime: SQLiteStore.Uptime?
 }
 
 /// Engine figures for benchmarks and metrics.
@@ -42,8 +44,6 @@ public struct EngineStats: Sendable, Codable {
 /// per-host budgets, turns results into statuses (StatusTracker) and hands state changes to the sinks.
 /// Applies config diffs without touching unchanged streams.
 public actor Engine {
-    public typealias ChangeHandler = @Sendable (StateChange) -> Void
-    public typealias ResultHandler = @Sendable (String, ProbeResult, Date) -> Void
 
     private let plugins: PluginHost
     private let logger: Logger
@@ -59,29 +59,38 @@ public actor Engine {
     private var lags: [(id: String, seconds: Double)] = []
     private var lagIndex = 0
     private var checks = 0
-    private var onChange: ChangeHandler
-    private var onResult: ResultHandler
+    private let sinks: SinkChain
+    private let clock: ClockOffset
     private var wake: CheckedContinuation<Void, Never>?
     /// Lanes' bounds; the maximum also caps threads a plugin's pool grows to.
     public var laneMinimum = 4
     public var laneMaximum = 512
 
     public init(config: Config, plugins: PluginHost, logger: Logger,
-                startupSpread: Duration = .seconds(30),
-                onChange: @escaping ChangeHandler = { _ in }, onResult: @escaping ResultHandler = { _, _, _ in }) {
+                startupSpread: Duration = .seconds(30), sinks: SinkChain = SinkChain(), clock: ClockOffset = ClockOffset()) {
         schedule.startupSpread = startupSpread
         self.config = config
         self.plugins = plugins
         self.logger = logger
         self.budgets = HostBudgets(perHost: config.settings.hostSessions)
-        self.onChange = onChange
-        self.onResult = onResult
+        self.sinks = sinks
+        self.clock = clock
         let now = 0.0
         for stream in config.streams {
             streams[stream.id] = stream
             states[stream.id] = .initial
             if stream.enabled { schedule.add(stream.id, plan: Self.plan(for: stream, config: config, plugins: plugins), now: now) }
         }
+        sinks.submit(.streams(config.streams.map { Self.describe($0, plugins: plugins) }, at: clock.now()))
+    }
+
+    /// The sinks' view of a configured stream (masked URL, no state).
+    private static func describe(_ stream: StreamConfig, plugins: PluginHost) -> StreamSnapshot {
+        StreamSnapshot(
+            id: stream.id, name: stream.name, url: stream.maskedURL,
+            protocol: plugins.plugin(for: stream.url, protocolName: stream.protocolName)?.name ?? stream.protocolName,
+            group: stream.group, tags: stream.tags, enabled: stream.enabled, status: .unknown, reason: "not_checked", phase: nil,
+            message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0)
     }
 
     private var now: Double { start.duration(to: .now).seconds }
@@ -164,7 +173,7 @@ public actor Engine {
     private func finish(_ due: Schedule.Due, result: ProbeResult) {
         running[due.id] = nil
         guard let stream = streams[due.id], schedule.contains(due.id) else { return }
-        let at = Date()
+        let at = clock.now()
         checks += 1
         var result = result
         if result.mode == nil { result.mode = due.mode }
@@ -172,11 +181,15 @@ public actor Engine {
         let new = StatusTracker.apply(result, to: old, retries: config.settings.retries, at: at)
         states[due.id] = new
         schedule.completed(due.id, success: result.reason == .ok, dueAt: due.dueAt, now: now, jitter: Double.random(in: 0..<1, using: &rng))
-        onResult(due.id, result, at)
+        if result.reason != .cancelled {
+            sinks.submit(.result(ResultRecord(
+                streamId: due.id, at: at, mode: result.mode ?? due.mode, status: new.status, pending: new.pending, reason: result.reason,
+                phase: result.phase, message: result.message, timings: result.timings, media: result.media)))
+        }
         if let change = StatusTracker.change(from: old, to: new, stream: due.id, at: at, thumbnail: result.thumbnailJpeg) {
             let label = new.pending ? "pending" : new.status.rawValue
             logger.notice("stream=\(stream.id) status=\(label) reason=\(new.reason) phase=\(new.phase?.rawValue ?? "-") \(new.message)")
-            onChange(change)
+            sinks.submit(.change(change))
         }
     }
 
@@ -220,6 +233,7 @@ public actor Engine {
         if diff.scheduleSettingsChanged {
             for (id, stream) in streams { schedule.update(id, plan: plan(for: stream)) }
         }
+        if !diff.isEmpty { sinks.submit(.streams(new.streams.map { Self.describe($0, plugins: plugins) }, at: clock.now())) }
         wakeUp()
         return diff
     }

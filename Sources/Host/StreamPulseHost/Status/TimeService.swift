@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -92,6 +93,16 @@ public enum SNTPClient {
     }
 }
 
+/// The measured clock offset, shared with the engine so recorded timestamps are corrected.
+public final class ClockOffset: Sendable {
+    private let seconds = Mutex<Double>(0)
+    public init() {}
+    public func set(_ value: Double) { seconds.withLock { $0 = value } }
+    public var offset: Double { seconds.withLock { $0 } }
+    /// Now, corrected by the last measured offset (uncorrected while unsynced).
+    public func now() -> Date { Date().addingTimeInterval(offset) }
+}
+
 /// Measures the clock offset every `interval` in the background, never on the probe path. An
 /// unreachable server makes the state "unsynced" and changes nothing else.
 public actor TimeService {
@@ -100,7 +111,10 @@ public actor TimeService {
     private let logger: Logger
     public private(set) var current: TimeSync
 
-    public init(servers: [String], interval: Duration, logger: Logger) {
+    public let offset: ClockOffset
+
+    public init(servers: [String], interval: Duration, logger: Logger, offset: ClockOffset = ClockOffset()) {
+        self.offset = offset
         self.servers = servers
         self.interval = interval
         self.logger = logger
@@ -125,6 +139,7 @@ public actor TimeService {
             case .success(let sync):
                 if !current.synced { logger.notice("NTP synced with \(server): offset \(String(format: "%.3f", sync.offsetSeconds ?? 0)) s, stratum \(sync.stratum ?? 0)") }
                 current = sync
+                offset.set(sync.offsetSeconds ?? 0)
                 return sync
             case .failure(let failure):
                 errors.append("\(server): \(failure.description)")

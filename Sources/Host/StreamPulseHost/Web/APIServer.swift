@@ -10,20 +10,70 @@ import UnixSignals
 /// `GET /api/plugins`, `GET /api/engine`, `GET /api/time`.
 /// Camera credentials never appear: URLs are masked before they reach this layer.
 public enum APIServer {
-    public static func router(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?) -> Router<BasicRequestContext> {
+    public static func router(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?,
+                              store: SQLiteStore?, sinks: SinkChain, timeZone: @escaping @Sendable () async -> TimeZone) -> Router<BasicRequestContext> {
         let router = Router()
+        let uptimes = UptimeCache(store: store)
         router.get("/healthz") { _, _ -> Response in
             json(["status": "ok"])
         }
         router.get("/api/streams") { _, _ -> Response in
-            json(await engine.snapshot())
+            let figures = await uptimes.current()
+            return json(await engine.snapshot().map { s in
+                var s = s
+                s.uptime = figures[s.id]
+                return s
+            })
         }
         router.get("/api/streams/{id}") { _, context -> Response in
             let id = try context.parameters.require("id")
-            guard let snapshot = await engine.snapshot(id: id) else {
+            guard var snapshot = await engine.snapshot(id: id) else {
                 return json(["error": "no stream with id '\(id)'"], status: .notFound)
             }
+            snapshot.uptime = await uptimes.current()[id]
             return json(snapshot)
+        }
+        router.get("/api/streams/{id}/checks") { request, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let store else { return json(["error": "no history database"], status: .serviceUnavailable) }
+            let q = request.uri.queryParameters
+            let checks = try store.checks(stream: id, from: q["from"].flatMap { parseTime(String($0)) }, to: q["to"].flatMap { parseTime(String($0)) },
+                                          before: q["before"].flatMap { Int64(String($0)) }, limit: q["limit"].flatMap { Int(String($0)) } ?? 100)
+            return json(checks)
+        }
+        router.get("/api/streams/{id}/changes") { request, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let store else { return json(["error": "no history database"], status: .serviceUnavailable) }
+            let q = request.uri.queryParameters
+            return json(try store.changes(stream: id, from: q["from"].flatMap { parseTime(String($0)) }, to: q["to"].flatMap { parseTime(String($0)) }))
+        }
+        router.get("/api/changes/{id}/thumbnail.jpg") { _, context -> Response in
+            guard let store, let id = Int64(try context.parameters.require("id")), let jpeg = try store.thumbnail(change: id) else {
+                return json(["error": "no thumbnail"], status: .notFound)
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "image/jpeg"
+            headers[.cacheControl] = "private, max-age=86400"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jpeg)))
+        }
+        router.get("/api/export.csv") { request, _ -> Response in
+            guard let store else { return json(["error": "no history database"], status: .serviceUnavailable) }
+            let q = request.uri.queryParameters
+            let streams = q["streams"].map { $0.split(separator: ",").map(String.init) }
+            let from = q["from"].flatMap { parseTime(String($0)) }, to = q["to"].flatMap { parseTime(String($0)) }
+            let zone = await timeZone()
+            var headers = HTTPFields()
+            headers[.contentType] = "text/csv; charset=utf-8"
+            headers[.contentDisposition] = "attachment; filename=\"streampulse-checks.csv\""
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                try await CSVExport.export(store: store, streams: streams, from: from, to: to, timeZone: zone) { chunk in
+                    try await writer.write(ByteBuffer(string: chunk))
+                }
+                try await writer.finish(nil)
+            })
+        }
+        router.get("/api/sinks") { _, _ -> Response in
+            json(sinks.stats)
         }
         router.get("/api/config/status") { _, _ -> Response in
             json(await config.status)
@@ -45,6 +95,12 @@ public enum APIServer {
             return json(await time.current)
         }
         return router
+    }
+
+    /// Accepts Unix seconds or ISO 8601.
+    static func parseTime(_ text: String) -> Date? {
+        if let seconds = Double(text) { return Date(timeIntervalSince1970: seconds) }
+        return ISO8601DateFormatter().date(from: text)
     }
 
     /// A JSON response in the wire format (snake_case keys, ISO 8601 dates).
@@ -95,5 +151,37 @@ public struct TimeSyncService: Service {
     public init(time: TimeService) { self.time = time }
     public func run() async throws {
         await cancelWhenGracefulShutdown { await time.run() }
+    }
+}
+
+/// Uptime figures for every stream, recomputed at most every 30 s (a few GROUP BYs over the rollups).
+actor UptimeCache {
+    let store: SQLiteStore?
+    private var cached: [String: SQLiteStore.Uptime] = [:]
+    private var computed = ContinuousClock.now - .seconds(3600)
+
+    init(store: SQLiteStore?) { self.store = store }
+
+    func current() -> [String: SQLiteStore.Uptime] {
+        guard let store else { return [:] }
+        if computed.duration(to: .now) > .seconds(30) {
+            cached = (try? store.uptimes()) ?? cached
+            computed = .now
+        }
+        return cached
+    }
+}
+
+/// Runs one sink of the chain; on shutdown the sink's buffer is written before it closes.
+public struct SinkService: Service {
+    public let runner: SinkRunner
+    public init(runner: SinkRunner) { self.runner = runner }
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await runner.run() }
+            try? await gracefulShutdown()
+            runner.stop()
+            await group.waitForAll()
+        }
     }
 }

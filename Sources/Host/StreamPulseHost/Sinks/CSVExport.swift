@@ -1,0 +1,77 @@
+import Foundation
+import GRDB
+
+/// Streamed CSV export of stored checks: read in pages by id, written as it goes (never built in memory).
+///
+/// Columns (RFC 4180, CRLF line ends, a header row):
+/// `time` (ISO 8601 in the chosen time zone, with its offset), `stream_id`, `stream_name`, `status`, `pending`,
+/// `reason`, `phase`, `mode`, `message`, `connect_ms`, `first_byte_ms`, `first_frame_ms`, `total_ms`, `codec`,
+/// `width`, `height`, `fps`, `bitrate_bps`. No URL and no credentials.
+public enum CSVExport {
+    public static let columns = ["time", "stream_id", "stream_name", "status", "pending", "reason", "phase", "mode", "message",
+                                 "connect_ms", "first_byte_ms", "first_frame_ms", "total_ms", "codec", "width", "height", "fps", "bitrate_bps"]
+
+    /// Writes the export to `emit` in chunks of about `pageSize` rows. Returns the number of rows.
+    @discardableResult
+    public static func export(
+        store: SQLiteStore, streams: [String]?, from: Date?, to: Date?, timeZone: TimeZone, pageSize: Int = 2_000,
+        emit: (String) async throws -> Void
+    ) async throws -> Int {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = timeZone
+        formatter.formatOptions = [.withInternetDateTime]
+        try await emit(columns.joined(separator: ",") + "\r\n")
+        var after: Int64 = 0
+        var total = 0
+        let names = try await store.pool.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT id, name FROM streams").map { ($0["id"] as String, $0["name"] as String) },
+                       uniquingKeysWith: { a, _ in a })
+        }
+        var filter = "id > ? AND at >= ? AND at <= ?"
+        var baseArguments: [any DatabaseValueConvertible] = [from?.timeIntervalSince1970 ?? 0, to?.timeIntervalSince1970 ?? 1e12]
+        if let streams, !streams.isEmpty {
+            filter += " AND stream_id IN (\(Array(repeating: "?", count: streams.count).joined(separator: ",")))"
+            baseArguments += streams
+        }
+        while true {
+            let cursorStart = after
+            let rows = try await store.pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM results WHERE \(filter) ORDER BY id LIMIT ?",
+                                 arguments: StatementArguments([cursorStart] + baseArguments + [pageSize]))
+            }
+            if rows.isEmpty { break }
+            var chunk = ""
+            chunk.reserveCapacity(rows.count * 160)
+            for row in rows {
+                let id: Int64 = row["id"]
+                after = id
+                let streamId: String = row["stream_id"]
+                let fields: [String?] = [
+                    formatter.string(from: Date(timeIntervalSince1970: row["at"])), streamId, names[streamId] ?? "", row["status"],
+                    (row["pending"] as Bool) ? "true" : "false", row["reason"], row["phase"], row["mode"], row["message"],
+                    number(row["connect_ms"]), number(row["first_byte_ms"]), number(row["first_frame_ms"]), number(row["total_ms"]),
+                    row["codec"], (row["width"] as Int?).map(String.init), (row["height"] as Int?).map(String.init),
+                    number(row["fps"]), number(row["bitrate_bps"]),
+                ]
+                chunk += fields.map { quote($0 ?? "") }.joined(separator: ",")
+                chunk += "\r\n"
+            }
+            total += rows.count
+            try await emit(chunk)
+        }
+        return total
+    }
+
+    static func number(_ value: Double?) -> String? {
+        value.map { $0 == $0.rounded() ? String(Int64($0)) : String(format: "%.3f", $0) }
+    }
+
+    /// RFC 4180: quote a field holding a comma, a quote or a line break; double the quotes inside.
+    /// A leading =, +, - or @ is prefixed with ' so spreadsheets do not run it as a formula.
+    public static func quote(_ field: String) -> String {
+        var field = field
+        if let first = field.first, "=+-@".contains(first), Double(field) == nil { field = "'" + field }
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import Logging
+
+/// The embedded default sink: every result and state change into SQLite, one transaction per batch,
+/// with retention pruning in small batches between writes.
+public final class SQLiteSink: Sink {
+    public let name = "sqlite"
+    public let store: SQLiteStore
+    private let retention: (raw: Int, rollup: Int)
+    private let lastPrune = LastPrune()
+    private let logger: Logger
+
+    public init(store: SQLiteStore, rawDays: Int, rollupDays: Int, logger: Logger) {
+        self.store = store
+        self.retention = (rawDays, rollupDays)
+        self.logger = logger
+    }
+
+    public func write(_ batch: [SinkEvent]) async throws {
+        try store.write(batch)
+        if lastPrune.due(every: 3600) {
+            let deleted = try store.prune(rawDays: retention.raw, rollupDays: retention.rollup)
+            if deleted > 0 { logger.info("sqlite: pruned \(deleted) rows past retention") }
+        }
+    }
+
+    final class LastPrune: @unchecked Sendable {
+        private let lock = NSLock()
+        private var last = Date.distantPast
+        func due(every seconds: Double) -> Bool {
+            lock.withLock {
+                guard Date().timeIntervalSince(last) >= seconds else { return false }
+                last = Date()
+                return true
+            }
+        }
+    }
+}
