@@ -130,7 +130,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StreamPulseTests",
-            dependencies: ["StreamPulseHost", "StreamPulseCore", "ProberSupport"],
+            dependencies: ["StreamPulseHost", "StreamPulseCore", "ProberSupport", .product(name: "GRDB", package: "GRDB.swift")],
             path: "Tests/StreamPulseTests",
             swiftSettings: swiftSettings
         ),

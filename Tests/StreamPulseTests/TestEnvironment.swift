@@ -52,25 +52,25 @@ enum TestEnvironment {
     }
 
     /// Runs the real binary and waits for it.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Run {
+    static func run(_ arguments: [String], environment: [String: String] = [:], discardStdout: Bool = false) async throws -> Run {
         // Wait on a plain thread: blocking a cooperative thread would starve every other test's timers.
         try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try runBlocking(arguments, environment: environment) }) }.start()
+            Thread { continuation.resume(with: Result { try runBlocking(arguments, environment: environment, discardStdout: discardStdout) }) }.start()
         }
     }
 
-    static func runBlocking(_ arguments: [String], environment: [String: String]) throws -> Run {
+    static func runBlocking(_ arguments: [String], environment: [String: String], discardStdout: Bool = false) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
-        process.standardOutput = out
+        process.standardOutput = discardStdout ? FileHandle.nullDevice : out
         process.standardError = err
         let start = Date()
         try process.run()
         // Read before waiting so a full pipe cannot block the child.
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let outData = discardStdout ? Data() : out.fileHandleForReading.readDataToEndOfFile()
         let errData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),

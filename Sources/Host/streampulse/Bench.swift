@@ -97,3 +97,61 @@ struct BenchEngine: AsyncParsableCommand {
         print(String(format: "black holes: lag_p50_ms=%.1f lag_p99_ms=%.1f reason_timeout=%d/%d", holeStats.lagP50Ms, holeStats.lagP99Ms, holeTimeouts, streams / 2))
     }
 }
+
+/// Benchmark: SQLite rows per second for batched result writes.
+struct BenchSQLite: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-sqlite", abstract: "Benchmark: batched SQLite result writes per second.")
+    @Option var rows = 200_000
+    @Option var batch = 2_000
+    @Option var streams = 10_000
+
+    func run() async throws {
+        let path = NSTemporaryDirectory() + "streampulse-bench-\(getpid()).db"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try SQLiteStore(path: path)
+        let base = Date()
+        var written = 0
+        let start = ContinuousClock.now
+        while written < rows {
+            let events: [SinkEvent] = (0..<min(batch, rows - written)).map { i in
+                let n = written + i
+                return .result(ResultRecord(
+                    streamId: "cam\(n % streams)", at: base.addingTimeInterval(Double(n) * 0.006), mode: .quick, status: n % 10 == 0 ? .down : .ok,
+                    pending: false, reason: n % 10 == 0 ? .timeout : .ok, phase: .handshake, message: "DESCRIBE answered with a video track.",
+                    timings: Timings(connectMs: 0.4, firstByteMs: 0.9, totalMs: 1.2), media: MediaFacts(codec: "h264")))
+            }
+            try store.write(events)
+            written += events.count
+        }
+        let seconds = start.duration(to: .now).seconds
+        let uptimeStart = ContinuousClock.now
+        let uptimes = try store.uptimes(now: base.addingTimeInterval(Double(rows) * 0.006))
+        print(String(format: "rows=%d batch=%d rows_per_s=%.0f uptime_query_ms=%.1f (streams=%d)", rows, batch, Double(rows) / seconds,
+                     uptimeStart.duration(to: .now).milliseconds, uptimes.count))
+    }
+}
+
+/// Streams stored checks as CSV to standard output (the same export as GET /api/export.csv).
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write stored checks as CSV to standard output.")
+    @Option(help: "Data folder holding streampulse.db.") var dataDir = "data"
+    @Option(help: "Comma-separated stream ids (default: all).") var streams: String?
+    @Option(help: "From (ISO 8601 or Unix seconds).") var from: String?
+    @Option(help: "To (ISO 8601 or Unix seconds).") var to: String?
+    @Option(help: "IANA time zone for the timestamps.") var timezone = "UTC"
+    @Flag(help: "Print rows written and peak memory to standard error.") var report = false
+
+    func run() async throws {
+        guard let zone = TimeZone(identifier: timezone) else { throw ValidationError("unknown time zone \(timezone)") }
+        let store = try SQLiteStore(path: (dataDir as NSString).appendingPathComponent("streampulse.db"))
+        func time(_ text: String?) -> Date? {
+            guard let text else { return nil }
+            return Double(text).map { Date(timeIntervalSince1970: $0) } ?? ISO8601DateFormatter().date(from: text)
+        }
+        let out = FileHandle.standardOutput
+        let rows = try await CSVExport.export(store: store, streams: streams?.split(separator: ",").map(String.init), from: time(from), to: time(to), timeZone: zone) {
+            out.write(Data($0.utf8))
+        }
+        if report { FileHandle.standardError.write(Data(String(format: "rows=%d peak_rss_mb=%.1f\n", rows, peakRSSMegabytes()).utf8)) }
+    }
+}

@@ -11,7 +11,7 @@ struct StreamPulse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "streampulse",
         abstract: "Proves which IP camera streams really deliver pictures.",
-        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, BenchProbe.self, BenchReload.self, BenchEngine.self])
+        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, Export.self, BenchProbe.self, BenchReload.self, BenchEngine.self, BenchSQLite.self])
 
     /// Usage errors exit with 3 (the `check` contract: 0 ok, 1 degraded, 2 down, 3 usage/config/unknown).
     static func main() async {

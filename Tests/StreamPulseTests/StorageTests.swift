@@ -1,0 +1,185 @@
+import Foundation
+import GRDB
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// The SQLite history with a real database file: migrations, batches, uptime, retention, CSV, crashes.
+@Suite struct StorageTests {
+    func store() throws -> SQLiteStore { try SQLiteStore(path: TestEnvironment.temporaryDirectory("db") + "/streampulse.db") }
+
+    func result(_ id: String, _ at: Date, _ status: StreamStatus, pending: Bool = false, message: String = "m") -> SinkEvent {
+        .result(ResultRecord(streamId: id, at: at, mode: .deep, status: status, pending: pending, reason: status == .ok ? .ok : .timeout,
+                             phase: .connect, message: message, timings: Timings(totalMs: 12.5), media: MediaFacts(codec: "h264", width: 640, height: 480)))
+    }
+
+    @Test func aVersion1Database_isUpgraded_andItsRowsBackfillTheRollups() throws {
+        let path = TestEnvironment.temporaryDirectory("db") + "/old.db"
+        let old = try SQLiteStore(path: path, migrateUpTo: "v1-streams-results-changes")
+        let hour = 1_700_000_000.0
+        try old.pool.write { db in
+            for (i, status) in ["ok", "ok", "down", "ok"].enumerated() {
+                try db.execute(sql: "INSERT INTO results (stream_id, at, mode, status, reason, message) VALUES ('cam', ?, 'deep', ?, ?, 'm')",
+                               arguments: [hour + Double(i), status, status == "ok" ? "ok" : "timeout"])
+            }
+        }
+        let applied = try old.pool.read { db in try SQLiteStore.migrator().appliedIdentifiers(db) }
+        #expect(applied == ["v1-streams-results-changes"])
+        let upgraded = try SQLiteStore(path: path)
+        let rollup = try upgraded.pool.read { db in try Row.fetchOne(db, sql: "SELECT checks, ok FROM rollups_hourly WHERE stream_id = 'cam'") }
+        #expect(rollup?["checks"] as Int? == 4)
+        #expect(rollup?["ok"] as Int? == 3)
+        #expect(try upgraded.checks(stream: "cam", from: nil, to: nil).count == 4)
+        #expect(try upgraded.integrityCheck() == "ok")
+    }
+
+    @Test func uptimeWindows_matchHandComputedValues() throws {
+        let store = try store()
+        let now = Date(timeIntervalSince1970: 1_750_000_000)
+        var batch: [SinkEvent] = []
+        // Last 24 h: 3 ok of 4. 2–6 days ago: 1 ok of 4. 10–20 days ago: 4 ok of 4. 40 days ago: 1 down (outside all windows).
+        for (h, s) in [(1.0, StreamStatus.ok), (2, .ok), (5, .down), (20, .ok)] { batch.append(result("a", now - h * 3600, s)) }
+        for (d, s) in [(2.0, StreamStatus.ok), (3, .down), (4, .down), (6, .degraded)] { batch.append(result("a", now - d * 86400, s)) }
+        for d in [10.0, 12, 15, 20] { batch.append(result("a", now - d * 86400, .ok)) }
+        batch.append(result("a", now - 40 * 86400, .down))
+        // Pending failures are not green either.
+        batch.append(result("b", now - 3600, .ok))
+        batch.append(result("b", now - 1800, .ok, pending: true))
+        try store.write(batch)
+        let uptime = try #require(try store.uptimes(now: now)["a"])
+        #expect(uptime.day == 3.0 / 4)
+        // The 7-day window uses whole UTC days overlapping it: the 24 h rows plus days 2–6.
+        #expect(uptime.week == 4.0 / 8)
+        #expect(uptime.month == 8.0 / 12)
+        #expect(try store.uptimes(now: now)["b"]?.day == 0.5)
+    }
+
+    @Test func retention_prunesOldRows_inBatches_andKeepsRecentOnes() throws {
+        let store = try store()
+        let now = Date()
+        try store.write((0..<2_500).map { result("a", now - 40 * 86400 - Double($0), .ok) } + [result("a", now - 60, .ok)])
+        let deleted = try store.prune(rawDays: 30, rollupDays: 400, now: now, batch: 1_000)
+        #expect(deleted == 2_500)
+        #expect(try store.resultCount() == 1)
+    }
+
+    @Test func streams_areUpserted_andRetiredWhenGone_keepingHistory() throws {
+        let store = try store()
+        func snap(_ id: String, _ name: String) -> StreamSnapshot {
+            StreamSnapshot(id: id, name: name, url: "rtsp://***@cam/1", protocol: "rtsp", group: nil, tags: ["x"], enabled: true, status: .unknown,
+                           reason: "not_checked", phase: nil, message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0)
+        }
+        try store.write([.streams([snap("a", "A"), snap("b", "B")], at: Date()), result("b", Date(), .ok)])
+        try store.write([.streams([snap("a", "A renamed")], at: Date())])
+        let rows = try store.pool.read { db in try Row.fetchAll(db, sql: "SELECT id, name, retired_at FROM streams ORDER BY id") }
+        #expect(rows.map { $0["name"] as String } == ["A renamed", "B"])
+        #expect((rows[0]["retired_at"] as Double?) == nil)
+        #expect((rows[1]["retired_at"] as Double?) != nil)
+        #expect(try store.checks(stream: "b", from: nil, to: nil).count == 1)
+    }
+
+    @Test func csv_quotesPerRFC4180_usesTheTimeZoneOffset_andDefusesFormulas() async throws {
+        let store = try store()
+        let at = Date(timeIntervalSince1970: 1_750_000_000)  // 2025-06-15T15:06:40Z
+        try store.write([result("a", at, .ok, message: "said \"hi\", then\nleft"), result("b", at, .down, message: "=HYPERLINK(\"x\")")])
+        var text = ""
+        let rows = try await CSVExport.export(store: store, streams: ["a", "b"], from: nil, to: nil, timeZone: TimeZone(identifier: "Europe/Berlin")!) { text += $0 }
+        #expect(rows == 2)
+        let lines = text.components(separatedBy: "\r\n")
+        #expect(lines[0] == CSVExport.columns.joined(separator: ","))
+        #expect(text.contains("2025-06-15T17:06:40+02:00,a,,ok,false,ok,connect,deep,\"said \"\"hi\"\", then\nleft\",,,,12.500,h264,640,480,,"))
+        #expect(text.contains(",\"'=HYPERLINK(\"\"x\"\")\","))
+        var filtered = ""
+        _ = try await CSVExport.export(store: store, streams: ["b"], from: nil, to: nil, timeZone: .gmt) { filtered += $0 }
+        #expect(filtered.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 2)
+    }
+
+    @Test func csvExport_ofAMillionRows_streamsWithFlatMemory() async throws {
+        let dir = TestEnvironment.temporaryDirectory("csv")
+        let store = try SQLiteStore(path: dir + "/streampulse.db")
+        try await store.pool.write { db in
+            try db.execute(sql: """
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
+                INSERT INTO results (stream_id, at, mode, status, reason, phase, message, total_ms, codec, width, height, fps)
+                SELECT 'cam' || (i % 1000), 1750000000 + i, 'quick', 'ok', 'ok', 'handshake', 'DESCRIBE answered with a video track.', 1.25, 'h264', 640, 480, 25
+                FROM n
+                """)
+        }
+        let run = try await TestEnvironment.run(["export", "--data-dir", dir, "--report"], environment: [:], discardStdout: true)
+        #expect(run.status == 0)
+        let report = run.stderr
+        #expect(report.contains("rows=1000000"), "\(report)")
+        let rss = Double(report.split(separator: "=").last.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "") ?? 1e9
+        // A million rows of CSV are ~120 MB; streamed, the exporter stays far below that.
+        #expect(rss < 100, "peak RSS \(rss) MB")
+    }
+}
+
+/// A sink that never returns: it must slow neither probing nor the other sinks.
+final class BlackHoleSink: Sink {
+    let name = "black-hole"
+    func write(_ batch: [SinkEvent]) async throws {
+        await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+    }
+}
+
+@Suite(.serialized) struct SinkChainTests {
+    @Test func aSinkThatBlocksForever_delaysNeitherProbingNorSQLite() async throws {
+        let cameras = try TestCameras.start()
+        let logs = CapturedLogs()
+        let store = try SQLiteStore(path: TestEnvironment.temporaryDirectory("db") + "/streampulse.db")
+        let stuck = SinkRunner(sink: BlackHoleSink(), capacity: 10, logger: logs.logger())
+        let sqlite = SinkRunner(sink: SQLiteSink(store: store, rawDays: 30, rollupDays: 400, logger: logs.logger()), logger: logs.logger())
+        let chain = SinkChain([stuck, sqlite])
+        let host = PluginHost(directory: try TestEnvironment.pluginsDirectory(), logger: logs.logger())
+        host.scan()
+        var yaml = "settings: { interval: 1s, deep_interval: 1h, timeout: 2s, host_sessions: 100 }\nstreams:\n"
+        for i in 0..<20 { yaml += "  - { id: c\(i), url: \"http://127.0.0.1:\(cameras.mjpegPort)/cam/\(i)\" }\n" }
+        let config = try #require(ConfigLoader(environment: [:]).load(yaml: yaml, file: "c", baseDirectory: "/").config)
+        let engine = Engine(config: config, plugins: host, logger: logs.logger(), startupSpread: .milliseconds(500), sinks: chain)
+        let tasks = [Task { await engine.run() }, Task { await stuck.run() }, Task { await sqlite.run() }]
+        try await Task.sleep(for: .seconds(5))
+        let stats = await engine.stats()
+        // 20 streams at 1 s for ~4.5 s: about 90 checks, on schedule, despite the stuck sink.
+        #expect(stats.checks >= 60, "\(stats.checks) checks")
+        #expect(stats.lagP99Ms < 500)
+        #expect(try store.resultCount() >= 50)
+        #expect(stuck.stats.dropped > 0)
+        #expect(sqlite.stats.dropped == 0)
+        for task in tasks { task.cancel() }
+        sqlite.stop()
+    }
+
+    @Test func killMinus9_losesNothingCommitted_andTheDatabaseIsIntact() async throws {
+        let cameras = try TestCameras.start()
+        let dir = TestEnvironment.temporaryDirectory("kill9")
+        let port = try freePort()
+        var yaml = "settings: { interval: 1s, deep_interval: 1h, timeout: 2s, host_sessions: 1000, listen: \"127.0.0.1:\(port)\" }\nstreams:\n"
+        for i in 0..<200 { yaml += "  - { id: c\(i), url: \"http://127.0.0.1:\(cameras.mjpegPort)/cam/\(i)\" }\n" }
+        try yaml.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.executable)
+        process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try TestEnvironment.pluginsDirectory()]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Heavy writes: 200 streams a second. Read what the sink has acknowledged, then kill -9 at once.
+        var acknowledged = 0
+        for _ in 0..<100 where acknowledged < 1_000 {
+            try await Task.sleep(for: .milliseconds(200))
+            if let body = try? await httpGet("http://127.0.0.1:\(port)/api/sinks"), let range = body.range(of: #""written":"#) {
+                acknowledged = Int(body[range.upperBound...].prefix { $0.isNumber }) ?? 0
+            }
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(acknowledged >= 1_000)
+        let store = try SQLiteStore(path: dir + "/data/streampulse.db")
+        #expect(try store.integrityCheck() == "ok")
+        let rows = try await store.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT (SELECT COUNT(*) FROM results) + (SELECT COUNT(*) FROM state_changes)") ?? 0
+        }
+        // Every acknowledged event is a row, except the one "streams" event written at start.
+        #expect(rows >= acknowledged - 1, "rows \(rows) < acknowledged \(acknowledged)")
+    }
+}
