@@ -67,7 +67,7 @@ import Testing
         let store = try store()
         func snap(_ id: String, _ name: String) -> StreamSnapshot {
             StreamSnapshot(id: id, name: name, url: "rtsp://***@cam/1", protocol: "rtsp", group: nil, tags: ["x"], enabled: true, status: .unknown,
-                           reason: "not_checked", phase: nil, message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0)
+                           reason: "not_checked", phase: nil, message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0, latencyMs: nil)
         }
         try store.write([.streams([snap("a", "A"), snap("b", "B")], at: Date()), result("b", Date(), .ok)])
         try store.write([.streams([snap("a", "A renamed")], at: Date())])

@@ -52,14 +52,19 @@ enum TestEnvironment {
     }
 
     /// Runs the real binary and waits for it.
-    static func run(_ arguments: [String], environment: [String: String] = [:], discardStdout: Bool = false) async throws -> Run {
+    static func run(_ arguments: [String], environment: [String: String] = [:], discardStdout: Bool = false,
+                    executable: String? = nil, arguments other: [String]? = nil) async throws -> Run {
         // Wait on a plain thread: blocking a cooperative thread would starve every other test's timers.
         try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try runBlocking(arguments, environment: environment, discardStdout: discardStdout) }) }.start()
+            Thread {
+                continuation.resume(with: Result {
+                    try runBlocking(other ?? arguments, environment: environment, discardStdout: discardStdout, executable: executable ?? Self.executable)
+                })
+            }.start()
         }
     }
 
-    static func runBlocking(_ arguments: [String], environment: [String: String], discardStdout: Bool = false) throws -> Run {
+    static func runBlocking(_ arguments: [String], environment: [String: String], discardStdout: Bool = false, executable: String = executable) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

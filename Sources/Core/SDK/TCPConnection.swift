@@ -17,7 +17,7 @@ public final class TCPConnection {
     }
 
     private var fd: Int32
-    private let clock: ProbeClock
+    private var clock: ProbeClock
 
     /// Connects to `host:port`, giving up at the clock's deadline.
     public init(host: String, port: Int, clock: ProbeClock) throws(Failure) {
@@ -44,6 +44,11 @@ public final class TCPConnection {
     }
 
     deinit { close(fd) }
+
+    /// Bounds the following operations by a new clock (for connections that outlive one probe).
+    public func setDeadline(_ clock: ProbeClock) {
+        self.clock = clock
+    }
 
     private static func classify(_ code: Int32) -> Failure {
         switch code {

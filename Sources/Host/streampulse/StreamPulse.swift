@@ -256,16 +256,18 @@ struct Serve: AsyncParsableCommand {
         // History: SQLite in the data folder. A database that cannot be opened is logged and monitoring
         // carries on without history.
         let sinks = SinkChain()
+        let sinkManager = SinkManager(chain: sinks, logger: logger)
         var store: SQLiteStore?
         let dbPath = (cfg.settings.dataDir as NSString).appendingPathComponent("streampulse.db")
         do {
             store = try SQLiteStore(path: dbPath)
-            sinks.add(SinkRunner(sink: SQLiteSink(store: store!, rawDays: cfg.settings.retentionRawDays,
-                                                  rollupDays: cfg.settings.retentionRollupDays, logger: logger), logger: logger))
+            await sinkManager.addBuiltIn(SQLiteSink(store: store!, rawDays: cfg.settings.retentionRawDays,
+                                                    rollupDays: cfg.settings.retentionRollupDays, logger: logger))
             logger.info("History in \(dbPath)")
         } catch {
             logger.error("Cannot open the history database \(dbPath): \(error). Monitoring continues without history.")
         }
+        await sinkManager.apply(cfg.sinks)
         let offset = ClockOffset()
         let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
         let configService = ConfigService(path: config, initial: cfg, initialProblems: loaded.problems, engine: engine,
@@ -275,8 +277,9 @@ struct Serve: AsyncParsableCommand {
         let secretsPath = cfg.settings.secretsFile.hasPrefix("/") ? cfg.settings.secretsFile
             : ((config as NSString).deletingLastPathComponent as NSString).appendingPathComponent(cfg.settings.secretsFile)
         // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
-        var services: [any Service] = sinks.all.map { SinkService(runner: $0) }
-        services += [EngineService(engine: engine), ConfigWatchService(config: configService, secretsPath: secretsPath)] as [any Service]
+        await configService.setSinks(sinkManager)
+        var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),
+                                       ConfigWatchService(config: configService, secretsPath: secretsPath)]
         if let time { services.append(TimeSyncService(time: time)) }
         var httpLogger = logger
         httpLogger.logLevel = options.verbose ? .debug : .warning

@@ -6,11 +6,14 @@ public struct Config: Sendable, Equatable {
     public var settings: Settings
     public var credentials: [String: CredentialRef]
     public var streams: [StreamConfig]
+    /// Sinks beyond the built-in SQLite history.
+    public var sinks: [SinkConfig] = []
 
-    public init(settings: Settings = Settings(), credentials: [String: CredentialRef] = [:], streams: [StreamConfig] = []) {
+    public init(settings: Settings = Settings(), credentials: [String: CredentialRef] = [:], streams: [StreamConfig] = [], sinks: [SinkConfig] = []) {
         self.settings = settings
         self.credentials = credentials
         self.streams = streams
+        self.sinks = sinks
     }
 }
 
@@ -73,4 +76,28 @@ public struct StreamConfig: Sendable, Equatable {
 extension Duration {
     /// Seconds as a Double.
     public var seconds: Double { milliseconds / 1000 }
+}
+
+/// One sink of the chain, from `sinks:` in config.yaml.
+public struct SinkConfig: Sendable, Equatable {
+    public enum Kind: String, Sendable { case webhook, mqtt }
+    public var kind: Kind
+    public var name: String
+    /// webhook: where to POST.
+    public var url: String?
+    /// mqtt: broker address.
+    public var host: String = "127.0.0.1"
+    public var port: Int = 1883
+    public var topicPrefix: String = "streampulse"
+    public var qos: Int = 1
+    /// Credentials name (mqtt username/password), resolved like camera credentials.
+    public var credentials: CredentialRef?
+    /// webhook: a state must hold this long before it is sent (flap suppression).
+    public var minDuration: Duration = .seconds(30)
+    public var retries: Int = 5
+    /// Filters; empty means all.
+    public var statuses: [String] = []
+    public var streams: [String] = []
+    public var tags: [String] = []
+    public var bufferSize: Int = 10_000
 }

@@ -82,17 +82,69 @@ private struct Parser {
         guard let root else { return config }
         guard let top = root.mapping else { problem(root, "the file must be a mapping with settings, credentials, streams"); return config }
         let keys = ["settings", "credentials", "streams", "sinks"]
+        var sinksNode: Node?
         for (key, value) in top {
             guard let name = key.string else { problem(key, "keys must be text"); continue }
             switch name {
             case "settings": config.settings = parseSettings(value)
             case "credentials": config.credentials = parseCredentials(value, secretsFile: config.settings.secretsFile)
             case "streams": config.streams = parseStreams(value, credentials: config.credentials)
-            case "sinks": break  // the sink chain is read by the sinks
+            case "sinks": sinksNode = value
             default: unknownKey(key, name, keys)
             }
         }
+        if let sinksNode { config.sinks = parseSinks(sinksNode, credentials: config.credentials) }
         return config
+    }
+
+    mutating func parseSinks(_ node: Node, credentials: [String: CredentialRef]) -> [SinkConfig] {
+        guard let list = node.sequence else { problem(node, "sinks must be a list"); return [] }
+        var result: [SinkConfig] = []
+        var names = Set<String>()
+        let keys = ["type", "name", "url", "host", "port", "topic_prefix", "qos", "credentials", "min_duration", "retries",
+                    "statuses", "streams", "tags", "buffer"]
+        for item in list {
+            guard let map = item.mapping else { problem(item, "each sink must be a mapping with a type"); continue }
+            guard let typeNode = map["type"], let typeName = typeNode.string else { problem(item, "sink without a type (webhook or mqtt)"); continue }
+            guard let kind = SinkConfig.Kind(rawValue: typeName) else {
+                problem(typeNode, "unknown sink type '\(typeName)'; expected webhook or mqtt")
+                continue
+            }
+            var sink = SinkConfig(kind: kind, name: typeName)
+            for (key, value) in map {
+                switch key.string ?? "" {
+                case "type": break
+                case "name": sink.name = string(value) ?? sink.name
+                case "url":
+                    sink.url = string(value)
+                    if let url = sink.url, URLComponents(string: url)?.scheme?.lowercased() != "http" || URLComponents(string: url)?.host == nil {
+                        problem(value, "webhook url must be http://host[:port]/path")
+                    }
+                case "host": sink.host = string(value) ?? sink.host
+                case "port": sink.port = int(value, min: 1) ?? sink.port
+                case "topic_prefix": sink.topicPrefix = string(value) ?? sink.topicPrefix
+                case "qos":
+                    if let q = int(value, min: 0) { if q <= 1 { sink.qos = q } else { problem(value, "qos must be 0 or 1") } }
+                case "credentials":
+                    if let ref = string(value) {
+                        if let found = credentials[ref] { sink.credentials = found } else { problem(value, "unknown credentials '\(ref)'") }
+                    }
+                case "min_duration": sink.minDuration = duration(value) ?? sink.minDuration
+                case "retries": sink.retries = int(value, min: 0) ?? sink.retries
+                case "statuses":
+                    sink.statuses = stringList(value)
+                    for s in sink.statuses where StreamStatus(rawValue: s) == nil { problem(value, "unknown status '\(s)'; expected ok, degraded, down or unknown") }
+                case "streams": sink.streams = stringList(value)
+                case "tags": sink.tags = stringList(value)
+                case "buffer": sink.bufferSize = int(value, min: 1) ?? sink.bufferSize
+                default: unknownKey(key, key.string ?? "", keys)
+                }
+            }
+            if kind == .webhook && sink.url == nil { problem(item, "webhook sink '\(sink.name)' needs a url") }
+            if !names.insert(sink.name).inserted { problem(item, "two sinks are named '\(sink.name)'; give each a distinct name") }
+            result.append(sink)
+        }
+        return result
     }
 
     func syntaxProblem(_ error: YamlError) -> ConfigProblem {

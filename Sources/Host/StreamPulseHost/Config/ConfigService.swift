@@ -27,6 +27,10 @@ public actor ConfigService {
     private let scrubber: SecretScrubber
     private let logger: Logger
     private let environment: [String: String]
+    /// Re-applied on every successful reload.
+    public var sinks: SinkManager?
+
+    public func setSinks(_ manager: SinkManager) { sinks = manager }
     private var activeHash: String?
     public private(set) var status = ConfigStatus(errors: [], warnings: [], streams: 0)
     /// Reloads applied since start, and the last diff applied (for tests and the API).
@@ -77,6 +81,7 @@ public actor ConfigService {
         }
         scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password })
         let diff = await engine.apply(config)
+        await sinks?.apply(config.sinks)
         activeHash = hash
         appliedReloads += 1
         lastDiff = diff

@@ -20,6 +20,7 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
     public var lastCheck: Date?
     public var lastPicture: Date?
     public var consecutiveFailures: Int
+    public var latencyMs: Double?
     public var codec: String?
     public var width: Int?
     public var height: Int?
@@ -90,7 +91,7 @@ public actor Engine {
             id: stream.id, name: stream.name, url: stream.maskedURL,
             protocol: plugins.plugin(for: stream.url, protocolName: stream.protocolName)?.name ?? stream.protocolName,
             group: stream.group, tags: stream.tags, enabled: stream.enabled, status: .unknown, reason: "not_checked", phase: nil,
-            message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0)
+            message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0, latencyMs: nil)
     }
 
     private var now: Double { start.duration(to: .now).seconds }
@@ -267,7 +268,7 @@ public actor Engine {
             enabled: stream.enabled, status: stream.enabled ? state.status : .unknown, reason: stream.enabled ? state.reason : "disabled",
             phase: state.phase, message: stream.enabled ? state.message : "Disabled in the config.", pending: state.pending,
             since: state.since, lastCheck: state.lastCheck, lastPicture: state.lastPicture,
-            consecutiveFailures: state.consecutiveFailures, codec: state.media?.codec, width: state.media?.width,
+            consecutiveFailures: state.consecutiveFailures, latencyMs: state.latencyMs, codec: state.media?.codec, width: state.media?.width,
             height: state.media?.height, fps: state.media?.fps, bitrateBps: state.media?.bitrateBps)
     }
 

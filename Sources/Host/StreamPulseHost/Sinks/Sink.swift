@@ -171,6 +171,8 @@ public final class SinkChain: Sendable {
 
     public func add(_ runner: SinkRunner) { runners.withLock { $0.append(runner) } }
 
+    public func remove(_ runner: SinkRunner) { runners.withLock { $0.removeAll { $0 === runner } } }
+
     public func submit(_ event: SinkEvent) {
         for runner in runners.withLock({ $0 }) { runner.submit(event) }
     }

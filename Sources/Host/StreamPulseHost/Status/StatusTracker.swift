@@ -17,6 +17,8 @@ public struct StreamState: Sendable, Equatable, Codable {
     /// Media facts of the last deep probe that decoded pictures.
     public var media: MediaFacts?
     public var lastPicture: Date?
+    /// Duration of the last probe, in milliseconds.
+    public var latencyMs: Double?
 
     public static let initial = StreamState(status: .unknown, reason: "not_checked", phase: nil, message: "Not checked yet.",
                                             pending: false, since: nil, lastCheck: nil, consecutiveFailures: 0)
@@ -43,6 +45,7 @@ public enum StatusTracker {
     public static func apply(_ result: ProbeResult, to state: StreamState, retries: Int, at now: Date) -> StreamState {
         var next = state
         next.lastCheck = now
+        if let total = result.timings.totalMs { next.latencyMs = total }
         let verdict = StatusModel.status(for: result.reason)
         if result.reason == .cancelled { return state }
         switch verdict {

@@ -75,6 +75,19 @@ public enum APIServer {
         router.get("/api/sinks") { _, _ -> Response in
             json(sinks.stats)
         }
+        let metrics = MetricsExporter()
+        router.get("/metrics") { _, _ -> Response in
+            let figures = await uptimes.current()
+            let snapshot = await engine.snapshot().map { s in
+                var s = s
+                s.uptime = figures[s.id]
+                return s
+            }
+            let body = await metrics.render(snapshot: snapshot, stats: await engine.stats(), sinks: sinks.stats)
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
         router.get("/api/config/status") { _, _ -> Response in
             json(await config.status)
         }
@@ -172,16 +185,12 @@ actor UptimeCache {
     }
 }
 
-/// Runs one sink of the chain; on shutdown the sink's buffer is written before it closes.
+/// Runs the sink chain; on shutdown every sink writes what is queued, then closes.
 public struct SinkService: Service {
-    public let runner: SinkRunner
-    public init(runner: SinkRunner) { self.runner = runner }
+    public let manager: SinkManager
+    public init(manager: SinkManager) { self.manager = manager }
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await runner.run() }
-            try? await gracefulShutdown()
-            runner.stop()
-            await group.waitForAll()
-        }
+        try? await gracefulShutdown()
+        await manager.stopAll()
     }
 }

@@ -1,0 +1,156 @@
+import Foundation
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// Webhook and MQTT sinks against real local receivers (a Python HTTP receiver, Debian's mosquitto),
+/// and /metrics rendering.
+@Suite(.serialized) struct AlertSinkTests {
+    func change(_ id: String, _ from: StreamStatus, _ to: StreamStatus, at: Date = Date(), pending: Bool = false) -> SinkEvent {
+        var a = StreamState.initial, b = StreamState.initial
+        a.status = from
+        b.status = to
+        b.pending = pending
+        b.reason = to == .ok ? .ok : .connectionRefused
+        b.message = "m"
+        return .change(StateChange(streamId: id, from: a, to: b, at: at))
+    }
+
+    func receiver(hang: Bool = false) throws -> (port: Int, out: String, process: Process) {
+        let out = TestEnvironment.temporaryDirectory("hook") + "/bodies"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let (process, ports) = try TestCameras.launch(TestEnvironment.root + "/scripts/test-cameras/http_receiver.py", ["--out", out] + (hang ? ["--hang"] : []))
+        return (ports["port"]!, out, process)
+    }
+
+    func lines(_ path: String) -> [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    @Test func webhook_postsAChangeThatHolds_andSuppressesAFlap() async throws {
+        let r = try receiver()
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        var config = SinkConfig(kind: .webhook, name: "ops")
+        config.url = "http://127.0.0.1:\(r.port)/hook"
+        config.minDuration = .milliseconds(600)
+        config.statuses = ["down", "ok"]
+        let sink = try WebhookSink(config: config, logger: CapturedLogs().logger())
+        // cam1 goes down and stays down; cam2 flaps down and back within the minimum duration.
+        try await sink.write([change("cam1", .ok, .down), change("cam2", .ok, .down)])
+        try await Task.sleep(for: .milliseconds(200))
+        try await sink.write([change("cam2", .down, .degraded)])
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(lines(r.out).isEmpty, "nothing before the minimum duration")
+        try await Task.sleep(for: .milliseconds(900))
+        let posted = lines(r.out)
+        #expect(posted.count == 1, "\(posted)")
+        #expect(posted.first?.contains(#""stream_id":"cam1""#) == true && posted.first?.contains(#""status":"down""#) == true)
+        #expect(sink.delivered == 1)
+    }
+
+    @Test func webhook_filtersByStreamAndTag() async throws {
+        let r = try receiver()
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        var config = SinkConfig(kind: .webhook, name: "ops")
+        config.url = "http://127.0.0.1:\(r.port)/hook"
+        config.minDuration = .milliseconds(1)
+        config.tags = ["outdoor"]
+        let sink = try WebhookSink(config: config, logger: CapturedLogs().logger())
+        func snap(_ id: String, _ tags: [String]) -> StreamSnapshot {
+            StreamSnapshot(id: id, name: id.uppercased(), url: "", protocol: nil, group: nil, tags: tags, enabled: true, status: .unknown, reason: "x",
+                           phase: nil, message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0, latencyMs: nil)
+        }
+        try await sink.write([.streams([snap("yard", ["outdoor"]), snap("hall", ["indoor"])], at: Date()), change("yard", .ok, .down), change("hall", .ok, .down)])
+        try await Task.sleep(for: .milliseconds(600))
+        let posted = lines(r.out)
+        #expect(posted.count == 1)
+        #expect(posted.first?.contains(#""stream_name":"YARD""#) == true)
+    }
+
+    @Test func aWebhookReceiverThatNeverAnswers_blocksOnlyItsOwnSink() async throws {
+        let r = try receiver(hang: true)
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        var config = SinkConfig(kind: .webhook, name: "stuck")
+        config.url = "http://127.0.0.1:\(r.port)/hook"
+        config.minDuration = .milliseconds(1)
+        let logs = CapturedLogs()
+        let store = try SQLiteStore(path: TestEnvironment.temporaryDirectory("db") + "/streampulse.db")
+        let stuck = SinkRunner(sink: try WebhookSink(config: config, logger: logs.logger()), capacity: 50, logger: logs.logger())
+        let sqlite = SinkRunner(sink: SQLiteSink(store: store, rawDays: 30, rollupDays: 400, logger: logs.logger()), logger: logs.logger())
+        let chain = SinkChain([stuck, sqlite])
+        let tasks = [Task { await stuck.run() }, Task { await sqlite.run() }]
+        let start = ContinuousClock.now
+        for i in 0..<500 {
+            chain.submit(change("cam\(i % 20)", i % 2 == 0 ? .ok : .down, i % 2 == 0 ? .down : .ok))
+            chain.submit(.result(ResultRecord(streamId: "cam\(i % 20)", at: Date(), mode: .deep, status: .ok, pending: false, reason: .ok,
+                                              phase: nil, message: "m", timings: Timings(), media: nil)))
+        }
+        #expect(start.duration(to: .now) < .milliseconds(200), "submitting never waits")
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(try store.resultCount() == 500)
+        #expect(stuck.stats.dropped > 0)
+        sqlite.stop()
+        await tasks[1].value
+        tasks[0].cancel()
+    }
+
+    @Test func mqtt_publishesRetainedStatus_events_andTheLastWill() async throws {
+        let port = try freePort()
+        let dir = TestEnvironment.temporaryDirectory("mqtt")
+        try "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\n".write(toFile: dir + "/m.conf", atomically: true, encoding: .utf8)
+        let broker = Process()
+        broker.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
+        broker.arguments = ["-c", dir + "/m.conf"]
+        broker.standardOutput = FileHandle.nullDevice
+        broker.standardError = FileHandle.nullDevice
+        try broker.run()
+        defer { kill(broker.processIdentifier, SIGKILL); broker.waitUntilExit() }
+        try await Task.sleep(for: .milliseconds(500))
+        var config = SinkConfig(kind: .mqtt, name: "ha")
+        config.port = port
+        config.topicPrefix = "sp"
+        config.qos = 1
+        let sink = MQTTSink(config: config, logger: CapturedLogs().logger())
+        try await sink.write([
+            .result(ResultRecord(streamId: "gate", at: Date(), mode: .deep, status: .down, pending: false, reason: .timeout, phase: .handshake,
+                                 message: "m", timings: Timings(), media: nil)),
+            change("gate", .ok, .down),
+        ])
+        // A subscriber that connects afterwards still gets the retained status and the monitor's presence.
+        let retained = try await subscribe(port: port, topic: "sp/#", count: 2)
+        #expect(retained.contains { $0.hasPrefix("sp/streams/gate/status {") && $0.contains(#""status":"down""#) && $0.contains(#""reason":"timeout""#) }, "\(retained)")
+        #expect(retained.contains("sp/monitor/status online"))
+        // The monitor vanishing without DISCONNECT makes the broker publish the will.
+        let watcher = Task { try await subscribe(port: port, topic: "sp/monitor/status", count: 2) }
+        try await Task.sleep(for: .milliseconds(300))
+        sink.dropConnectionForTest()
+        let presence = try await watcher.value
+        #expect(presence.last == "sp/monitor/status offline", "\(presence)")
+    }
+
+    /// mosquitto_sub, waiting for `count` messages (5 s at most).
+    func subscribe(port: Int, topic: String, count: Int) async throws -> [String] {
+        let run = try await TestEnvironment.run([], environment: [:], executable: "/usr/bin/mosquitto_sub",
+                                                 arguments: ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-v", "-C", String(count), "-W", "5"])
+        return run.stdout.split(separator: "\n").map(String.init)
+    }
+
+    @Test func metrics_renderPerStreamGaugesAndEngineFigures() async throws {
+        let exporter = MetricsExporter()
+        var s = StreamSnapshot(id: "gate", name: "Gate", url: "", protocol: "rtsp", group: nil, tags: [], enabled: true, status: .ok, reason: .ok,
+                               phase: nil, message: "", pending: false, since: nil, lastCheck: Date(), lastPicture: Date(timeIntervalSinceNow: -5),
+                               consecutiveFailures: 0, latencyMs: 1200, codec: "h264", width: 640, height: 480, fps: 25)
+        s.uptime = SQLiteStore.Uptime(day: 0.5, week: 0.75, month: 1)
+        let stats = EngineStats(streams: 1, checks: 7, inFlight: 0, lagP50Ms: 1, lagP99Ms: 3, lanes: ["rtsp": 2])
+        let text = String(decoding: await exporter.render(snapshot: [s], stats: stats, sinks: [SinkStats(name: "sqlite", queued: 3, dropped: 2, written: 9, failedBatches: 0)]), as: UTF8.self)
+        #expect(text.contains(#"streampulse_stream_up{stream="gate",protocol="rtsp"} 1"#))
+        #expect(text.contains(#"streampulse_stream_width_pixels{stream="gate",protocol="rtsp"} 640"#))
+        #expect(text.contains(#"streampulse_stream_uptime_ratio{stream="gate",protocol="rtsp",window="7d"} 0.75"#))
+        #expect(text.contains(#"streampulse_checks_total 7"#))
+        #expect(text.contains(#"streampulse_lane_in_flight{lane="rtsp"} 2"#))
+        #expect(text.contains(#"streampulse_sink_dropped_total{sink="sqlite"} 2"#))
+        // A stream removed from the config disappears from the next scrape.
+        let after = String(decoding: await exporter.render(snapshot: [], stats: stats, sinks: []), as: UTF8.self)
+        #expect(!after.contains(#"stream="gate""#))
+    }
+}
