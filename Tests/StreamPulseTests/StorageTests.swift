@@ -152,7 +152,9 @@ final class BlackHoleSink: Sink {
         let stats = await engine.stats()
         // 20 streams at 1 s for ~4.5 s: about 90 checks, on schedule, despite the stuck sink.
         #expect(stats.checks >= 60, "\(stats.checks) checks")
-        #expect(stats.lagP99Ms < 500)
+        // Generous: the suite runs other heavy tests at the same time on 2 cores. A blocked engine would
+        // stop after the first round (about 20 checks), not run late.
+        #expect(stats.lagP99Ms < 2000)
         #expect(try store.resultCount() >= 50)
         #expect(stuck.stats.dropped > 0)
         #expect(sqlite.stats.dropped == 0)
