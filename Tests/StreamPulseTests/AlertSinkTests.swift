@@ -134,6 +134,43 @@ import Testing
         return run.stdout.split(separator: "\n").map(String.init)
     }
 
+    @Test func csvFileSink_writesOneFilePerDay_inTheChosenTimeZone() async throws {
+        let dir = TestEnvironment.temporaryDirectory("csvsink")
+        let sink = try CSVFileSink(name: "daily", timeZone: TimeZone(identifier: "America/New_York")!, directory: dir)
+        // 2025-06-16T03:30Z is still June 15th in New York.
+        let late = Date(timeIntervalSince1970: 1_750_044_600), next = late.addingTimeInterval(86400)
+        func r(_ at: Date) -> SinkEvent {
+            .result(ResultRecord(streamId: "gate", at: at, mode: .deep, status: .ok, pending: false, reason: .ok, phase: .sample,
+                                 message: "Pictures decoded, fine", timings: Timings(totalMs: 900), media: MediaFacts(codec: "h264", width: 640, height: 480, fps: 25)))
+        }
+        try await sink.write([r(late), r(late.addingTimeInterval(60))])
+        try await sink.write([r(next)])
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(files == ["streampulse-2025-06-15.csv", "streampulse-2025-06-16.csv"])
+        let first = try String(contentsOfFile: dir + "/" + files[0], encoding: .utf8).components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        #expect(first.count == 3)
+        #expect(first[0] == CSVExport.columns.joined(separator: ","))
+        #expect(first[1].hasPrefix("2025-06-15T23:30:00-04:00,gate,,ok,false,ok,sample,deep,\"Pictures decoded, fine\""))
+    }
+
+    @Test func sinksSection_isParsed_andValidated() {
+        let result = ConfigLoader(environment: [:]).load(yaml: """
+            sinks:
+              - { type: webhook, name: ops, url: "http://127.0.0.1:9000/hook", min_duration: 1m, statuses: [down], tags: [outdoor] }
+              - { type: mqtt, host: 127.0.0.1, port: 1883, topic_prefix: home/cams, qos: 1 }
+              - { type: csv, dir: daily }
+              - { type: pager }
+              - { type: webhook, name: bad, url: "ftp://x", statuses: [purple] }
+            """, file: "c.yaml", baseDirectory: "/")
+        let errors = result.errors.map(\.message)
+        #expect(errors.contains("unknown sink type 'pager'; expected webhook, mqtt or csv"))
+        #expect(errors.contains("webhook url must be http://host[:port]/path"))
+        #expect(errors.contains { $0.hasPrefix("unknown status 'purple'") })
+        let ok = ConfigLoader(environment: [:]).load(yaml: "sinks:\n  - { type: webhook, name: ops, url: \"http://127.0.0.1:9000/hook\", min_duration: 1m }\n  - { type: csv, dir: daily }\n", file: "c", baseDirectory: "/")
+        #expect(ok.config?.sinks.map(\.kind) == [.webhook, .csv])
+        #expect(ok.config?.sinks.first?.minDuration == .seconds(60))
+    }
+
     @Test func metrics_renderPerStreamGaugesAndEngineFigures() async throws {
         let exporter = MetricsExporter()
         var s = StreamSnapshot(id: "gate", name: "Gate", url: "", protocol: "rtsp", group: nil, tags: [], enabled: true, status: .ok, reason: .ok,

@@ -155,3 +155,29 @@ struct Export: AsyncParsableCommand {
         if report { FileHandle.standardError.write(Data(String(format: "rows=%d peak_rss_mb=%.1f\n", rows, peakRSSMegabytes()).utf8)) }
     }
 }
+
+/// Benchmark: /metrics render time for N streams.
+struct BenchMetrics: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-metrics", abstract: "Benchmark: /metrics render time for N streams.")
+    @Option var streams = 10_000
+    @Option var rounds = 5
+
+    func run() async throws {
+        let exporter = MetricsExporter()
+        let snapshot = (0..<streams).map { i in
+            StreamSnapshot(id: "cam\(i)", name: "Camera \(i)", url: "", protocol: i % 2 == 0 ? "rtsp" : "mjpeg", group: nil, tags: [], enabled: true,
+                           status: i % 10 == 0 ? .down : .ok, reason: .ok, phase: nil, message: "", pending: false, since: Date(), lastCheck: Date(),
+                           lastPicture: Date(), consecutiveFailures: 0, latencyMs: 850, codec: "h264", width: 640, height: 480, fps: 25,
+                           uptime: SQLiteStore.Uptime(day: 0.99, week: 0.98, month: 0.97))
+        }
+        let stats = EngineStats(streams: streams, checks: 123_456, inFlight: 10, lagP50Ms: 1, lagP99Ms: 5, lanes: ["rtsp": 6, "mjpeg": 4])
+        var times: [Double] = []
+        var bytes = 0
+        for _ in 0..<rounds {
+            let start = ContinuousClock.now
+            bytes = await exporter.render(snapshot: snapshot, stats: stats, sinks: []).count
+            times.append(start.duration(to: .now).milliseconds)
+        }
+        print(String(format: "streams=%d first_render_ms=%.0f steady_render_ms=%.0f body_kb=%d", streams, times[0], times.dropFirst().sorted().first ?? times[0], bytes / 1024))
+    }
+}

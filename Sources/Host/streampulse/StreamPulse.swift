@@ -11,7 +11,7 @@ struct StreamPulse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "streampulse",
         abstract: "Proves which IP camera streams really deliver pictures.",
-        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, Export.self, BenchProbe.self, BenchReload.self, BenchEngine.self, BenchSQLite.self])
+        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, Export.self, BenchProbe.self, BenchReload.self, BenchEngine.self, BenchSQLite.self, BenchMetrics.self])
 
     /// Usage errors exit with 3 (the `check` contract: 0 ok, 1 degraded, 2 down, 3 usage/config/unknown).
     static func main() async {
@@ -267,6 +267,7 @@ struct Serve: AsyncParsableCommand {
         } catch {
             logger.error("Cannot open the history database \(dbPath): \(error). Monitoring continues without history.")
         }
+        await sinkManager.setLocation(dataDirectory: cfg.settings.dataDir, timeZone: TimeZone(identifier: cfg.settings.timezone) ?? .gmt)
         await sinkManager.apply(cfg.sinks)
         let offset = ClockOffset()
         let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)

@@ -80,7 +80,7 @@ extension Duration {
 
 /// One sink of the chain, from `sinks:` in config.yaml.
 public struct SinkConfig: Sendable, Equatable {
-    public enum Kind: String, Sendable { case webhook, mqtt }
+    public enum Kind: String, Sendable { case webhook, mqtt, csv }
     public var kind: Kind
     public var name: String
     /// webhook: where to POST.
@@ -100,4 +100,6 @@ public struct SinkConfig: Sendable, Equatable {
     public var streams: [String] = []
     public var tags: [String] = []
     public var bufferSize: Int = 10_000
+    /// csv: the folder for the daily files (relative paths are inside the data folder).
+    public var directory: String = "csv"
 }

@@ -102,12 +102,12 @@ private struct Parser {
         var result: [SinkConfig] = []
         var names = Set<String>()
         let keys = ["type", "name", "url", "host", "port", "topic_prefix", "qos", "credentials", "min_duration", "retries",
-                    "statuses", "streams", "tags", "buffer"]
+                    "statuses", "streams", "tags", "buffer", "dir"]
         for item in list {
             guard let map = item.mapping else { problem(item, "each sink must be a mapping with a type"); continue }
             guard let typeNode = map["type"], let typeName = typeNode.string else { problem(item, "sink without a type (webhook or mqtt)"); continue }
             guard let kind = SinkConfig.Kind(rawValue: typeName) else {
-                problem(typeNode, "unknown sink type '\(typeName)'; expected webhook or mqtt")
+                problem(typeNode, "unknown sink type '\(typeName)'; expected webhook, mqtt or csv")
                 continue
             }
             var sink = SinkConfig(kind: kind, name: typeName)
@@ -137,6 +137,7 @@ private struct Parser {
                 case "streams": sink.streams = stringList(value)
                 case "tags": sink.tags = stringList(value)
                 case "buffer": sink.bufferSize = int(value, min: 1) ?? sink.bufferSize
+                case "dir": sink.directory = string(value) ?? sink.directory
                 default: unknownKey(key, key.string ?? "", keys)
                 }
             }

@@ -28,6 +28,35 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
     public var bitrateBps: Double?
     /// Share of green checks over 24 h / 7 d / 30 d, from the history database (filled in by the API).
     public var uptime: SQLiteStore.Uptime?
+
+    public init(id: String, name: String, url: String, protocol: String?, group: String?, tags: [String], enabled: Bool,
+                status: StreamStatus, reason: Reason, phase: Phase?, message: String, pending: Bool, since: Date?, lastCheck: Date?,
+                lastPicture: Date?, consecutiveFailures: Int, latencyMs: Double?, codec: String? = nil, width: Int? = nil,
+                height: Int? = nil, fps: Double? = nil, bitrateBps: Double? = nil, uptime: SQLiteStore.Uptime? = nil) {
+        self.id = id
+        self.name = name
+        self.url = url
+        self.protocol = `protocol`
+        self.group = group
+        self.tags = tags
+        self.enabled = enabled
+        self.status = status
+        self.reason = reason
+        self.phase = phase
+        self.message = message
+        self.pending = pending
+        self.since = since
+        self.lastCheck = lastCheck
+        self.lastPicture = lastPicture
+        self.consecutiveFailures = consecutiveFailures
+        self.latencyMs = latencyMs
+        self.codec = codec
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.bitrateBps = bitrateBps
+        self.uptime = uptime
+    }
 }
 
 /// Engine figures for benchmarks and metrics.
@@ -39,6 +68,15 @@ public struct EngineStats: Sendable, Codable {
     public var lagP50Ms: Double
     public var lagP99Ms: Double
     public var lanes: [String: Int]
+
+    public init(streams: Int, checks: Int, inFlight: Int, lagP50Ms: Double, lagP99Ms: Double, lanes: [String: Int]) {
+        self.streams = streams
+        self.checks = checks
+        self.inFlight = inFlight
+        self.lagP50Ms = lagP50Ms
+        self.lagP99Ms = lagP99Ms
+        self.lanes = lanes
+    }
 }
 
 /// The heart of `serve`: decides what to probe when (Schedule), runs probes in per-plugin lanes within

@@ -179,6 +179,12 @@ public final class SQLiteStore: Sendable {
         public var day: Double?
         public var week: Double?
         public var month: Double?
+
+        public init(day: Double? = nil, week: Double? = nil, month: Double? = nil) {
+            self.day = day
+            self.week = week
+            self.month = month
+        }
     }
 
     /// Uptime of every stream: 24 h from hourly rollups, 7 d and 30 d from daily rollups (whole hours/days

@@ -9,9 +9,18 @@ public actor SinkManager {
     private var configured: [String: (config: SinkConfig, runner: SinkRunner, task: Task<Void, Never>)] = [:]
     private var builtIn: [(runner: SinkRunner, task: Task<Void, Never>)] = []
 
+    /// Where relative csv sink folders live, and the time zone of their file names and timestamps.
+    public var dataDirectory = "data"
+    public var timeZone = TimeZone.gmt
+
     public init(chain: SinkChain, logger: Logger) {
         self.chain = chain
         self.logger = logger
+    }
+
+    public func setLocation(dataDirectory: String, timeZone: TimeZone) {
+        self.dataDirectory = dataDirectory
+        self.timeZone = timeZone
     }
 
     /// Adds a sink that is not in config.yaml (the SQLite history).
@@ -32,6 +41,8 @@ public actor SinkManager {
                 let sink: any Sink = switch config.kind {
                 case .webhook: try WebhookSink(config: config, logger: logger)
                 case .mqtt: MQTTSink(config: config, logger: logger)
+                case .csv: try CSVFileSink(name: config.name, timeZone: timeZone, directory: config.directory.hasPrefix("/")
+                    ? config.directory : (dataDirectory as NSString).appendingPathComponent(config.directory))
                 }
                 let runner = SinkRunner(sink: sink, capacity: config.bufferSize, logger: logger)
                 chain.add(runner)
