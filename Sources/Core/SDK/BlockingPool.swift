@@ -56,6 +56,16 @@ public final class BlockingPool: Sendable {
         }
     }
 
+    /// Runs `work` on the pool for a probe: cancelling the calling task cancels `clock`, which the blocking
+    /// work polls (TCPConnection, FFmpeg's interrupt callback) so it stops promptly.
+    public func run<T: Sendable>(cancelling clock: ProbeClock, _ work: @escaping @Sendable () -> T) async -> T {
+        await withTaskCancellationHandler {
+            await run(work)
+        } onCancel: {
+            clock.cancel()
+        }
+    }
+
     private func loop() {
         while true {
             state.withLock { $0.idle += 1 }

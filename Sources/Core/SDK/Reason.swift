@@ -1,17 +1,26 @@
-/// The outcome class of a probe, in snake_case. `ok` means pictures arrived within the thresholds.
-///
-/// This is an open set: plugins may report classes the host does not know yet; the host then treats the
-/// stream as down (it never calls a stream up without knowing a picture arrived).
-public struct Reason: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
-    public var rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { self.rawValue = value }
-    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+/// A word from an open vocabulary (reasons, phases), carried as a bare JSON string.
+public protocol OpenWord: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral
+where RawValue == String, StringLiteralType == String {
+    init(rawValue: String)
+}
+
+extension OpenWord {
+    public init(stringLiteral value: String) { self.init(rawValue: value) }
+    public init(from decoder: any Decoder) throws { self.init(rawValue: try decoder.singleValueContainer().decode(String.self)) }
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(rawValue)
     }
     public var description: String { rawValue }
+}
+
+/// The outcome class of a probe, in snake_case. `ok` means pictures arrived within the thresholds.
+///
+/// This is an open set: plugins may report classes the host does not know yet; the host then treats the
+/// stream as down (it never calls a stream up without knowing a picture arrived).
+public struct Reason: OpenWord {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
 
     /// Pictures decoded within the stream's thresholds.
     public static let ok: Reason = "ok"
@@ -46,16 +55,9 @@ public struct Reason: RawRepresentable, Codable, Sendable, Hashable, CustomStrin
 }
 
 /// The step of a probe where something happened, in snake_case. Open set like `Reason`.
-public struct Phase: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct Phase: OpenWord {
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { self.rawValue = value }
-    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
-    public var description: String { rawValue }
 
     /// Parsing the request before any network activity.
     public static let request: Phase = "request"

@@ -20,18 +20,14 @@ struct MJPEGProber: Prober {
         guard let target = HTTPStream.Target(url: request.url) else {
             return .failure(.invalidRequest, phase: .request, "'\(URLRedaction.mask(request.url))' is not an http:// URL with a host.")
         }
-        return await withTaskCancellationHandler {
-            await pool.run {
-                var result = MJPEGSession(target: target, credentials: request.credentials, clock: clock,
-                                          maxFrameBytes: request.options.maxFrameBytes ?? Self.defaultMaxFrameBytes)
-                    .probe(request)
-                result.mode = request.mode
-                result.timings.totalMs = clock.elapsedMs
-                result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
-                return result
-            }
-        } onCancel: {
-            clock.cancel()
+        return await pool.run(cancelling: clock) {
+            var result = MJPEGSession(target: target, credentials: request.credentials, clock: clock,
+                                      maxFrameBytes: request.options.maxFrameBytes ?? Self.defaultMaxFrameBytes)
+                .probe(request)
+            result.mode = request.mode
+            result.timings.totalMs = clock.elapsedMs
+            result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
+            return result
         }
     }
 
@@ -40,13 +36,9 @@ struct MJPEGProber: Prober {
         guard let target = HTTPStream.Target(url: request.url) else {
             return .failure(.invalidRequest, phase: .request, "'\(URLRedaction.mask(request.url))' is not an http:// URL with a host.")
         }
-        return await withTaskCancellationHandler {
-            await pool.run {
-                MJPEGSession(target: target, credentials: request.credentials, clock: clock, maxFrameBytes: Self.defaultMaxFrameBytes)
-                    .preview(request, send: send)
-            }
-        } onCancel: {
-            clock.cancel()
+        return await pool.run(cancelling: clock) {
+            MJPEGSession(target: target, credentials: request.credentials, clock: clock, maxFrameBytes: Self.defaultMaxFrameBytes)
+                .preview(request, send: send)
         }
     }
 }
@@ -112,14 +104,7 @@ struct MJPEGSession {
     func classify(_ error: HTTPStream.Failure) -> ProbeResult {
         switch error {
         case .connect(let failure):
-            let place = "\(target.host):\(target.port)"
-            switch failure {
-            case .refused: return .failure(.connectionRefused, phase: .connect, "Connection refused by \(place) (nothing listens on that port).")
-            case .timedOut: return .failure(.timeout, phase: .connect, "No TCP connection to \(place) within the deadline.")
-            case .cancelled: return .failure(.cancelled, phase: .connect, "The probe was cancelled.")
-            case .resolve(let why): return .failure(.dnsFailure, phase: .connect, "Cannot resolve \(target.host): \(why).")
-            default: return .failure(.connectionRefused, phase: .connect, "Cannot connect to \(place): \(failure).")
-            }
+            return connectFailure(failure, host: target.host, port: target.port)
         case .io(let failure, let phase): return ioFailure(failure, phase: phase, frames: 0)
         case .headTooLarge: return .failure(.protocolError, phase: .handshake, "The response headers exceed \(HTTPStream.maxHead / 1024) KiB; not a camera answer.")
         case .notHTTP: return .failure(.protocolError, phase: .handshake, "The server does not answer in HTTP.")

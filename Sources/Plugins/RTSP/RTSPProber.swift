@@ -25,18 +25,14 @@ struct RTSPProber: Prober {
         guard let target = RTSPTarget(url: request.url) else {
             return .failure(.invalidRequest, phase: .request, "'\(URLRedaction.mask(request.url))' is not an rtsp:// URL with a host.")
         }
-        return await withTaskCancellationHandler {
-            await pool.run {
-                var result = request.mode == .quick
-                    ? RTSPQuickProbe(target: target, credentials: request.credentials, clock: clock).run()
-                    : RTSPDeepProbe(target: target, request: request, clock: clock).run()
-                result.mode = request.mode
-                result.timings.totalMs = clock.elapsedMs
-                result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
-                return result
-            }
-        } onCancel: {
-            clock.cancel()
+        return await pool.run(cancelling: clock) {
+            var result = request.mode == .quick
+                ? RTSPQuickProbe(target: target, credentials: request.credentials, clock: clock).run()
+                : RTSPDeepProbe(target: target, request: request, clock: clock).run()
+            result.mode = request.mode
+            result.timings.totalMs = clock.elapsedMs
+            result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
+            return result
         }
     }
 
@@ -45,14 +41,10 @@ struct RTSPProber: Prober {
         guard let target = RTSPTarget(url: request.url) else {
             return .failure(.invalidRequest, phase: .request, "'\(URLRedaction.mask(request.url))' is not an rtsp:// URL with a host.")
         }
-        return await withTaskCancellationHandler {
-            await pool.run {
-                var result = RTSPPreview(target: target, request: request, clock: clock, send: send).run()
-                result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
-                return result
-            }
-        } onCancel: {
-            clock.cancel()
+        return await pool.run(cancelling: clock) {
+            var result = RTSPPreview(target: target, request: request, clock: clock, send: send).run()
+            result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
+            return result
         }
     }
 }

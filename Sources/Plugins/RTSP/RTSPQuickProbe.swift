@@ -20,7 +20,7 @@ struct RTSPQuickProbe {
         do {
             connection = try TCPConnection(host: target.host, port: target.port, clock: clock)
         } catch {
-            return connectFailure(error, clock: clock, target: target)
+            return connectFailure(error, host: target.host, port: target.port)
         }
         timings.connectMs = clock.elapsedMs
         var cseq = 1
@@ -103,18 +103,5 @@ struct RTSPQuickProbe {
         default: (.protocolError, "Unexpected RTSP answer (\(status)).")
         }
         return ProbeResult(reason: reason, phase: phase, message: text, timings: timings)
-    }
-}
-
-/// Maps a TCP connect failure to a result.
-func connectFailure(_ error: TCPConnection.Failure, clock: ProbeClock, target: RTSPTarget) -> ProbeResult {
-    let place = "\(target.host):\(target.port)"
-    switch error {
-    case .refused: return .failure(.connectionRefused, phase: .connect, "Connection refused by \(place) (nothing listens on that port).")
-    case .timedOut: return .failure(.timeout, phase: .connect, "No TCP connection to \(place) within the deadline.")
-    case .cancelled: return .failure(.cancelled, phase: .connect, "The probe was cancelled.")
-    case .resolve(let why): return .failure(.dnsFailure, phase: .connect, "Cannot resolve \(target.host): \(why).")
-    case .unreachable(let why): return .failure(.timeout, phase: .connect, "\(place) is unreachable: \(why).")
-    case .closed, .io: return .failure(.connectionRefused, phase: .connect, "Cannot connect to \(place): \(error).")
     }
 }

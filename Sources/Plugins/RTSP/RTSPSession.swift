@@ -50,7 +50,7 @@ final class RTSPSession {
         // camera that accepts and then stays silent.
         phase = .connect
         do { _ = try TCPConnection(host: target.host, port: target.port, clock: clock) } catch {
-            return connectFailure(error, clock: clock, target: target)
+            return connectFailure(error, host: target.host, port: target.port)
         }
         timings.connectMs = clock.elapsedMs
         phase = .handshake
