@@ -54,6 +54,14 @@ import Testing
         #expect(!logs.all.joined().contains(fixturePassword))
     }
 
+    @Test func aMessageQuotingThePassword_isScrubbedByTheHost() async throws {
+        let plugin = try Self.host(logs: CapturedLogs())
+        let request = ProbeRequest(streamId: "s", url: "misbehave://x/leak", credentials: Credentials(username: "u", password: fixturePassword), timeoutMs: 1000)
+        let result = await plugin.probe(request)
+        #expect(result.reason == .unauthorized)
+        #expect(result.message == "camera said: wrong password ***")
+    }
+
     @Test func preview_deliversFrames_thenTheEnd() async throws {
         let plugin = try Self.host(logs: CapturedLogs())
         let frames = FrameCounter()

@@ -26,6 +26,8 @@ struct MisbehavingProber: Prober {
         case "/slow":
             try await Task.sleep(for: .seconds(60))
             return ProbeResult(reason: .ok, message: "slept")
+        case "/leak":
+            return ProbeResult(reason: .unauthorized, message: "camera said: wrong password \(request.credentials?.password ?? "")")
         case "/log":
             context.logger.error("connecting with password \(request.credentials?.password ?? "")")
             return ProbeResult(reason: .ok, message: "logged")

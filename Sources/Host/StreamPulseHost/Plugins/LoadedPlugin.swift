@@ -17,7 +17,11 @@ public final class LoadedPlugin: Sendable {
     /// Extra time the host waits for a plugin past the request's own deadline.
     public static let watchdogGrace: Duration = .milliseconds(1500)
 
-    init(path: String, descriptor: PluginDescriptor, fileIdentity: FileIdentity, table: UnsafePointer<sp_plugin_v1>) {
+    /// Every message a plugin returns passes through it: known passwords never leave this type.
+    let scrubber: SecretScrubber
+
+    init(path: String, descriptor: PluginDescriptor, fileIdentity: FileIdentity, table: UnsafePointer<sp_plugin_v1>, scrubber: SecretScrubber) {
+        self.scrubber = scrubber
         self.path = path
         self.descriptor = descriptor
         self.fileIdentity = fileIdentity
@@ -28,11 +32,13 @@ public final class LoadedPlugin: Sendable {
 
     /// Runs one probe. Never throws: every failure, including a silent plugin, is a `ProbeResult`.
     public func probe(_ request: ProbeRequest) async -> ProbeResult {
-        await call(timeoutMs: request.timeoutMs, phase: .plugin, encode: { try Wire.encode(request) }, onFrame: nil) { table, json, user in
+        var result = await call(timeoutMs: request.timeoutMs, phase: .plugin, encode: { try Wire.encode(request) }, onFrame: nil) { table, json, user in
             json.withUnsafeBytes { raw in
                 table.pointee.probe(table.pointee.context, raw.bindMemory(to: UInt8.self).baseAddress, raw.count, user, hostDone)
             }
         }
+        result.message = scrubber.scrub(result.message, extra: [request.credentials?.password])
+        return result
     }
 
     /// Runs a live preview, handing each JPEG frame to `onFrame` (on the plugin's thread, in order).
@@ -41,12 +47,14 @@ public final class LoadedPlugin: Sendable {
             return .failure(.unsupported, phase: .preview, "The \(name) plugin has no live preview.")
         }
         let budget = request.timeoutMs + Int(request.seconds * 1000)
-        return await call(timeoutMs: budget, phase: .preview, encode: { try Wire.encode(request) }, onFrame: onFrame) { table, json, user in
+        var result = await call(timeoutMs: budget, phase: .preview, encode: { try Wire.encode(request) }, onFrame: onFrame) { table, json, user in
             json.withUnsafeBytes { raw in
                 table.pointee.preview(
                     table.pointee.context, raw.bindMemory(to: UInt8.self).baseAddress, raw.count, user, hostFrame, hostDone)
             }
         }
+        result.message = scrubber.scrub(result.message, extra: [request.credentials?.password])
+        return result
     }
 
     private func call(

@@ -148,7 +148,7 @@ public final class PluginHost: Sendable {
         guard descriptor.protocolVersion == Int(version) else {
             return refused(.protocolVersion(found: UInt32(max(0, descriptor.protocolVersion)), supported: Self.supportedVersions), before: false)
         }
-        let plugin = LoadedPlugin(path: path, descriptor: descriptor, fileIdentity: identity, table: table)
+        let plugin = LoadedPlugin(path: path, descriptor: descriptor, fileIdentity: identity, table: table, scrubber: logBridge.scrubber)
         let outcome: PluginRefusal? = state.withLock { state in
             if state.plugins.contains(where: { $0.name == descriptor.name }) { return .duplicateName(descriptor.name) }
             if let conflict = state.router.conflict(for: descriptor.schemes) {
@@ -169,7 +169,9 @@ public final class SecretScrubber: Sendable {
     private let secrets = Mutex<[String]>([])
     public init() {}
     public func replace(with secrets: [String]) { self.secrets.withLock { $0 = secrets.filter { !$0.isEmpty } } }
-    public func scrub(_ text: String) -> String { URLRedaction.scrub(text, secrets: secrets.withLock { $0 }) }
+    public func scrub(_ text: String, extra: [String?] = []) -> String {
+        URLRedaction.scrub(text, secrets: secrets.withLock { $0 } + extra.compactMap { $0 })
+    }
 }
 
 /// Routes plugin log lines into the host logger, scrubbed of known secrets.
