@@ -69,8 +69,11 @@ public struct StreamConfig: Sendable, Equatable {
     public var enabled = true
     public var transport: String?
 
-    /// The URL as shown to people.
-    public var maskedURL: String { inlineCredentials == nil ? url : URLRedaction.mask(url.replacingOccurrences(of: "://", with: "://x@")) }
+    /// The URL as shown to people: `scheme://***@host/…` when the config put credentials inside it.
+    public var maskedURL: String {
+        guard inlineCredentials != nil, let schemeEnd = url.range(of: "://") else { return url }
+        return String(url[..<schemeEnd.upperBound]) + "***@" + String(url[schemeEnd.upperBound...])
+    }
 }
 
 extension Duration {
