@@ -251,6 +251,8 @@ struct RTSPDeepProbe {
     static let sampleSpacingMs = 250.0
     /// Longest sampling window when the stream's keyframes are far apart (long GOP).
     static let maxWindowMs = 4000.0
+    /// Pause after catching up with the live stream, so packets are read in batches.
+    static let batchPauseMs = 200.0
 
     /// First keyframe decoded, then a sampling window read at packet level: fps and bitrate from every
     /// packet's timestamp and size, pictures (frozen, black) from the keyframes in the window. Only
@@ -281,6 +283,17 @@ struct RTSPDeepProbe {
         while packets < maxPackets, clock.remainingMs > 300 {
             let elapsed = clock.elapsedMs - start
             if elapsed >= window && (samples.count >= 2 || elapsed >= Self.maxWindowMs) { break }
+            let readStart = clock.elapsedMs
+            defer {
+                // Caught up with the live stream (the read had to wait): let packets gather in the socket
+                // buffer instead of waking up for each one. Wake-ups, not decoding, dominate the window's CPU.
+                if clock.elapsedMs - readStart > 2, !clock.isCancelled {
+                    // Never sleep past the end of the window while it can still close on time.
+                    let untilWindowEnd = window - (clock.elapsedMs - start)
+                    let pause = min(Self.batchPauseMs, clock.remainingMs - 400, untilWindowEnd > 0 ? untilWindowEnd : Self.batchPauseMs)
+                    if pause > 0 { usleep(UInt32(pause * 1000)) }
+                }
+            }
             switch session.readVideoPacket() {
             case .failure(let failure):
                 sampleFailure = failure
