@@ -76,15 +76,17 @@ public final class LoadedPlugin: Sendable {
                 let id = start(table, json, user)
                 pending.started(id: id)
                 // The watchdog answers for a plugin that never calls back; its late answer is then dropped.
-                Task.detached {
+                // It is cancelled as soon as the plugin answers, so thousands of calls leave no sleepers.
+                pending.setWatchdog(Task.detached {
                     try? await Task.sleep(for: .milliseconds(timeoutMs) + LoadedPlugin.watchdogGrace)
+                    guard !Task.isCancelled else { return }
                     if pending.resume(with: .failure(
                         .timeout, phase: phase,
                         "The \(plugin) plugin did not answer within its \(timeoutMs) ms deadline; the call was abandoned."))
                     {
                         if let id = pending.callID { self.cancelCall(id) }
                     }
-                }
+                })
             }
         } onCancel: {
             if let id = pending.callID { self.cancelCall(id) }
@@ -106,6 +108,7 @@ final class PendingCall: Sendable {
         var continuation: CheckedContinuation<ProbeResult, Never>?
         var resumed = false
         var callID: UInt64?
+        var watchdog: Task<Void, Never>?
     }
     private let state = Mutex(State())
     let pluginName: String
@@ -121,18 +124,28 @@ final class PendingCall: Sendable {
     }
 
     func started(id: UInt64) { state.withLock { $0.callID = id == 0 ? nil : id } }
+
+    /// Keeps the watchdog so an answer can cancel it (or cancels it at once if the answer came first).
+    func setWatchdog(_ task: Task<Void, Never>) {
+        let already = state.withLock { state -> Bool in
+            state.watchdog = task
+            return state.resumed
+        }
+        if already { task.cancel() }
+    }
     var callID: UInt64? { state.withLock { $0.callID } }
     var isResumed: Bool { state.withLock { $0.resumed } }
 
     /// Resumes the waiting task unless it already was; returns whether this call did it.
     @discardableResult
     func resume(with result: ProbeResult) -> Bool {
-        let continuation = state.withLock { state -> CheckedContinuation<ProbeResult, Never>? in
-            guard !state.resumed else { return nil }
+        let (continuation, watchdog) = state.withLock { state -> (CheckedContinuation<ProbeResult, Never>?, Task<Void, Never>?) in
+            guard !state.resumed else { return (nil, nil) }
             state.resumed = true
-            defer { state.continuation = nil }
-            return state.continuation
+            defer { state.continuation = nil; state.watchdog = nil }
+            return (state.continuation, state.watchdog)
         }
+        watchdog?.cancel()
         continuation?.resume(returning: result)
         return continuation != nil
     }
