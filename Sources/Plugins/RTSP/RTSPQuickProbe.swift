@@ -14,7 +14,11 @@ struct RTSPQuickProbe {
     func run() -> ProbeResult {
         var timings = Timings()
         if target.secure {
-            return .failure(.unsupported, phase: .handshake, "The quick probe does not speak RTSP over TLS; use a deep probe.")
+            // Over TLS, let FFmpeg do the handshake (OPTIONS … PLAY) and stop before reading media.
+            let session = RTSPSession(target: target, credentials: credentials, clock: clock)
+            if let failure = session.open(transport: nil) { return failure }
+            return ProbeResult(reason: .ok, phase: .handshake, message: "The RTSP handshake over TLS succeeded (quick probe: pictures not decoded).",
+                               timings: session.timings, media: MediaFacts(codec: session.codecName))
         }
         let connection: TCPConnection
         do {
