@@ -120,8 +120,9 @@ import Testing
         let all = try await export([])
         #expect(small.rows == 100_000)
         #expect(all.rows == 1_000_000)
-        // Ten times the rows (~120 MB of CSV) and the same memory: the export streams.
-        #expect(all.rss - small.rss < 15, "peak RSS \(small.rss) MB for 100k rows, \(all.rss) MB for 1M rows")
+        // Ten times the rows (~120 MB of CSV, ~108 MB more than the 100k export) and about the same memory:
+        // the export streams. (Release: 37 MB for both; a debug build under load grows ~15 MB of caches.)
+        #expect(all.rss - small.rss < 40, "peak RSS \(small.rss) MB for 100k rows, \(all.rss) MB for 1M rows")
     }
 }
 
