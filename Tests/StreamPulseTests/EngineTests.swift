@@ -134,12 +134,7 @@ final class OrderLog: @unchecked Sendable {
               - { id: hole, url: "rtsp://127.0.0.1:\(c.blackholePort)/x" }
               - { id: ok, url: "rtsp://127.0.0.1:\(c.rtspPort)/normal" }
             """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.executable)
-        process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try TestEnvironment.pluginsDirectory()]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try TestEnvironment.startServe(configDirectory: dir)
         // Wait for the API, then for probes to be in flight (the black hole holds one for 8 s).
         var healthy = false
         for _ in 0..<50 where !healthy {

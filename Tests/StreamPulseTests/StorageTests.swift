@@ -33,7 +33,7 @@ import Testing
         #expect(try upgraded.integrityCheck() == "ok")
     }
 
-    @Test func uptimeWindows_matchHandComputedValues() throws {
+    @Test func uptimeWindows_matchHandComputedValues() async throws {
         let store = try store()
         let now = Date(timeIntervalSince1970: 1_750_000_000)
         var batch: [SinkEvent] = []
@@ -45,7 +45,7 @@ import Testing
         // Pending failures are not green either.
         batch.append(result("b", now - 3600, .ok))
         batch.append(result("b", now - 1800, .ok, pending: true))
-        try store.write(batch)
+        try await store.write(batch)
         let uptime = try #require(try store.uptimes(now: now)["a"])
         #expect(uptime.day == 3.0 / 4)
         // The 7-day window uses whole UTC days overlapping it: the 24 h rows plus days 2–6.
@@ -54,23 +54,23 @@ import Testing
         #expect(try store.uptimes(now: now)["b"]?.day == 0.5)
     }
 
-    @Test func retention_prunesOldRows_inBatches_andKeepsRecentOnes() throws {
+    @Test func retention_prunesOldRows_inBatches_andKeepsRecentOnes() async throws {
         let store = try store()
         let now = Date()
-        try store.write((0..<2_500).map { result("a", now - 40 * 86400 - Double($0), .ok) } + [result("a", now - 60, .ok)])
-        let deleted = try store.prune(rawDays: 30, rollupDays: 400, now: now, batch: 1_000)
+        try await store.write((0..<2_500).map { result("a", now - 40 * 86400 - Double($0), .ok) } + [result("a", now - 60, .ok)])
+        let deleted = try await store.prune(rawDays: 30, rollupDays: 400, now: now, batch: 1_000)
         #expect(deleted == 2_500)
         #expect(try store.resultCount() == 1)
     }
 
-    @Test func streams_areUpserted_andRetiredWhenGone_keepingHistory() throws {
+    @Test func streams_areUpserted_andRetiredWhenGone_keepingHistory() async throws {
         let store = try store()
         func snap(_ id: String, _ name: String) -> StreamSnapshot {
             StreamSnapshot(id: id, name: name, url: "rtsp://***@cam/1", protocol: "rtsp", group: nil, tags: ["x"], enabled: true, status: .unknown,
                            reason: "not_checked", phase: nil, message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0, latencyMs: nil)
         }
-        try store.write([.streams([snap("a", "A"), snap("b", "B")], at: Date()), result("b", Date(), .ok)])
-        try store.write([.streams([snap("a", "A renamed")], at: Date())])
+        try await store.write([.streams([snap("a", "A"), snap("b", "B")], at: Date()), result("b", Date(), .ok)])
+        try await store.write([.streams([snap("a", "A renamed")], at: Date())])
         let rows = try store.pool.read { db in try Row.fetchAll(db, sql: "SELECT id, name, retired_at FROM streams ORDER BY id") }
         #expect(rows.map { $0["name"] as String } == ["A renamed", "B"])
         #expect((rows[0]["retired_at"] as Double?) == nil)
@@ -81,7 +81,7 @@ import Testing
     @Test func csv_quotesPerRFC4180_usesTheTimeZoneOffset_andDefusesFormulas() async throws {
         let store = try store()
         let at = Date(timeIntervalSince1970: 1_750_000_000)  // 2025-06-15T15:06:40Z
-        try store.write([result("a", at, .ok, message: "said \"hi\", then\nleft"), result("b", at, .down, message: "=HYPERLINK(\"x\")")])
+        try await store.write([result("a", at, .ok, message: "said \"hi\", then\nleft"), result("b", at, .down, message: "=HYPERLINK(\"x\")")])
         var text = ""
         let rows = try await CSVExport.export(store: store, streams: ["a", "b"], from: nil, to: nil, timeZone: TimeZone(identifier: "Europe/Berlin")!) { text += $0 }
         #expect(rows == 2)
@@ -170,12 +170,7 @@ final class BlackHoleSink: Sink {
         var yaml = "settings: { interval: 1s, deep_interval: 1h, timeout: 2s, host_sessions: 1000, listen: \"127.0.0.1:\(port)\" }\nstreams:\n"
         for i in 0..<200 { yaml += "  - { id: c\(i), url: \"http://127.0.0.1:\(cameras.mjpegPort)/cam/\(i)\" }\n" }
         try yaml.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.executable)
-        process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try TestEnvironment.pluginsDirectory()]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try TestEnvironment.startServe(configDirectory: dir)
         // Heavy writes: 200 streams a second. Read what the sink has acknowledged, then kill -9 at once.
         var acknowledged = 0
         for _ in 0..<100 where acknowledged < 1_000 {

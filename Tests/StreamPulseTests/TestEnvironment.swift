@@ -41,6 +41,17 @@ enum TestEnvironment {
         return dir
     }
 
+    /// Starts `streampulse serve` on a config in `dir` (data in `dir/data`), output discarded.
+    static func startServe(configDirectory dir: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try pluginsDirectory()]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     struct Run {
         var status: Int32
         var stdout: String

@@ -120,7 +120,7 @@ struct BenchSQLite: AsyncParsableCommand {
                     pending: false, reason: n % 10 == 0 ? .timeout : .ok, phase: .handshake, message: "DESCRIBE answered with a video track.",
                     timings: Timings(connectMs: 0.4, firstByteMs: 0.9, totalMs: 1.2), media: MediaFacts(codec: "h264")))
             }
-            try store.write(events)
+            try await store.write(events)
             written += events.count
         }
         let seconds = start.duration(to: .now).seconds

@@ -17,9 +17,9 @@ public final class SQLiteSink: Sink {
     }
 
     public func write(_ batch: [SinkEvent]) async throws {
-        try store.write(batch)
+        try await store.write(batch)
         if lastPrune.due(every: 3600) {
-            let deleted = try store.prune(rawDays: retention.raw, rollupDays: retention.rollup)
+            let deleted = try await store.prune(rawDays: retention.raw, rollupDays: retention.rollup)
             if deleted > 0 { logger.info("sqlite: pruned \(deleted) rows past retention") }
         }
     }

@@ -95,57 +95,59 @@ public final class SQLiteStore: Sendable {
 
     // MARK: Writing
 
-    /// Writes a batch in one transaction.
-    public func write(_ batch: [SinkEvent]) throws {
-        try pool.write { db in
-            let insertResult = try db.cachedStatement(sql: """
-                INSERT INTO results (stream_id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms,
-                  first_frame_ms, total_ms, codec, width, height, fps, bitrate_bps)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            let hourly = try db.cachedStatement(sql: """
-                INSERT INTO rollups_hourly (stream_id, period, checks, ok) VALUES (?, ?, 1, ?)
-                ON CONFLICT (stream_id, period) DO UPDATE SET checks = checks + 1, ok = ok + excluded.ok
-                """)
-            let daily = try db.cachedStatement(sql: """
-                INSERT INTO rollups_daily (stream_id, period, checks, ok) VALUES (?, ?, 1, ?)
-                ON CONFLICT (stream_id, period) DO UPDATE SET checks = checks + 1, ok = ok + excluded.ok
-                """)
-            for event in batch {
-                switch event {
-                case .result(let r):
-                    let at = r.at.timeIntervalSince1970
-                    let args: [(any DatabaseValueConvertible)?] = [
-                        r.streamId, at, r.mode.rawValue, r.status.rawValue, r.pending, r.reason.rawValue, r.phase?.rawValue, r.message,
-                        r.timings.connectMs, r.timings.firstByteMs, r.timings.firstFrameMs, r.timings.totalMs,
-                        r.media?.codec, r.media?.width, r.media?.height, r.media?.fps, r.media?.bitrateBps,
-                    ]
-                    try insertResult.execute(arguments: StatementArguments(args))
-                    let ok = r.status == .ok && !r.pending ? 1 : 0
-                    try hourly.execute(arguments: [r.streamId, Int(at / 3600) * 3600, ok])
-                    try daily.execute(arguments: [r.streamId, Int(at / 86400) * 86400, ok])
-                case .change(let c):
+    /// Writes a batch in one transaction on GRDB's writer queue, without holding a cooperative thread.
+    public func write(_ batch: [SinkEvent]) async throws {
+        try await pool.write { db in try Self.apply(batch, to: db) }
+    }
+
+    private static func apply(_ batch: [SinkEvent], to db: Database) throws {
+        let insertResult = try db.cachedStatement(sql: """
+            INSERT INTO results (stream_id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms,
+              first_frame_ms, total_ms, codec, width, height, fps, bitrate_bps)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        let hourly = try db.cachedStatement(sql: """
+            INSERT INTO rollups_hourly (stream_id, period, checks, ok) VALUES (?, ?, 1, ?)
+            ON CONFLICT (stream_id, period) DO UPDATE SET checks = checks + 1, ok = ok + excluded.ok
+            """)
+        let daily = try db.cachedStatement(sql: """
+            INSERT INTO rollups_daily (stream_id, period, checks, ok) VALUES (?, ?, 1, ?)
+            ON CONFLICT (stream_id, period) DO UPDATE SET checks = checks + 1, ok = ok + excluded.ok
+            """)
+        for event in batch {
+            switch event {
+            case .result(let r):
+                let at = r.at.timeIntervalSince1970
+                let args: [(any DatabaseValueConvertible)?] = [
+                    r.streamId, at, r.mode.rawValue, r.status.rawValue, r.pending, r.reason.rawValue, r.phase?.rawValue, r.message,
+                    r.timings.connectMs, r.timings.firstByteMs, r.timings.firstFrameMs, r.timings.totalMs,
+                    r.media?.codec, r.media?.width, r.media?.height, r.media?.fps, r.media?.bitrateBps,
+                ]
+                try insertResult.execute(arguments: StatementArguments(args))
+                let ok = r.status == .ok && !r.pending ? 1 : 0
+                try hourly.execute(arguments: [r.streamId, Int(at / 3600) * 3600, ok])
+                try daily.execute(arguments: [r.streamId, Int(at / 86400) * 86400, ok])
+            case .change(let c):
+                try db.execute(sql: """
+                    INSERT INTO state_changes (stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [c.streamId, c.at.timeIntervalSince1970, c.from.status.rawValue, c.to.status.rawValue, c.to.pending,
+                                     c.to.reason.rawValue, c.to.phase?.rawValue, c.to.message, c.thumbnailJpeg])
+            case .streams(let streams, let at):
+                let now = at.timeIntervalSince1970
+                for s in streams {
                     try db.execute(sql: """
-                        INSERT INTO state_changes (stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, arguments: [c.streamId, c.at.timeIntervalSince1970, c.from.status.rawValue, c.to.status.rawValue, c.to.pending,
-                                         c.to.reason.rawValue, c.to.phase?.rawValue, c.to.message, c.thumbnailJpeg])
-                case .streams(let streams, let at):
-                    let now = at.timeIntervalSince1970
-                    for s in streams {
-                        try db.execute(sql: """
-                            INSERT INTO streams (id, name, url, protocol, grp, tags, first_seen, last_seen, retired_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
-                            ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, protocol = excluded.protocol,
-                              grp = excluded.grp, tags = excluded.tags, last_seen = excluded.last_seen, retired_at = NULL
-                            """, arguments: [s.id, s.name, s.url, s.protocol, s.group, s.tags.joined(separator: ","), now, now])
-                    }
-                    // Streams gone from the config keep their history and are marked retired.
-                    let ids = streams.map(\.id)
-                    let placeholders = ids.isEmpty ? "''" : Array(repeating: "?", count: ids.count).joined(separator: ",")
-                    try db.execute(sql: "UPDATE streams SET retired_at = ? WHERE retired_at IS NULL AND id NOT IN (\(placeholders))",
-                                   arguments: StatementArguments([now] + ids))
+                        INSERT INTO streams (id, name, url, protocol, grp, tags, first_seen, last_seen, retired_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
+                        ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, protocol = excluded.protocol,
+                          grp = excluded.grp, tags = excluded.tags, last_seen = excluded.last_seen, retired_at = NULL
+                        """, arguments: [s.id, s.name, s.url, s.protocol, s.group, s.tags.joined(separator: ","), now, now])
                 }
+                // Streams gone from the config keep their history and are marked retired.
+                let ids = streams.map(\.id)
+                let placeholders = ids.isEmpty ? "''" : Array(repeating: "?", count: ids.count).joined(separator: ",")
+                try db.execute(sql: "UPDATE streams SET retired_at = ? WHERE retired_at IS NULL AND id NOT IN (\(placeholders))",
+                               arguments: StatementArguments([now] + ids))
             }
         }
     }
@@ -153,14 +155,14 @@ public final class SQLiteStore: Sendable {
     /// Deletes raw rows older than `rawDays` and rollups older than `rollupDays`, `batch` rows per
     /// transaction so writers never wait long. Returns rows deleted.
     @discardableResult
-    public func prune(rawDays: Int, rollupDays: Int, now: Date = Date(), batch: Int = 5_000) throws -> Int {
+    public func prune(rawDays: Int, rollupDays: Int, now: Date = Date(), batch: Int = 5_000) async throws -> Int {
         var total = 0
         let rawCutoff = now.timeIntervalSince1970 - Double(rawDays) * 86400
         let rollupCutoff = now.timeIntervalSince1970 - Double(rollupDays) * 86400
         for (table, column, cutoff) in [("results", "at", rawCutoff), ("state_changes", "at", rawCutoff),
                                         ("rollups_hourly", "period", rollupCutoff), ("rollups_daily", "period", rollupCutoff)] {
             while true {
-                let deleted = try pool.write { db -> Int in
+                let deleted = try await pool.write { db -> Int in
                     try db.execute(sql: "DELETE FROM \(table) WHERE rowid IN (SELECT rowid FROM \(table) WHERE \(column) < ? LIMIT ?)",
                                    arguments: [cutoff, batch])
                     return db.changesCount
