@@ -71,13 +71,18 @@ import Testing
         defer { kill(r.process.processIdentifier, SIGKILL) }
         var config = SinkConfig(kind: .webhook, name: "stuck")
         config.url = "http://127.0.0.1:\(r.port)/hook"
-        config.minDuration = .milliseconds(1)
+        config.minDuration = .zero  // every change is due at once, so the runner itself waits on the receiver
         let logs = CapturedLogs()
         let store = try SQLiteStore(path: TestEnvironment.temporaryDirectory("db") + "/streampulse.db")
         let stuck = SinkRunner(sink: try WebhookSink(config: config, logger: logs.logger()), capacity: 50, logger: logs.logger())
         let sqlite = SinkRunner(sink: SQLiteSink(store: store, rawDays: 30, rollupDays: 400, logger: logs.logger()), logger: logs.logger())
         let chain = SinkChain([stuck, sqlite])
         let tasks = [Task { await stuck.run() }, Task { await sqlite.run() }]
+        // First get the webhook runner stuck inside a delivery to the silent receiver …
+        stuck.submit(change("first", .ok, .down))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(stuck.stats.queued == 0, "the runner took the first change and is waiting on the receiver")
+        // … then flood the chain: the stuck sink's buffer stays bounded, SQLite gets everything.
         let start = ContinuousClock.now
         for i in 0..<500 {
             chain.submit(change("cam\(i % 20)", i % 2 == 0 ? .ok : .down, i % 2 == 0 ? .down : .ok))
@@ -87,7 +92,8 @@ import Testing
         #expect(start.duration(to: .now) < .milliseconds(200), "submitting never waits")
         try await Task.sleep(for: .milliseconds(800))
         #expect(try store.resultCount() == 500)
-        #expect(stuck.stats.dropped > 0)
+        #expect(stuck.stats.queued == stuck.capacity)
+        #expect(stuck.stats.dropped == 1000 - stuck.capacity)
         sqlite.stop()
         await tasks[1].value
         tasks[0].cancel()
