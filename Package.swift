@@ -39,6 +39,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
     ],
     targets: [
         // MARK: Core — the contract with plugin authors
@@ -99,8 +101,18 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Sources/Host/StreamPulseHost",
+            // The dashboard (plain HTML/CSS/JS written here) is compiled into the binary: nothing to install.
+            resources: [
+                .embedInCode("Web/Assets/index.html"),
+                .embedInCode("Web/Assets/app.js"),
+                .embedInCode("Web/Assets/app.css"),
+                .embedInCode("Web/Assets/favicon.svg"),
+                .embedInCode("Web/Assets/openapi.yaml"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -11,7 +11,7 @@ struct StreamPulse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "streampulse",
         abstract: "Proves which IP camera streams really deliver pictures.",
-        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, Export.self, BenchProbe.self, BenchReload.self, BenchEngine.self, BenchSQLite.self, BenchMetrics.self])
+        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, Export.self, TokenCommand.self, BenchProbe.self, BenchReload.self, BenchEngine.self, BenchSQLite.self, BenchMetrics.self])
 
     /// Usage errors exit with 3 (the `check` contract: 0 ok, 1 degraded, 2 down, 3 usage/config/unknown).
     static func main() async {
@@ -284,9 +284,33 @@ struct Serve: AsyncParsableCommand {
         if let time { services.append(TimeSyncService(time: time)) }
         var httpLogger = logger
         httpLogger.logLevel = options.verbose ? .debug : .warning
+        // Dashboard accounts live in the history database. No default password: the first start creates
+        // `admin` with STREAMPULSE_ADMIN_PASSWORD or a random password that must be changed at first sign-in.
+        let accounts = store.map { Accounts(store: $0) }
+        if let accounts {
+            do {
+                if let generated = try await accounts.bootstrap(dataDirectory: cfg.settings.dataDir) {
+                    logger.notice("Created dashboard user 'admin' with the one-time password \(generated.password) (also in \(generated.file), mode 0600); it must be changed at first sign-in.")
+                } else if try accounts.userCount() > 0, ProcessInfo.processInfo.environment["STREAMPULSE_ADMIN_PASSWORD"] != nil {
+                    logger.info("Dashboard users exist; STREAMPULSE_ADMIN_PASSWORD is only used on the first start.")
+                }
+            } catch {
+                logger.error("Cannot create the first dashboard user: \(error)")
+            }
+        } else {
+            logger.error("The dashboard and API need the history database for accounts; only /healthz answers.")
+        }
+        let live = LiveHub()
+        await sinkManager.addBuiltIn(live, capacity: 20_000)
+        var web = DashboardOptions()
+        web.secureCookies = cfg.settings.secureCookies
+        web.maxPreviews = cfg.settings.maxPreviews
+        web.previewSeconds = cfg.settings.previewSeconds
+        let previews = PreviewHub(engine: engine, maxSessions: cfg.settings.maxPreviews)
         let app = Application(
             router: APIServer.router(engine: engine, config: configService, plugins: plugins, time: time, store: store, sinks: sinks,
-                                     timeZone: { TimeZone(identifier: await engine.currentConfig.settings.timezone) ?? .gmt }),
+                                     timeZone: { TimeZone(identifier: await engine.currentConfig.settings.timezone) ?? .gmt },
+                                     accounts: accounts, live: live, previews: previews, options: web, logger: logger),
             configuration: .init(address: .hostname(host, port: port), serverName: "StreamPulse"),
             services: services,
             logger: httpLogger)
@@ -301,6 +325,51 @@ struct Serve: AsyncParsableCommand {
         return (String(text[..<colon]), port)
     }
 }
+
+/// `streampulse token create|list|revoke`: API tokens for scripts and Prometheus, managed offline.
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token", abstract: "Manage API tokens (bearer tokens for scripts and /metrics).",
+        subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a token and print it once (only its digest is stored).")
+        @Option(help: "A name to recognise the token by.") var name: String
+        @Option(help: "viewer (read-only) or admin.") var role: String = "viewer"
+        @Option(help: "The data folder holding streampulse.db.") var dataDir: String = "data"
+        func run() async throws {
+            guard let role = Role(rawValue: role) else { fail("--role must be viewer or admin") }
+            let accounts = try openAccounts(dataDir)
+            let created = try accounts.createToken(name: name, role: role)
+            print(created.token)
+            FileHandle.standardError.write(Data("Token '\(name)' (\(role.rawValue)) created; it is shown only now. Use: Authorization: Bearer <token>\n".utf8))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (never their values).")
+        @Option var dataDir: String = "data"
+        func run() async throws {
+            for token in try openAccounts(dataDir).tokens() {
+                print("\(token.id)\t\(token.name)\t\(token.role.rawValue)\tcreated \(token.createdAt)\tlast used \(token.lastUsed.map { "\($0)" } ?? "never")")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a token by id.")
+        @Argument var id: Int64
+        @Option var dataDir: String = "data"
+        func run() async throws { try openAccounts(dataDir).revokeToken(id: id) }
+    }
+
+    static func openAccounts(_ dataDir: String) throws -> Accounts {
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        return Accounts(store: try SQLiteStore(path: (dataDir as NSString).appendingPathComponent("streampulse.db")))
+    }
+}
+
+func openAccounts(_ dataDir: String) throws -> Accounts { try TokenCommand.openAccounts(dataDir) }
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("streampulse: \(message)\n".utf8))

@@ -33,6 +33,10 @@ public struct Settings: Sendable, Equatable {
     public var retentionRollupDays: Int = 400
     public var hostSessions: Int = 2
     public var secretsFile: String = "secrets.yaml"
+    /// Dashboard: `Secure` session cookies (TLS in front), concurrent preview cap, preview length.
+    public var secureCookies = false
+    public var maxPreviews = 4
+    public var previewSeconds = 5.0
     public init() {}
 }
 

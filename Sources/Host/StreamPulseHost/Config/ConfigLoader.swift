@@ -171,7 +171,7 @@ private struct Parser {
         var settings = Settings()
         guard let map = node.mapping else { problem(node, "settings must be a mapping"); return settings }
         let keys = ["interval", "deep_interval", "timeout", "retries", "backoff_cap", "timezone", "ntp", "listen",
-                    "data_dir", "retention", "host_sessions", "secrets_file"]
+                    "data_dir", "retention", "host_sessions", "secrets_file", "web"]
         for (key, value) in map {
             guard let name = key.string else { continue }
             switch name {
@@ -206,6 +206,17 @@ private struct Parser {
                 }
             case "host_sessions": settings.hostSessions = int(value, min: 1) ?? settings.hostSessions
             case "secrets_file": settings.secretsFile = string(value) ?? settings.secretsFile
+            case "web":
+                guard let web = value.mapping else { problem(value, "web must be a mapping (secure_cookies, max_previews, preview_seconds)"); continue }
+                for (k, v) in web {
+                    switch k.string ?? "" {
+                    case "secure_cookies":
+                        if let flag = v.bool { settings.secureCookies = flag } else { problem(v, "secure_cookies must be true or false") }
+                    case "max_previews": settings.maxPreviews = int(v, min: 1) ?? settings.maxPreviews
+                    case "preview_seconds": settings.previewSeconds = Double(int(v, min: 1) ?? Int(settings.previewSeconds))
+                    default: unknownKey(k, k.string ?? "", ["secure_cookies", "max_previews", "preview_seconds"])
+                    }
+                }
             default: unknownKey(key, name, keys)
             }
         }

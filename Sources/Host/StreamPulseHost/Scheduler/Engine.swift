@@ -28,11 +28,14 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
     public var bitrateBps: Double?
     /// Share of green checks over 24 h / 7 d / 30 d, from the history database (filled in by the API).
     public var uptime: SQLiteStore.Uptime?
+    /// The last checks, oldest first, one letter each: o ok, d degraded, p pending, x down, u unknown.
+    public var recent: String?
 
     public init(id: String, name: String, url: String, protocol: String?, group: String?, tags: [String], enabled: Bool,
                 status: StreamStatus, reason: Reason, phase: Phase?, message: String, pending: Bool, since: Date?, lastCheck: Date?,
                 lastPicture: Date?, consecutiveFailures: Int, latencyMs: Double?, codec: String? = nil, width: Int? = nil,
-                height: Int? = nil, fps: Double? = nil, bitrateBps: Double? = nil, uptime: SQLiteStore.Uptime? = nil) {
+                height: Int? = nil, fps: Double? = nil, bitrateBps: Double? = nil, uptime: SQLiteStore.Uptime? = nil,
+                recent: String? = nil) {
         self.id = id
         self.name = name
         self.url = url
@@ -56,6 +59,7 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
         self.fps = fps
         self.bitrateBps = bitrateBps
         self.uptime = uptime
+        self.recent = recent
     }
 }
 
@@ -98,6 +102,10 @@ public actor Engine {
     private var lags: [(id: String, seconds: Double)] = []
     private var lagIndex = 0
     private var checks = 0
+    /// The last 30 outcomes per stream (the dashboard's heartbeat bar).
+    private var recent: [String: [UInt8]] = [:]
+    /// Bumped whenever any stream's state or the stream list changes (API caches key on it).
+    public private(set) var version = 0
     private let sinks: SinkChain
     private let clock: ClockOffset
     private var wake: CheckedContinuation<Void, Never>?
@@ -219,6 +227,13 @@ public actor Engine {
         let old = states[due.id] ?? .initial
         let new = StatusTracker.apply(result, to: old, retries: config.settings.retries, at: at)
         states[due.id] = new
+        version &+= 1
+        if result.reason != .cancelled {
+            var ring = recent[due.id] ?? []
+            if ring.count >= 30 { ring.removeFirst(ring.count - 29) }
+            ring.append(Self.letter(new))
+            recent[due.id] = ring
+        }
         schedule.completed(due.id, success: result.reason == .ok, dueAt: due.dueAt, now: now, jitter: Double.random(in: 0..<1, using: &rng))
         if result.reason != .cancelled {
             sinks.submit(.result(ResultRecord(
@@ -229,6 +244,16 @@ public actor Engine {
             let label = new.pending ? "pending" : new.status.rawValue
             logger.notice("stream=\(stream.id) status=\(label) reason=\(new.reason) phase=\(new.phase?.rawValue ?? "-") \(new.message)")
             sinks.submit(.change(change))
+        }
+    }
+
+    static func letter(_ state: StreamState) -> UInt8 {
+        if state.pending { return UInt8(ascii: "p") }
+        switch state.status {
+        case .ok: return UInt8(ascii: "o")
+        case .degraded: return UInt8(ascii: "d")
+        case .down: return UInt8(ascii: "x")
+        default: return UInt8(ascii: "u")
         }
     }
 
@@ -245,6 +270,7 @@ public actor Engine {
     public func apply(_ new: Config) -> ConfigDiff {
         let diff = ConfigDiff(from: config, to: new)
         let t = now
+        version &+= 1
         config = new
         Task { await budgets.setPerHost(new.settings.hostSessions) }
         let byID = Dictionary(new.streams.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -253,6 +279,7 @@ public actor Engine {
             schedule.remove(id)
             streams[id] = nil
             states[id] = nil
+            recent[id] = nil
             logger.info("stream=\(id) removed from the config; stopped (its history is kept, marked retired)")
         }
         for id in diff.added {
@@ -307,7 +334,28 @@ public actor Engine {
             phase: state.phase, message: stream.enabled ? state.message : "Disabled in the config.", pending: state.pending,
             since: state.since, lastCheck: state.lastCheck, lastPicture: state.lastPicture,
             consecutiveFailures: state.consecutiveFailures, latencyMs: state.latencyMs, codec: state.media?.codec, width: state.media?.width,
-            height: state.media?.height, fps: state.media?.fps, bitrateBps: state.media?.bitrateBps)
+            height: state.media?.height, fps: state.media?.fps, bitrateBps: state.media?.bitrateBps,
+            recent: recent[id].map { String(decoding: $0, as: UTF8.self) })
+    }
+
+    // MARK: Live preview
+
+    /// Runs a live preview of a configured stream (never of an arbitrary URL) within the camera host's
+    /// session budget, handing JPEG frames to `onFrame`. Nil when the stream is unknown.
+    public func preview(id: String, seconds: Double, onFrame: @escaping @Sendable (Data) -> Void) async -> ProbeResult? {
+        guard let stream = streams[id] else { return nil }
+        guard let plugin = plugins.plugin(for: stream.url, protocolName: stream.protocolName) else {
+            return .failure(.noPlugin, phase: .preview, "No loaded plugin handles this stream.")
+        }
+        let probe = makeProbeRequest(for: stream, config: config, mode: .deep)
+        let request = PreviewRequest(streamId: id, url: stream.url, credentials: probe.credentials, seconds: seconds,
+                                     timeoutMs: probe.timeoutMs)
+        let host = URLComponents(string: stream.url)?.host ?? stream.url
+        let budgets = self.budgets
+        await budgets.acquire(host)
+        let result = await plugin.preview(request, onFrame: onFrame)
+        await budgets.release(host)
+        return result
     }
 
     /// Engine figures; `include` narrows the lag percentiles to some streams (benchmarks).

@@ -90,6 +90,38 @@ public final class SQLiteStore: Sendable {
                     """)
             }
         }
+        migrator.registerMigration("v3-accounts") { db in
+            // Dashboard accounts (see Web/Auth/Accounts.swift). Passwords are bcrypt hashes; session ids and
+            // API tokens are stored as SHA-256 digests only, so a copy of the database opens no session.
+            try db.create(table: "users") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("name", .text).notNull().unique()
+                t.column("role", .text).notNull()
+                t.column("password_hash", .text).notNull()
+                t.column("must_change", .boolean).notNull().defaults(to: false)
+                t.column("created_at", .double).notNull()
+            }
+            try db.create(table: "sessions") { t in
+                t.primaryKey("id_digest", .text)
+                t.column("user_id", .integer).notNull().references("users", onDelete: .cascade)
+                t.column("csrf", .text).notNull()
+                t.column("created_at", .double).notNull()
+                t.column("expires_at", .double).notNull()
+                t.column("last_seen", .double).notNull()
+            }
+            try db.create(table: "api_tokens") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("name", .text).notNull()
+                t.column("role", .text).notNull()
+                t.column("digest", .text).notNull().unique()
+                t.column("created_at", .double).notNull()
+                t.column("last_used", .double)
+            }
+            try db.create(table: "settings_kv") { t in
+                t.primaryKey("key", .text)
+                t.column("value", .text).notNull()
+            }
+        }
         return migrator
     }
 

@@ -11,19 +11,24 @@ import UnixSignals
 /// Camera credentials never appear: URLs are masked before they reach this layer.
 public enum APIServer {
     public static func router(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?,
-                              store: SQLiteStore?, sinks: SinkChain, timeZone: @escaping @Sendable () async -> TimeZone) -> Router<BasicRequestContext> {
-        let router = Router()
+                              store: SQLiteStore?, sinks: SinkChain, timeZone: @escaping @Sendable () async -> TimeZone,
+                              accounts: Accounts?, live: LiveHub, previews: PreviewHub, options: DashboardOptions = DashboardOptions(),
+                              logger: Logger = Logger(label: "web")) -> Router<WebContext> {
+        let router = Router(context: WebContext.self)
+        router.add(middleware: SecurityHeadersMiddleware())
+        router.add(middleware: AccessMiddleware(accounts: accounts))
         let uptimes = UptimeCache(store: store)
+        let listing = StreamListCache(engine: engine, uptimes: uptimes)
+        DashboardRoutes.add(to: router, accounts: accounts, engine: engine, plugins: plugins, live: live, previews: previews, options: options,
+                            defaultTimeZone: { await engine.currentConfig.settings.timezone }, logger: logger)
         router.get("/healthz") { _, _ -> Response in
             json(["status": "ok"])
         }
         router.get("/api/streams") { _, _ -> Response in
-            let figures = await uptimes.current()
-            return json(await engine.snapshot().map { s in
-                var s = s
-                s.uptime = figures[s.id]
-                return s
-            })
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            headers[.cacheControl] = "no-store"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: await listing.current()))
         }
         router.get("/api/streams/{id}") { _, context -> Response in
             let id = try context.parameters.require("id")
@@ -61,7 +66,8 @@ public enum APIServer {
             let q = request.uri.queryParameters
             let streams = q["streams"].map { $0.split(separator: ",").map(String.init) }
             let from = q["from"].flatMap { parseTime(String($0)) }, to = q["to"].flatMap { parseTime(String($0)) }
-            let zone = await timeZone()
+            let serverZone = await timeZone()
+            let zone = q["timezone"].flatMap { TimeZone(identifier: String($0)) } ?? serverZone
             var headers = HTTPFields()
             headers[.contentType] = "text/csv; charset=utf-8"
             headers[.contentDisposition] = "attachment; filename=\"streampulse-checks.csv\""
@@ -182,6 +188,39 @@ actor UptimeCache {
             computed = .now
         }
         return cached
+    }
+}
+
+/// The encoded stream list, shared by every client: rebuilt only when the engine's state changed and
+/// at most once a second, so 20 dashboards polling 10,000 streams cost one encode per second.
+actor StreamListCache {
+    let engine: Engine
+    let uptimes: UptimeCache
+    private var cached: ByteBuffer?
+    private var version = -1
+    private var built = ContinuousClock.now
+
+    init(engine: Engine, uptimes: UptimeCache) {
+        self.engine = engine
+        self.uptimes = uptimes
+    }
+
+    func current() async -> ByteBuffer {
+        let now = ContinuousClock.now
+        let engineVersion = await engine.version
+        let age = built.duration(to: now)
+        if let cached, (engineVersion == version && age < .seconds(30)) || age < .seconds(1) { return cached }
+        let figures = await uptimes.current()
+        let list = await engine.snapshot().map { s in
+            var s = s
+            s.uptime = figures[s.id]
+            return s
+        }
+        let buffer = ByteBuffer(bytes: (try? Wire.encode(list)) ?? Data("[]".utf8))
+        cached = buffer
+        version = engineVersion
+        built = now
+        return buffer
     }
 }
 

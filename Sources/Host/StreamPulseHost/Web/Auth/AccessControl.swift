@@ -1,0 +1,159 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// The request context of the web server: who is asking and from where.
+public struct WebContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var identity: Identity?
+    /// Set when the request came with a session cookie (logout ends it).
+    public var sessionId: String?
+    public let remoteAddress: String
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+}
+
+/// Failed-login throttling per user name and per client address (a pure sliding window, unit-tested).
+public struct LoginThrottle: Sendable {
+    public var perUser: Int
+    public var perAddress: Int
+    public var window: TimeInterval
+    private var failures: [String: [Double]] = [:]
+
+    public init(perUser: Int = 5, perAddress: Int = 20, window: TimeInterval = 300) {
+        self.perUser = perUser
+        self.perAddress = perAddress
+        self.window = window
+    }
+
+    /// Seconds to wait before another attempt for this user from this address, or nil when allowed.
+    public mutating func retryAfter(user: String, address: String, now: Double) -> Int? {
+        let waits = [check("u:" + user.lowercased(), limit: perUser, now: now), check("a:" + address, limit: perAddress, now: now)]
+        return waits.compactMap { $0 }.max()
+    }
+
+    private mutating func check(_ key: String, limit: Int, now: Double) -> Int? {
+        let recent = (failures[key] ?? []).filter { $0 > now - window }
+        failures[key] = recent.isEmpty ? nil : recent
+        guard recent.count >= limit, let oldest = recent.first else { return nil }
+        return max(1, Int((oldest + window - now).rounded(.up)))
+    }
+
+    public mutating func failed(user: String, address: String, now: Double) {
+        failures["u:" + user.lowercased(), default: []].append(now)
+        failures["a:" + address, default: []].append(now)
+        if failures.count > 100_000 { failures.removeAll() }  // a flood of random names cannot grow memory without bound
+    }
+
+    public mutating func succeeded(user: String) {
+        failures["u:" + user.lowercased()] = nil
+    }
+}
+
+/// Who may call what. Pure, so the table is unit-tested without a server.
+public enum AccessPolicy {
+    public enum Decision: Equatable, Sendable {
+        case allow
+        case unauthenticated
+        case forbidden(String)
+        case passwordChangeRequired
+        case csrf
+    }
+
+    /// Paths anyone may fetch: the page shell, its assets, health, login.
+    public static func isPublic(method: HTTPRequest.Method, path: String) -> Bool {
+        if method == .get || method == .head {
+            return path == "/" || path == "/index.html" || path.hasPrefix("/assets/") || path == "/healthz" || path == "/favicon.ico"
+                || path == "/api/session" || path == "/api/openapi.yaml"
+        }
+        return method == .post && path == "/api/login"
+    }
+
+    /// Admin-only areas: users, tokens, settings and live preview.
+    public static func needsAdmin(method: HTTPRequest.Method, path: String) -> Bool {
+        path.hasPrefix("/api/users") || path.hasPrefix("/api/tokens") || path.hasPrefix("/api/settings")
+            || (path.hasPrefix("/api/streams/") && path.hasSuffix("/preview"))
+    }
+
+    static let allowedWhileChangingPassword: Set<String> = ["/api/me", "/api/me/password", "/api/logout", "/api/session"]
+
+    public static func decide(method: HTTPRequest.Method, path: String, identity: Identity?, csrfHeader: String?) -> Decision {
+        if isPublic(method: method, path: path) { return .allow }
+        guard let identity else { return .unauthenticated }
+        let changes = !(method == .get || method == .head || method == .options)
+        // Cookie sessions are ambient credentials: every state-changing request must echo the session's token.
+        if changes, let expected = identity.csrf, !Accounts.same(csrfHeader ?? "", expected) { return .csrf }
+        if identity.mustChangePassword && !allowedWhileChangingPassword.contains(path) { return .passwordChangeRequired }
+        if needsAdmin(method: method, path: path) && identity.role != .admin {
+            return .forbidden("This needs the admin role.")
+        }
+        return .allow
+    }
+}
+
+/// Resolves the session cookie or bearer token, then applies `AccessPolicy`.
+public struct AccessMiddleware: RouterMiddleware {
+    public typealias Context = WebContext
+    let accounts: Accounts?
+
+    public init(accounts: Accounts?) { self.accounts = accounts }
+
+    public static let cookieName = "sp_session"
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let path = request.uri.path
+        if let accounts {
+            if let auth = request.headers[.authorization], auth.lowercased().hasPrefix("bearer ") {
+                context.identity = try? accounts.token(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+                if context.identity == nil { return APIServer.json(["error": "invalid API token"], status: .unauthorized) }
+            } else if let id = request.cookies[Self.cookieName]?.value, !id.isEmpty {
+                context.identity = try? accounts.session(id)
+                context.sessionId = context.identity == nil ? nil : id
+            }
+        } else if !AccessPolicy.isPublic(method: request.method, path: path) {
+            return APIServer.json(["error": "accounts need the history database, which could not be opened"], status: .serviceUnavailable)
+        }
+        switch AccessPolicy.decide(method: request.method, path: path, identity: context.identity, csrfHeader: request.headers[.csrfToken]) {
+        case .allow:
+            return try await next(request, context)
+        case .unauthenticated:
+            return APIServer.json(["error": "sign in first (session cookie or Authorization: Bearer token)"], status: .unauthorized)
+        case .forbidden(let why):
+            return APIServer.json(["error": why] as [String: String], status: .forbidden)
+        case .passwordChangeRequired:
+            return APIServer.json(["error": "change your password first", "code": "password_change_required"], status: .forbidden)
+        case .csrf:
+            return APIServer.json(["error": "missing or wrong X-CSRF-Token header"], status: .forbidden)
+        }
+    }
+}
+
+/// Headers on every answer: a CSP without inline script, no framing, no sniffing, no referrer.
+public struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+    static var policy: String {
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+            + "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    }
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.contentSecurityPolicy] = Self.policy
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.xFrameOptions] = "DENY"
+        response.headers[.referrerPolicy] = "no-referrer"
+        return response
+    }
+}
+
+extension HTTPField.Name {
+    static let csrfToken = Self("X-CSRF-Token")!
+    static let xContentTypeOptions = Self("X-Content-Type-Options")!
+    static let xFrameOptions = Self("X-Frame-Options")!
+    static let referrerPolicy = Self("Referrer-Policy")!
+}
