@@ -134,6 +134,7 @@ final class OrderLog: @unchecked Sendable {
               - { id: hole, url: "rtsp://127.0.0.1:\(c.blackholePort)/x" }
               - { id: ok, url: "rtsp://127.0.0.1:\(c.rtspPort)/normal" }
             """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let token = try await TestEnvironment.apiToken(configDirectory: dir)
         let process = try TestEnvironment.startServe(configDirectory: dir)
         // Wait for the API, then for probes to be in flight (the black hole holds one for 8 s).
         var healthy = false
@@ -142,7 +143,8 @@ final class OrderLog: @unchecked Sendable {
             healthy = (try? await httpGet("http://127.0.0.1:\(port)/healthz"))?.contains("ok") == true
         }
         #expect(healthy)
-        let streams = try await httpGet("http://127.0.0.1:\(port)/api/streams")
+        #expect(try await httpGet("http://127.0.0.1:\(port)/api/streams").contains("401 Unauthorized"), "no token, no answer")
+        let streams = try await httpGet("http://127.0.0.1:\(port)/api/streams", token: token)
         #expect(streams.contains("\"id\":\"hole\""))
         #expect(!streams.contains("password"))
         try await Task.sleep(for: .milliseconds(1500))
@@ -215,14 +217,15 @@ func freePort(udp: Bool = false) throws -> Int {
 }
 
 /// A plain HTTP GET over a socket (FoundationNetworking is not needed for this).
-func httpGet(_ url: String) async throws -> String {
+func httpGet(_ url: String, token: String? = nil) async throws -> String {
     let components = try #require(URLComponents(string: url))
     return try await withCheckedThrowingContinuation { continuation in
         Thread {
             continuation.resume(with: Result {
                 let clock = ProbeClock(timeoutMs: 3000)
                 let connection = try TCPConnection(host: components.host!, port: components.port!, clock: clock)
-                try connection.write(Array("GET \(components.path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+                let auth = token.map { "Authorization: Bearer \($0)\r\n" } ?? ""
+                try connection.write(Array("GET \(components.path) HTTP/1.1\r\nHost: x\r\n\(auth)Connection: close\r\n\r\n".utf8))
                 var bytes: [UInt8] = []
                 while true {
                     do { bytes += try connection.read(maximum: 65536) } catch let failure as TCPConnection.Failure where failure == .closed { break }

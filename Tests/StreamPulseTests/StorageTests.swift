@@ -170,12 +170,13 @@ final class BlackHoleSink: Sink {
         var yaml = "settings: { interval: 1s, deep_interval: 1h, timeout: 2s, host_sessions: 1000, listen: \"127.0.0.1:\(port)\" }\nstreams:\n"
         for i in 0..<200 { yaml += "  - { id: c\(i), url: \"http://127.0.0.1:\(cameras.mjpegPort)/cam/\(i)\" }\n" }
         try yaml.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let token = try await TestEnvironment.apiToken(configDirectory: dir)
         let process = try TestEnvironment.startServe(configDirectory: dir)
         // Heavy writes: 200 streams a second. Read what the sink has acknowledged, then kill -9 at once.
         var acknowledged = 0
         for _ in 0..<100 where acknowledged < 1_000 {
             try await Task.sleep(for: .milliseconds(200))
-            if let body = try? await httpGet("http://127.0.0.1:\(port)/api/sinks"), let range = body.range(of: #""written":"#) {
+            if let body = try? await httpGet("http://127.0.0.1:\(port)/api/sinks", token: token), let range = body.range(of: #""written":"#) {
                 acknowledged = Int(body[range.upperBound...].prefix { $0.isNumber }) ?? 0
             }
         }

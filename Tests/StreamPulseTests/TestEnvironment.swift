@@ -41,6 +41,13 @@ enum TestEnvironment {
         return dir
     }
 
+    /// An admin API token for the serve started on `dir` (created offline with `streampulse token create`).
+    static func apiToken(configDirectory dir: String) async throws -> String {
+        let run = try await run(["token", "create", "--name", "tests", "--role", "admin", "--data-dir", dir + "/data"])
+        guard run.status == 0 else { throw TestCameras.FixtureError(message: "token create failed: \(run.stderr)") }
+        return run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Starts `streampulse serve` on a config in `dir` (data in `dir/data`), output discarded.
     static func startServe(configDirectory dir: String) throws -> Process {
         let process = Process()

@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import HummingbirdBcrypt
 import StreamPulseCore
+import Synchronization
 
 /// What a signed-in user or an API token may do.
 public enum Role: String, Codable, Sendable, CaseIterable {
@@ -113,6 +114,15 @@ public final class Accounts: Sendable {
         guard password.utf8.count <= 72 else { throw Failure.weakPassword("A password has at most 72 bytes (bcrypt's limit).") }
     }
 
+    private let dummy = Mutex<String?>(nil)
+
+    func dummyHash() async -> String {
+        if let known = dummy.withLock({ $0 }) { return known }
+        let made = await hash(Self.randomSecret())
+        dummy.withLock { $0 = made }
+        return made
+    }
+
     func hash(_ password: String) async -> String {
         let cost = self.cost
         return await hashing.run { Bcrypt.hash(password, cost: cost) }
@@ -155,8 +165,9 @@ public final class Accounts: Sendable {
         let row = try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT id, name, role, must_change, created_at, password_hash FROM users WHERE name = ?", arguments: [name])
         }
-        // An unknown name still costs one bcrypt, so timing does not reveal which names exist.
-        let stored: String = row?["password_hash"] ?? "$2b$11$0000000000000000000000000000000000000000000000000000."
+        // An unknown name still costs one full bcrypt, so timing does not reveal which names exist.
+        let stored: String
+        if let hash: String = row?["password_hash"] { stored = hash } else { stored = await dummyHash() }
         let ok = await hashing.run { Bcrypt.verify(password, hash: stored) }
         guard ok, let row else { return nil }
         return Self.user(row)

@@ -1,0 +1,137 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// Dashboard security without a browser: the pure access table and login throttle, and accounts in a
+/// real SQLite file (bcrypt, digests at rest, expiry, the first-start password file).
+@Suite struct AccessTests {
+    let admin = Identity(userId: 1, name: "admin", role: .admin, csrf: "tok", mustChangePassword: false)
+    let viewer = Identity(userId: 2, name: "olga", role: .viewer, csrf: "tok2", mustChangePassword: false)
+    let token = Identity(userId: nil, name: "token:prom", role: .viewer, csrf: nil, mustChangePassword: false)
+
+    @Test func publicPaths_needNoSession_everythingElseDoes() {
+        for path in ["/", "/assets/app.js", "/healthz", "/api/session"] {
+            #expect(AccessPolicy.decide(method: .get, path: path, identity: nil, csrfHeader: nil) == .allow, "\(path)")
+        }
+        #expect(AccessPolicy.decide(method: .post, path: "/api/login", identity: nil, csrfHeader: nil) == .allow)
+        for path in ["/api/streams", "/metrics", "/api/export.csv", "/api/events", "/api/streams/a/checks"] {
+            #expect(AccessPolicy.decide(method: .get, path: path, identity: nil, csrfHeader: nil) == .unauthenticated, "\(path)")
+        }
+        #expect(AccessPolicy.decide(method: .get, path: "/api/session/../streams", identity: nil, csrfHeader: nil) == .unauthenticated)
+    }
+
+    @Test func stateChanges_withACookieSession_needTheCSRFToken() {
+        #expect(AccessPolicy.decide(method: .post, path: "/api/logout", identity: admin, csrfHeader: nil) == .csrf)
+        #expect(AccessPolicy.decide(method: .post, path: "/api/logout", identity: admin, csrfHeader: "wrong") == .csrf)
+        #expect(AccessPolicy.decide(method: .delete, path: "/api/users/3", identity: admin, csrfHeader: "tok") == .allow)
+        #expect(AccessPolicy.decide(method: .put, path: "/api/settings", identity: admin, csrfHeader: "tok2") == .csrf, "another session's token")
+        // Bearer tokens are not ambient credentials: no CSRF token needed.
+        #expect(AccessPolicy.decide(method: .post, path: "/api/logout", identity: token, csrfHeader: nil) == .allow)
+        #expect(AccessPolicy.decide(method: .get, path: "/api/streams", identity: admin, csrfHeader: nil) == .allow)
+    }
+
+    @Test func viewers_areRefusedAdminAreas() {
+        for (method, path) in [(HTTPRequest.Method.get, "/api/users"), (.post, "/api/tokens"), (.put, "/api/settings"), (.get, "/api/streams/x/preview")] {
+            #expect(AccessPolicy.decide(method: method, path: path, identity: viewer, csrfHeader: "tok2") == .forbidden("This needs the admin role."), "\(path)")
+            #expect(AccessPolicy.decide(method: method, path: path, identity: admin, csrfHeader: "tok") == .allow, "\(path)")
+        }
+        #expect(AccessPolicy.decide(method: .get, path: "/api/users", identity: token, csrfHeader: nil) == .forbidden("This needs the admin role."))
+        #expect(AccessPolicy.decide(method: .get, path: "/api/streams/x/checks", identity: viewer, csrfHeader: nil) == .allow)
+    }
+
+    @Test func aPasswordChange_isRequiredBeforeAnythingElse() {
+        var fresh = admin
+        fresh.mustChangePassword = true
+        #expect(AccessPolicy.decide(method: .get, path: "/api/streams", identity: fresh, csrfHeader: nil) == .passwordChangeRequired)
+        #expect(AccessPolicy.decide(method: .post, path: "/api/me/password", identity: fresh, csrfHeader: "tok") == .allow)
+        #expect(AccessPolicy.decide(method: .post, path: "/api/me/password", identity: fresh, csrfHeader: nil) == .csrf)
+    }
+
+    @Test func loginThrottle_perUserAndPerAddress_slidingWindow() {
+        var t = LoginThrottle(perUser: 3, perAddress: 5, window: 60)
+        for i in 0..<3 {
+            #expect(t.retryAfter(user: "admin", address: "a", now: Double(i)) == nil)
+            t.failed(user: "admin", address: "a", now: Double(i))
+        }
+        #expect(t.retryAfter(user: "Admin", address: "b", now: 3) == 57, "per user, case-insensitive, from any address")
+        #expect(t.retryAfter(user: "olga", address: "a", now: 10) == nil)
+        t.failed(user: "olga", address: "a", now: 10)
+        t.failed(user: "bob", address: "a", now: 11)
+        #expect(t.retryAfter(user: "carol", address: "a", now: 12) == 48, "per address: five failures from one place")
+        #expect(t.retryAfter(user: "carol", address: "c", now: 12) == nil)
+        #expect(t.retryAfter(user: "admin", address: "z", now: 61) == nil, "the first failure left the window")
+        for second in 62...64 { t.failed(user: "admin", address: "z", now: Double(second)) }
+        #expect(t.retryAfter(user: "admin", address: "z", now: 65) == 57, "three failures within the window")
+        t.succeeded(user: "admin")
+        #expect(t.retryAfter(user: "admin", address: "z", now: 66) == nil, "a success clears the user's count")
+    }
+
+    @Test func legend_explainsEveryReasonTheProbersReport() {
+        let known: [Reason] = [.ok, .connectionRefused, .timeout, .noFrames, .streamEnded, .protocolError, .unsupportedTransport, .decodeError,
+                               .serverError, .wrongContentType, .truncatedFrame, .corruptJpeg, .frameTooLarge, .dnsFailure, .unauthorized,
+                               .forbidden, .notFound, .frozen, .black, .lowFps, .slowFirstFrame, .cancelled, .noPlugin, .pluginError,
+                               .unsupported, .invalidRequest]
+        let legend = Legend.current
+        for reason in known {
+            let entry = legend.reasons.first { $0.key == reason.rawValue }
+            #expect(entry != nil, "\(reason)")
+            #expect(entry?.status == StatusModel.status(for: reason).rawValue)
+        }
+        #expect(legend.statuses.map(\.key) == ["ok", "degraded", "pending", "down", "unknown"])
+    }
+
+    @Test func accounts_bcrypt_digestsAtRest_expiry_andTheFirstStartFile() async throws {
+        let dir = TestEnvironment.temporaryDirectory("accounts")
+        let store = try SQLiteStore(path: dir + "/streampulse.db")
+        let accounts = Accounts(store: store, sessionLifetime: 3600, idleTimeout: 600, bcryptCost: 4)
+        // First start without STREAMPULSE_ADMIN_PASSWORD: a random password in a 0600 file, change required.
+        let generated = try #require(try await accounts.bootstrap(dataDirectory: dir, environment: [:]))
+        #expect(generated.password.count == 20)
+        var info = stat()
+        stat(generated.file, &info)
+        #expect(info.st_mode & 0o777 == 0o600)
+        #expect(try String(contentsOfFile: generated.file, encoding: .utf8).contains(generated.password))
+        #expect(try await accounts.bootstrap(dataDirectory: dir, environment: [:]) == nil, "only once")
+        let admin = try #require(try await accounts.verify(name: "admin", password: generated.password))
+        #expect(admin.mustChange)
+        #expect(try await accounts.verify(name: "admin", password: "wrong-password") == nil)
+        #expect(try await accounts.verify(name: "nobody", password: generated.password) == nil)
+        let stored = try await store.pool.read { try String.fetchOne($0, sql: "SELECT password_hash FROM users") }
+        #expect(stored?.hasPrefix("$2") == true && stored?.contains(generated.password) == false)
+
+        // Sessions: only a digest is stored; expiry and idle timeout end them; a password change ends all.
+        let now = Date()
+        let session = try accounts.createSession(userId: admin.id, now: now)
+        #expect(try await store.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM sessions WHERE id_digest = ?", arguments: [session.id]) } == 0)
+        #expect(try accounts.session(session.id, now: now.addingTimeInterval(60))?.name == "admin")
+        #expect(try accounts.session(session.id, now: now.addingTimeInterval(700)) == nil, "idle longer than the idle timeout")
+        #expect(try accounts.session("forged", now: now) == nil)
+        let second = try accounts.createSession(userId: admin.id, now: Date())
+        try await accounts.setPassword(userId: admin.id, password: "a-brand-new-password", mustChange: false)
+        #expect(try accounts.session(second.id) == nil)
+
+        // Tokens: shown once, stored as a digest, revocable.
+        let created = try accounts.createToken(name: "prom", role: .viewer)
+        #expect(try accounts.token(created.token)?.role == .viewer)
+        #expect(try await store.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM api_tokens WHERE digest = ?", arguments: [created.token]) } == 0)
+        try accounts.revokeToken(id: created.info.id)
+        #expect(try accounts.token(created.token) == nil)
+
+        // The last admin cannot be removed or demoted; weak passwords are refused.
+        #expect(throws: Accounts.Failure.lastAdmin) { try accounts.setRole(userId: admin.id, role: .viewer) }
+        await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "x", role: .viewer, password: "short", mustChange: true) }
+        await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "<b>", role: .viewer, password: "long-enough-pw", mustChange: true) }
+    }
+
+    @Test func bootstrap_takesThePasswordFromTheEnvironment_withoutForcingAChange() async throws {
+        let dir = TestEnvironment.temporaryDirectory("accounts-env")
+        let accounts = Accounts(store: try SQLiteStore(path: dir + "/streampulse.db"), bcryptCost: 4)
+        #expect(try await accounts.bootstrap(dataDirectory: dir, environment: ["STREAMPULSE_ADMIN_PASSWORD": "from-the-environment"]) == nil)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/admin-password.txt"))
+        let admin = try #require(try await accounts.verify(name: "admin", password: "from-the-environment"))
+        #expect(!admin.mustChange)
+    }
+}
