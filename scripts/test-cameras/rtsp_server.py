@@ -45,6 +45,23 @@ def factory(launch, shared=False):
     return f
 
 
+class FleetFactory(GstRtspServer.RTSPMediaFactory):
+    """One media for every /camN path: GStreamer keys shared media by URL path, so without this each
+    path would get its own encoder. With it, 10,000 paths cost one 480p encoder."""
+
+    def do_gen_key(self, url):
+        return "fleet"
+
+
+def fleet_factory(launch):
+    f = FleetFactory()
+    f.set_launch("( " + launch + " )")
+    f.set_shared(True)
+    f.set_suspend_mode(GstRtspServer.RTSPSuspendMode.NONE)
+    f.connect("media-configure", on_media_configure)
+    return f
+
+
 def on_media_configure(_factory, media):
     media.set_property("reusable", True)
 
@@ -79,7 +96,7 @@ def main():
     for name in wanted:
         mounts.add_factory("/" + name, factory(PIPELINES[name]))
     if args.fleet:
-        shared = factory(PIPELINES["normal"], shared=True)
+        shared = fleet_factory(PIPELINES["normal"])
         for i in range(args.fleet):
             mounts.add_factory("/cam%d" % i, shared)
     server_id = server.attach(None)

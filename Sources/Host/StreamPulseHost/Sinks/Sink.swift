@@ -66,6 +66,9 @@ public struct SinkStats: Sendable, Codable, Equatable {
     public var written: Int
     public var failedBatches: Int
     public var lastError: String?
+    /// True while the sink's last write failed (disk full, read-only file, receiver down); it clears on
+    /// the next successful write.
+    public var failing: Bool = false
 }
 
 /// Runs one sink: a bounded buffer filled without blocking, drained in batches by the sink's own task.
@@ -79,6 +82,7 @@ public final class SinkRunner: Sendable {
         var written = 0
         var failedBatches = 0
         var lastError: String?
+        var failing = false
         var closed = false
     }
     private let state = Mutex(State())
@@ -112,7 +116,7 @@ public final class SinkRunner: Sendable {
     public var stats: SinkStats {
         state.withLock {
             SinkStats(name: sink.name, queued: $0.buffer.count, dropped: $0.dropped, written: $0.written,
-                      failedBatches: $0.failedBatches, lastError: $0.lastError)
+                      failedBatches: $0.failedBatches, lastError: $0.lastError, failing: $0.failing)
         }
     }
 
@@ -142,21 +146,38 @@ public final class SinkRunner: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
+            // A failing write (disk full, read-only data folder, locked file) is retried with backoff
+            // until it succeeds: the batch is kept, and new events wait in the bounded buffer (beyond
+            // its capacity they are counted as dropped). Only at shutdown does a sink give up, after
+            // three attempts.
             var attempt = 0
             while true {
                 do {
                     try await sink.write(batch)
-                    state.withLock { $0.written += batch.count }
+                    let recovered = state.withLock { state -> Bool in
+                        state.written += batch.count
+                        defer { state.failing = false }
+                        return state.failing
+                    }
+                    if recovered { logger.notice("sink \(sink.name): writing works again after \(attempt) failed attempts; nothing was lost") }
                     break
                 } catch {
                     attempt += 1
-                    state.withLock { $0.failedBatches += 1; $0.lastError = "\(error)" }
-                    logger.error("sink \(sink.name): writing \(batch.count) events failed (attempt \(attempt)): \(error)")
-                    if attempt >= 3 {
+                    let closed = state.withLock { state -> Bool in
+                        state.failedBatches += 1
+                        state.lastError = "\(error)"
+                        state.failing = true
+                        return state.closed
+                    }
+                    if attempt == 1 || attempt % 20 == 0 {
+                        logger.error("sink \(sink.name): writing \(batch.count) events failed (attempt \(attempt)); keeping them and retrying: \(error)")
+                    }
+                    if closed && attempt >= 3 {
+                        logger.error("sink \(sink.name): giving up on \(batch.count) events at shutdown: \(error)")
                         state.withLock { $0.dropped += batch.count }
                         break
                     }
-                    try? await Task.sleep(for: .milliseconds(200 * attempt))
+                    try? await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(attempt, 6)))))
                 }
             }
         }

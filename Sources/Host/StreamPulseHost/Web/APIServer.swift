@@ -109,6 +109,11 @@ public enum APIServer {
         router.get("/api/engine") { _, _ -> Response in
             json(await engine.stats())
         }
+        // Benchmarks measure a steady state: clears the lag window and the check counter (admin).
+        router.post("/api/settings/engine-stats/reset") { _, _ -> Response in
+            await engine.resetStats()
+            return json(["status": "reset"])
+        }
         router.get("/api/time") { _, _ -> Response in
             guard let time else { return json(TimeSync.unsynced(reason: "no NTP servers configured")) }
             return json(await time.current)

@@ -188,6 +188,13 @@ function connectLive() {
 
 async function refreshHeader() {
   try {
+    const failing = (await api("/api/sinks")).filter((s) => s.failing);
+    const pill = $("sinks");
+    pill.hidden = failing.length === 0;
+    pill.textContent = failing.length ? `${failing.map((s) => s.name).join(", ")}: writes failing` : "";
+    pill.title = failing.map((s) => `${s.name}: ${s.last_error || "error"} (${s.queued} queued, retrying; monitoring continues)`).join("\n");
+  } catch {}
+  try {
     const t = await api("/api/time");
     const ntp = $("ntp");
     if (t.synced) {

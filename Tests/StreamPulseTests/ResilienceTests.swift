@@ -1,0 +1,125 @@
+import Foundation
+import GRDB
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// Abuse the monitor is built for: config storms, a full disk, hostile cameras at scale. Real files,
+/// real inotify, a real SQLite file, real cameras on 127.0.0.1.
+@Suite(.serialized) struct ResilienceTests {
+
+    @Test func configStorm_100EditsIn10s_withInvalidOnes_neverStopsMonitoring_andEndsOnTheLastValidFile() async throws {
+        let cameras = try TestCameras.start()
+        func yaml(_ round: Int) -> String {
+            "settings:\n  interval: 1s\n  timeout: 2s\nstreams:\n"
+                + (0..<5).map { "  - id: steady\($0)\n    url: http://127.0.0.1:\(cameras.mjpegPort)/cam/\($0)\n" }.joined()
+                + "  - id: edited\n    name: Edit \(round)\n    url: http://127.0.0.1:\(cameras.mjpegPort)/cam/\(100 + round % 3)\n"
+        }
+        let rig = try await HotReloadTests.Rig(yaml: yaml(0))
+        #expect(await rig.eventually(8) { await rig.engine.snapshot(id: "steady0")?.status == .ok })
+        let checksBefore = await rig.engine.stats().checks
+        var lastValid = 0
+        var checksDuringStorm: [Int] = []
+        for round in 1...100 {
+            let text: String
+            switch round % 4 {
+            case 1: text = "streams:\n  - id: a\n    url: [broken\n"                          // YAML syntax error
+            case 2: text = yaml(round).replacingOccurrences(of: "interval: 1s", with: "interval: soon")  // bad value
+            default: text = yaml(round); lastValid = round
+            }
+            if round % 2 == 0 {
+                try text.write(toFile: rig.dir + "/.config.tmp", atomically: false, encoding: .utf8)
+                rename(rig.dir + "/.config.tmp", rig.path)                                        // rename-save
+            } else {
+                try text.write(toFile: rig.path, atomically: false, encoding: .utf8)              // in-place save
+            }
+            if round % 10 == 0 { checksDuringStorm.append(await rig.engine.stats().checks) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        // Monitoring never stopped: checks kept completing through every second of the storm.
+        #expect(zip(checksDuringStorm, checksDuringStorm.dropFirst()).allSatisfy { $0 < $1 }, "\(checksBefore) \(checksDuringStorm)")
+        // The last write was valid (round 100 % 4 == 0): the engine ends on it, with no error left.
+        #expect(lastValid == 100)
+        #expect(await rig.eventually { await rig.engine.snapshot(id: "edited")?.name == "Edit 100" })
+        #expect(await rig.service.status.errors.isEmpty)
+        #expect(await rig.eventually(8) { await rig.engine.snapshot().allSatisfy { $0.status == .ok } })
+        await rig.stop()
+    }
+
+    @Test func diskFull_isReportedClearly_probingAndReadsContinue_andWritesResumeWithNothingLost() async throws {
+        let dir = TestEnvironment.temporaryDirectory("diskfull")
+        let store = try SQLiteStore(path: dir + "/streampulse.db")
+        let logs = CapturedLogs()
+        let runner = SinkRunner(sink: SQLiteSink(store: store, rawDays: 30, rollupDays: 400, logger: logs.logger()), logger: logs.logger())
+        let task = Task { await runner.run() }
+        func result(_ i: Int) -> SinkEvent {
+            .result(ResultRecord(streamId: "cam\(i % 10)", at: Date(), mode: .quick, status: .ok, pending: false, reason: .ok, phase: nil,
+                                 message: "Pictures decoded (\(i)) with a message long enough to fill pages quickly", timings: Timings(), media: nil))
+        }
+        for i in 0..<200 { runner.submit(result(i)) }
+        #expect(await eventuallyTrue { runner.stats.written == 200 })
+        // The disk fills up: SQLite's page limit makes the real write path fail with SQLITE_FULL
+        // ("database or disk is full"), exactly as a full file system does.
+        let pages = try await store.pool.write { try Int.fetchOne($0, sql: "PRAGMA page_count")! }
+        _ = try await store.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA max_page_count = \(pages)") }
+        for i in 200..<5_200 { runner.submit(result(i)) }
+        #expect(await eventuallyTrue { runner.stats.failing })
+        let error = runner.stats.lastError ?? ""
+        #expect(error.contains("full"), "\(error)")
+        #expect(logs.all.contains { $0.contains("sink sqlite") && $0.contains("keeping them and retrying") && $0.contains("full") }, "\(logs.all.suffix(3))")
+        // Reads (the dashboard's history, CSV export) still work while writes fail.
+        #expect(try store.checks(stream: "cam1", from: nil, to: nil, limit: 5).count == 5)
+        #expect(runner.stats.dropped == 0)
+        // Space returns: the kept batch and everything queued behind it is written; nothing was lost.
+        _ = try await store.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA max_page_count = 1073741823") }
+        #expect(await eventuallyTrue(15) { runner.stats.written == 5_200 && !runner.stats.failing })
+        #expect(try store.resultCount() == 5_200)
+        #expect(logs.all.contains { $0.contains("writing works again") })
+        #expect(try store.integrityCheck() == "ok")
+        runner.stop()
+        await task.value
+    }
+
+    @Test func twoHundredHostileCameras_doNotPushHealthyStreamsOffSchedule() async throws {
+        let cameras = try TestCameras.start()
+        var yaml = "settings: { interval: 2s, deep_interval: 1h, timeout: 3s, retries: 1, host_sessions: 1000 }\nstreams:\n"
+        let hostile = ["rtsp://127.0.0.1:\(cameras.blackholePort)/x", "rtsp://127.0.0.1:\(cameras.garbagePort)/x",
+                       "http://127.0.0.1:\(cameras.mjpegPort)/drip", "http://127.0.0.1:\(cameras.mjpegPort)/endless-header"]
+        for i in 0..<200 { yaml += "  - { id: bad\(i), url: \"\(hostile[i % hostile.count])\" }\n" }
+        for i in 0..<20 { yaml += "  - { id: good\(i), url: \"http://127.0.0.1:\(cameras.mjpegPort)/cam/\(i)\" }\n" }
+        let path = TestEnvironment.temporaryDirectory("hostile") + "/config.yaml"
+        try yaml.write(toFile: path, atomically: false, encoding: .utf8)
+        let logs = CapturedLogs()
+        let host = PluginHost(directory: try TestEnvironment.pluginsDirectory(), logger: logs.logger())
+        host.scan()
+        let config = try #require(ConfigLoader(environment: [:], knownSchemes: nil).load(path: path).config)
+        let engine = Engine(config: config, plugins: host, logger: logs.logger(), startupSpread: .seconds(2))
+        let run = Task { await engine.run() }
+        try await Task.sleep(for: .seconds(4))
+        await engine.resetStats()
+        try await Task.sleep(for: .seconds(8))
+        let healthy = await engine.stats(include: { $0.hasPrefix("good") })
+        let snapshot = await engine.snapshot()
+        run.cancel()
+        await run.value
+        // Every healthy stream stayed green and was checked on time despite 200 hostile ones in flight.
+        let good = snapshot.filter { $0.id.hasPrefix("good") }
+        #expect(good.count == 20 && good.allSatisfy { $0.status == .ok })
+        // At a 2 s interval over ~12 s each healthy stream has several green checks in its heartbeat.
+        #expect(good.allSatisfy { ($0.recent ?? "").filter { $0 == "o" }.count >= 4 }, "\(good.map { $0.recent ?? "" })")
+        #expect(healthy.lagP99Ms < 1_000, "\(healthy)")
+        // And every hostile one ended with a class, none reported up.
+        let bad = snapshot.filter { $0.id.hasPrefix("bad") }
+        #expect(bad.allSatisfy { $0.status != .ok && $0.reason != "not_checked" }, "\(Set(bad.map(\.reason.rawValue)))")
+    }
+}
+
+/// Waits until `condition` holds or `seconds` pass.
+func eventuallyTrue(_ seconds: Double = 10, _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return await condition()
+}
