@@ -228,6 +228,9 @@ struct Validate: AsyncParsableCommand {
     }
 }
 
+/// glibc's mallopt (declared in <malloc.h>, which the Glibc module does not export).
+@_silgen_name("mallopt") func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the monitor: probe every stream, hot-reload the config, answer the API.")
     @Option(name: .long, help: "The config file.") var config: String = "config/config.yaml"
@@ -237,6 +240,9 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger("streampulse", level: options.verbose ? .debug : .info)
+        // Hundreds of probe threads would each get a glibc malloc arena (up to 8 per core) that keeps its
+        // peak: two arenas and a periodic trim keep RSS near what is in use (see docs/operations.md).
+        if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil { _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2) }
         let scrubber = SecretScrubber()
         let plugins = PluginHost(directory: options.pluginsDir, logger: logger, scrubber: scrubber)
         plugins.scan()
@@ -282,6 +288,7 @@ struct Serve: AsyncParsableCommand {
         var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),
                                        ConfigWatchService(config: configService, secretsPath: secretsPath)]
         if let time { services.append(TimeSyncService(time: time)) }
+        services.append(MemoryTrimService())
         var httpLogger = logger
         httpLogger.logLevel = options.verbose ? .debug : .warning
         // Dashboard accounts live in the history database. No default password: the first start creates

@@ -32,6 +32,8 @@ public struct Settings: Sendable, Equatable {
     public var retentionRawDays: Int = 30
     public var retentionRollupDays: Int = 400
     public var hostSessions: Int = 2
+    /// Deep probes (picture decoding) at once across the fleet; bounds memory at fleet scale.
+    public var maxDeepProbes: Int = 64
     public var secretsFile: String = "secrets.yaml"
     /// Dashboard: `Secure` session cookies (TLS in front), concurrent preview cap, preview length.
     public var secureCookies = false

@@ -171,7 +171,7 @@ private struct Parser {
         var settings = Settings()
         guard let map = node.mapping else { problem(node, "settings must be a mapping"); return settings }
         let keys = ["interval", "deep_interval", "timeout", "retries", "backoff_cap", "timezone", "ntp", "listen",
-                    "data_dir", "retention", "host_sessions", "secrets_file", "web"]
+                    "data_dir", "retention", "host_sessions", "max_deep_probes", "secrets_file", "web"]
         for (key, value) in map {
             guard let name = key.string else { continue }
             switch name {
@@ -205,6 +205,7 @@ private struct Parser {
                     }
                 }
             case "host_sessions": settings.hostSessions = int(value, min: 1) ?? settings.hostSessions
+            case "max_deep_probes": settings.maxDeepProbes = int(value, min: 1) ?? settings.maxDeepProbes
             case "secrets_file": settings.secretsFile = string(value) ?? settings.secretsFile
             case "web":
                 guard let web = value.mapping else { problem(value, "web must be a mapping (secure_cookies, max_previews, preview_seconds)"); continue }

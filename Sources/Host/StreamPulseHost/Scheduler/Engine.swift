@@ -97,6 +97,9 @@ public actor Engine {
     private var running: [String: Task<Void, Never>] = [:]
     private var lanes: [String: Lane] = [:]
     private let budgets: HostBudgets
+    /// Deep probes (which decode pictures) running at once, all plugins together: bounds memory and CPU
+    /// when a whole fleet is due for a deep probe at the same time (start-up, a network coming back).
+    private let deepSlots: HostBudgets
     private let start = ContinuousClock.now
     private var rng = SystemRandomNumberGenerator()
     private var lags: [(id: String, seconds: Double)] = []
@@ -120,6 +123,7 @@ public actor Engine {
         self.plugins = plugins
         self.logger = logger
         self.budgets = HostBudgets(perHost: config.settings.hostSessions)
+        self.deepSlots = HostBudgets(perHost: config.settings.maxDeepProbes)
         self.sinks = sinks
         self.clock = clock
         let now = 0.0
@@ -196,7 +200,6 @@ public actor Engine {
 
     private func launch(_ due: Schedule.Due, at t: Double) {
         guard let stream = streams[due.id] else { return }
-        recordLag(due.id, max(0, t - due.dueAt))
         guard let plugin = plugins.plugin(for: stream.url, protocolName: stream.protocolName) else {
             let scheme = stream.protocolName ?? SchemeRouter.scheme(of: stream.url) ?? "?"
             finish(due, result: .failure(.noPlugin, phase: nil, "No loaded plugin handles '\(scheme)'; the stream waits for one."))
@@ -206,13 +209,22 @@ public actor Engine {
         let lane = lane(for: plugin.name)
         let budgets = self.budgets
         let host = URLComponents(string: stream.url)?.host ?? stream.url
+        let deepSlots = self.deepSlots
+        // Failing streams are probed deep every time, but they mostly fail before decoding anything
+        // (refused, timeout): only healthy streams' deep probes take a decode slot.
+        let deep = due.mode == .deep && (states[due.id]?.consecutiveFailures ?? 0) == 0
         running[due.id] = Task {
+            // Waiting for a decode slot, the camera host's budget or the lane counts as schedule lag:
+            // the lag is measured when the probe really starts.
+            if deep { await deepSlots.acquire("deep") }
             await budgets.acquire(host)
             await lane.acquire()
+            await self.recordStart(due)
             let started = ContinuousClock.now
             let result = Task.isCancelled ? ProbeResult.failure(.cancelled, phase: nil, "Cancelled before it started.") : await plugin.probe(request)
             await lane.release(duration: started.duration(to: .now))
             await budgets.release(host)
+            if deep { await deepSlots.release("deep") }
             await self.finish(due, result: result)
         }
     }
@@ -257,6 +269,10 @@ public actor Engine {
         }
     }
 
+    private func recordStart(_ due: Schedule.Due) {
+        recordLag(due.id, max(0, now - due.dueAt))
+    }
+
     private func recordLag(_ id: String, _ seconds: Double) {
         if lags.count < 65_536 { lags.append((id, seconds)) } else { lags[lagIndex % 65_536] = (id, seconds) }
         lagIndex += 1
@@ -272,7 +288,10 @@ public actor Engine {
         let t = now
         version &+= 1
         config = new
-        Task { await budgets.setPerHost(new.settings.hostSessions) }
+        Task { [budgets, deepSlots] in
+            await budgets.setPerHost(new.settings.hostSessions)
+            await deepSlots.setPerHost(new.settings.maxDeepProbes)
+        }
         let byID = Dictionary(new.streams.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for id in diff.removed {
             running.removeValue(forKey: id)?.cancel()

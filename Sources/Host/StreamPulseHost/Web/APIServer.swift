@@ -169,6 +169,23 @@ public struct ConfigWatchService: Service {
     }
 }
 
+/// glibc's malloc_trim (declared in <malloc.h>, which the Glibc module does not export).
+@_silgen_name("malloc_trim") func glibcMallocTrim(_ pad: Int) -> Int32
+
+/// Returns freed heap to the kernel every 30 s (after a burst of deep probes the allocator would
+/// otherwise keep its peak).
+public struct MemoryTrimService: Service {
+    public init() {}
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(30))
+                _ = glibcMallocTrim(0)
+            }
+        }
+    }
+}
+
 /// Measures the clock offset in the background.
 public struct TimeSyncService: Service {
     public let time: TimeService
@@ -196,14 +213,16 @@ actor UptimeCache {
     }
 }
 
-/// The encoded stream list, shared by every client: rebuilt only when the engine's state changed and
-/// at most once a second, so 20 dashboards polling 10,000 streams cost one encode per second.
+/// The encoded stream list, shared by every client. Rebuilt at most every 2 s and only when the engine's
+/// state changed; while one rebuild runs (≈ 0.1–0.3 s for 10,000 streams) every request is answered from
+/// the previous copy, so 20 dashboards polling 10,000 streams never queue behind an encode.
 actor StreamListCache {
     let engine: Engine
     let uptimes: UptimeCache
     private var cached: ByteBuffer?
     private var version = -1
     private var built = ContinuousClock.now
+    private var rebuilding: Task<ByteBuffer, Never>?
 
     init(engine: Engine, uptimes: UptimeCache) {
         self.engine = engine
@@ -211,21 +230,39 @@ actor StreamListCache {
     }
 
     func current() async -> ByteBuffer {
-        let now = ContinuousClock.now
-        let engineVersion = await engine.version
-        let age = built.duration(to: now)
-        if let cached, (engineVersion == version && age < .seconds(30)) || age < .seconds(1) { return cached }
-        let figures = await uptimes.current()
-        let list = await engine.snapshot().map { s in
-            var s = s
-            s.uptime = figures[s.id]
-            return s
+        let age = built.duration(to: .now)
+        if let cached {
+            if age < .seconds(2) || rebuilding != nil { return cached }
+            let engineVersion = await engine.version
+            if engineVersion == version && age < .seconds(30) { return cached }
+            startRebuild()
+            return cached
         }
-        let buffer = ByteBuffer(bytes: (try? Wire.encode(list)) ?? Data("[]".utf8))
+        if rebuilding == nil { startRebuild() }
+        return await rebuilding!.value
+    }
+
+    private func startRebuild() {
+        let engine = self.engine, uptimes = self.uptimes
+        rebuilding = Task.detached {
+            let engineVersion = await engine.version
+            let figures = await uptimes.current()
+            let list = await engine.snapshot().map { s in
+                var s = s
+                s.uptime = figures[s.id]
+                return s
+            }
+            let buffer = ByteBuffer(bytes: (try? Wire.encode(list)) ?? Data("[]".utf8))
+            await self.finished(buffer, version: engineVersion)
+            return buffer
+        }
+    }
+
+    private func finished(_ buffer: ByteBuffer, version engineVersion: Int) {
         cached = buffer
         version = engineVersion
-        built = now
-        return buffer
+        built = .now
+        rebuilding = nil
     }
 }
 
