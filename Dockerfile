@@ -23,7 +23,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && useradd --system --home /data --shell /usr/sbin/nologin streampulse
 COPY --from=build /out/bin/streampulse /usr/local/bin/streampulse
 COPY --from=build /out/plugins.d /usr/local/lib/streampulse/plugins.d
-# Mount config read-only at /config (config.yaml + secrets.yaml); history lives in /data.
+# Mount config read-only at /config (config.yaml + secrets.yaml); history and accounts live in /data.
+# First start: the one-time admin password is in the log and in /data/admin-password.txt, or pass
+# -e STREAMPULSE_ADMIN_PASSWORD=... (used once).
 VOLUME /data
 USER streampulse
 EXPOSE 8080

@@ -186,13 +186,17 @@ def fleet(args, binary, plugins):
     for n in args.sizes:
         cameras = Cameras(n // 2 + 1)
         mon = Monitor(binary, plugins, cameras, n, interval=args.interval, deep=args.deep)
+        # The first check of every stream is deep (a picture must be seen before a stream is called up), and
+        # deep probes are limited to settings.max_deep_probes at once: the first round takes ~n/55 s here.
+        warmup = max(args.warmup, n // 45)
         print(f"\n== {n} streams ({n // 2} RTSP + {n - n // 2} MJPEG), interval {args.interval}, deep every {args.deep}; "
-              f"warm-up {args.warmup} s (the first round is all deep probes), then {args.measure} s measured", flush=True)
+              f"warm-up {warmup} s (the first round is all deep probes), then {args.measure} s measured", flush=True)
         startup_cpu0 = mon.cpu_seconds()
-        time.sleep(args.warmup)
+        time.sleep(warmup)
         warm = mon.get("/api/engine")
         print(f"   warm-up: {warm['checks']} checks, lag p50 {warm['lag_p50_ms']:.1f} ms p99 {warm['lag_p99_ms']:.1f} ms, "
-              f"CPU {100 * (mon.cpu_seconds() - startup_cpu0) / args.warmup:.0f}% of one core", flush=True)
+              f"CPU {100 * (mon.cpu_seconds() - startup_cpu0) / warmup:.0f}% of one core, in flight {warm['in_flight']}, "
+              f"RSS {mon.rss_mb():.0f} MB (peak {mon.rss_mb('VmHWM'):.0f} MB)", flush=True)
         mon.post("/api/settings/engine-stats/reset")
         cpu0, rows0, t0 = mon.cpu_seconds(), mon.sqlite_written(), time.time()
         cam_cpu0 = sum(mon.cpu_seconds(p) for p in cameras.pids())
@@ -263,8 +267,9 @@ def dashboard(args, binary, plugins):
     n = args.sizes[-1]
     cameras = Cameras(n // 2 + 1)
     mon = Monitor(binary, plugins, cameras, n, interval=args.interval, deep=args.deep)
-    print(f"== dashboard with {n} streams loaded (probing at interval {args.interval}); waiting {args.warmup} s for the first round", flush=True)
-    time.sleep(args.warmup)
+    warmup = max(args.warmup, n // 45)
+    print(f"== dashboard with {n} streams loaded (probing at interval {args.interval}); waiting {warmup} s for the first round", flush=True)
+    time.sleep(warmup)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
