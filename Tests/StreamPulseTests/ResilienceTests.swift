@@ -114,6 +114,45 @@ import Testing
     }
 }
 
+extension ResilienceTests {
+    /// wrk on the status API while 1,000 streams are probed: no error answers, probing stays on schedule.
+    @Test func dashboardUnderLoad_noErrors_andProbingStaysOnSchedule() async throws {
+        let cameras = try TestCameras.start()
+        let dir = TestEnvironment.temporaryDirectory("load")
+        let port = try freePort()
+        var yaml = "settings: { interval: 20s, deep_interval: 5m, timeout: 5s, host_sessions: 10000, listen: \"127.0.0.1:\(port)\" }\nstreams:\n"
+        for i in 0..<1_000 { yaml += "  - { id: c\(i), url: \"http://127.0.0.1:\(cameras.mjpegPort)/cam/\(i)\" }\n" }
+        try yaml.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let token = try await TestEnvironment.apiToken(configDirectory: dir)
+        let serve = try TestEnvironment.startServe(configDirectory: dir)
+        defer { kill(serve.processIdentifier, SIGKILL); serve.waitUntilExit() }
+        // The first round (all deep) is done within the interval; then measure a steady window under load.
+        var checked = 0
+        for _ in 0..<120 where checked < 1_000 {
+            try await Task.sleep(for: .milliseconds(500))
+            if let body = try? await httpGet("http://127.0.0.1:\(port)/api/streams", token: token) {
+                checked = body.components(separatedBy: "\"last_check\"").count - 1
+            }
+        }
+        #expect(checked == 1_000)
+        try await Task.sleep(for: .seconds(2))
+        let auth = ["-H", "Authorization: Bearer \(token)"]
+        _ = try await TestEnvironment.run(["-c", "curl -s -X POST -H 'Authorization: Bearer \(token)' http://127.0.0.1:\(port)/api/settings/engine-stats/reset"],
+                                          executable: "/bin/sh")
+        let wrk = try await TestEnvironment.run(["-t2", "-c20", "-d8s", "--latency"] + auth + ["http://127.0.0.1:\(port)/api/streams"],
+                                                executable: "/usr/bin/wrk")
+        #expect(wrk.status == 0, "\(wrk.stderr)")
+        #expect(wrk.stdout.contains("Requests/sec"), "\(wrk.stdout)")
+        #expect(!wrk.stdout.contains("Non-2xx"), "\(wrk.stdout)")
+        #expect(!wrk.stdout.contains("Socket errors"), "\(wrk.stdout)")
+        let engine = try await httpGet("http://127.0.0.1:\(port)/api/engine", token: token)
+        let p99 = engine.range(of: #""lag_p99_ms":"#).map { Double(engine[$0.upperBound...].prefix { "0123456789.".contains($0) }) ?? -1 } ?? -1
+        let checks = engine.range(of: #""checks":"#).map { Int(engine[$0.upperBound...].prefix { $0.isNumber }) ?? -1 } ?? -1
+        #expect(p99 >= 0 && p99 < 1_000, "schedule lag p99 under load: \(engine)")
+        #expect(checks >= 300, "about 50 checks/s were due during the 8 s of load: \(engine)")
+    }
+}
+
 /// Waits until `condition` holds or `seconds` pass.
 func eventuallyTrue(_ seconds: Double = 10, _ condition: () async -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))

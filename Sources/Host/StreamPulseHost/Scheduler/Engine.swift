@@ -104,6 +104,7 @@ public actor Engine {
     private var rng = SystemRandomNumberGenerator()
     private var lags: [(id: String, seconds: Double)] = []
     private var lagIndex = 0
+    private var lagCache: (at: ContinuousClock.Instant, p50: Double, p99: Double)?
     private var checks = 0
     /// The last 30 outcomes per stream (the dashboard's heartbeat bar).
     private var recent: [String: [UInt8]] = [:]
@@ -378,16 +379,26 @@ public actor Engine {
     }
 
     /// Engine figures; `include` narrows the lag percentiles to some streams (benchmarks).
-    public func stats(include: @Sendable (String) -> Bool = { _ in true }) async -> EngineStats {
-        let sorted = lags.filter { include($0.id) }.map(\.seconds).sorted()
-        func pct(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * q))] * 1000 }
+    /// Without `include`, the percentiles are recomputed at most once a second (sorting the 65,536-entry
+    /// window costs milliseconds, and dashboards and scrapers ask often).
+    public func stats(include: (@Sendable (String) -> Bool)? = nil) async -> EngineStats {
+        let percentiles: (p50: Double, p99: Double)
+        if include == nil, let cached = lagCache, cached.at.duration(to: .now) < .seconds(1) {
+            percentiles = (cached.p50, cached.p99)
+        } else {
+            let sorted = (include.map { keep in lags.filter { keep($0.id) } } ?? lags).map(\.seconds).sorted()
+            func pct(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * q))] * 1000 }
+            percentiles = (pct(0.5), pct(0.99))
+            if include == nil { lagCache = (.now, percentiles.p50, percentiles.p99) }
+        }
         var laneFigures: [String: Int] = [:]
         for (name, lane) in lanes { laneFigures[name] = await lane.inFlight }
-        return EngineStats(streams: streams.count, checks: checks, inFlight: running.count, lagP50Ms: pct(0.5), lagP99Ms: pct(0.99), lanes: laneFigures)
+        return EngineStats(streams: streams.count, checks: checks, inFlight: running.count, lagP50Ms: percentiles.p50, lagP99Ms: percentiles.p99, lanes: laneFigures)
     }
 
     /// Clears the lag window (benchmarks measure a steady state).
     public func resetStats() {
+        lagCache = nil
         lags.removeAll()
         lagIndex = 0
         checks = 0
