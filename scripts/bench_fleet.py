@@ -303,9 +303,10 @@ def dashboard(args, binary, plugins):
               f"(runs: {', '.join('%.0f' % t for t in tables)})")
     finally:
         driver.quit()
-    for path in ("/api/streams", "/api/streams/c1", "/api/engine"):
+    for path in ("/api/summary", "/api/streams?status=down&limit=100", "/api/streams?limit=100&offset=5000", "/api/streams/c1",
+                 "/api/engine", "/api/streams"):
         api = wrk_p99(mon.base + path, mon.token, seconds=10)
-        print(f"   GET {path:<18} 20 clients: p50 {api['p50_ms']:.2f} ms, p99 {api['p99_ms']:.2f} ms, {api['rps']:.0f} req/s, "
+        print(f"   GET {path:<36} 20 clients: p50 {api['p50_ms']:.2f} ms, p99 {api['p99_ms']:.2f} ms, {api['rps']:.0f} req/s, "
               f"non-2xx {api['non2xx']}, socket errors {api['socket_errors']}", flush=True)
     print(f"   monitor RSS {mon.rss_mb():.0f} MB (peak {mon.rss_mb('VmHWM'):.0f} MB)")
     print("Targets (issue #8): first paint < 1 s, status API p99 < 50 ms.")

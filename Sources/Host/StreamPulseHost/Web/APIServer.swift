@@ -24,7 +24,26 @@ public enum APIServer {
         router.get("/healthz") { _, _ -> Response in
             json(["status": "ok"])
         }
-        router.get("/api/streams") { _, _ -> Response in
+        router.get("/api/summary") { _, _ -> Response in
+            json(await listing.summary())
+        }
+        router.get("/api/streams") { request, _ -> Response in
+            let q = request.uri.queryParameters
+            if ["status", "protocol", "group", "tag", "limit", "offset"].contains(where: { q[$0[...]] != nil }) {
+                // A filtered page (what a status script or wall display asks for): encoded per request.
+                let figures = await uptimes.current()
+                var list = await engine.snapshot().filter { s in
+                    (q["status"].map { $0 == (s.pending ? "pending" : s.status.rawValue) } ?? true)
+                        && (q["protocol"].map { $0 == (s.protocol ?? "")[...] } ?? true)
+                        && (q["group"].map { $0 == (s.group ?? "")[...] } ?? true)
+                        && (q["tag"].map { tag in s.tags.contains(String(tag)) } ?? true)
+                }
+                let offset = min(max(0, q["offset"].flatMap { Int(String($0)) } ?? 0), list.count)
+                let limit = min(max(0, q["limit"].flatMap { Int(String($0)) } ?? list.count), list.count - offset)
+                list = Array(list[offset..<(offset + limit)])
+                for i in list.indices { list[i].uptime = figures[list[i].id] }
+                return json(list)
+            }
             var headers = HTTPFields()
             headers[.contentType] = "application/json; charset=utf-8"
             headers[.cacheControl] = "no-store"
@@ -240,6 +259,30 @@ actor StreamListCache {
         }
         if rebuilding == nil { startRebuild() }
         return await rebuilding!.value
+    }
+
+    struct Summary: Encodable {
+        var streams: Int
+        var ok: Int
+        var degraded: Int
+        var pending: Int
+        var down: Int
+        var unknown: Int
+        var engine: EngineStats
+    }
+
+    /// Counts per colour and engine figures: the cheapest answer to "is everything fine?".
+    private var summaryCache: (at: ContinuousClock.Instant, value: Summary)?
+
+    func summary() async -> Summary {
+        if let summaryCache, summaryCache.at.duration(to: .now) < .seconds(1) { return summaryCache.value }
+        var counts: [String: Int] = [:]
+        for s in await engine.snapshot() { counts[s.pending ? "pending" : s.status.rawValue, default: 0] += 1 }
+        let stats = await engine.stats()
+        let value = Summary(streams: stats.streams, ok: counts["ok"] ?? 0, degraded: counts["degraded"] ?? 0, pending: counts["pending"] ?? 0,
+                            down: counts["down"] ?? 0, unknown: counts["unknown"] ?? 0, engine: stats)
+        summaryCache = (.now, value)
+        return value
     }
 
     private func startRebuild() {
