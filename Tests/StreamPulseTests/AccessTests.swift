@@ -20,7 +20,10 @@ import Testing
         for path in ["/api/streams", "/metrics", "/api/export.csv", "/api/events", "/api/streams/a/checks"] {
             #expect(AccessPolicy.decide(method: .get, path: path, identity: nil, csrfHeader: nil) == .unauthenticated, "\(path)")
         }
-        #expect(AccessPolicy.decide(method: .get, path: "/api/session/../streams", identity: nil, csrfHeader: nil) == .unauthenticated)
+        for sneaky in ["/api/session/../streams", "/assets/../api/users", "/assets/..%2fapi/users", "//api/users", "/assets/%2e%2e/api/users", "/./api/users"] {
+            #expect(AccessPolicy.decide(method: .get, path: sneaky, identity: nil, csrfHeader: nil) == .forbidden("Not a canonical path."), "\(sneaky)")
+            #expect(AccessPolicy.decide(method: .get, path: sneaky, identity: viewer, csrfHeader: nil) == .forbidden("Not a canonical path."), "\(sneaky)")
+        }
     }
 
     @Test func stateChanges_withACookieSession_needTheCSRFToken() {

@@ -30,9 +30,8 @@ public enum APIServer {
         router.get("/api/streams") { request, _ -> Response in
             let q = request.uri.queryParameters
             if ["status", "protocol", "group", "tag", "limit", "offset"].contains(where: { q[$0[...]] != nil }) {
-                // A filtered page (what a status script or wall display asks for): encoded per request.
-                let figures = await uptimes.current()
-                var list = await engine.snapshot().filter { s in
+                // A filtered page (what a status script or wall display asks for), cut from the shared list.
+                var list = await listing.currentList().filter { s in
                     (q["status"].map { $0 == (s.pending ? "pending" : s.status.rawValue) } ?? true)
                         && (q["protocol"].map { $0 == (s.protocol ?? "")[...] } ?? true)
                         && (q["group"].map { $0 == (s.group ?? "")[...] } ?? true)
@@ -41,7 +40,6 @@ public enum APIServer {
                 let offset = min(max(0, q["offset"].flatMap { Int(String($0)) } ?? 0), list.count)
                 let limit = min(max(0, q["limit"].flatMap { Int(String($0)) } ?? list.count), list.count - offset)
                 list = Array(list[offset..<(offset + limit)])
-                for i in list.indices { list[i].uptime = figures[list[i].id] }
                 return json(list)
             }
             var headers = HTTPFields()
@@ -238,23 +236,29 @@ actor UptimeCache {
 actor StreamListCache {
     let engine: Engine
     let uptimes: UptimeCache
-    private var cached: ByteBuffer?
+    private var cached: (buffer: ByteBuffer, list: [StreamSnapshot])?
     private var version = -1
     private var built = ContinuousClock.now
-    private var rebuilding: Task<ByteBuffer, Never>?
+    private var rebuilding: Task<(buffer: ByteBuffer, list: [StreamSnapshot]), Never>?
 
     init(engine: Engine, uptimes: UptimeCache) {
         self.engine = engine
         self.uptimes = uptimes
     }
 
-    func current() async -> ByteBuffer {
+    /// The whole list, encoded.
+    func current() async -> ByteBuffer { await entry().buffer }
+
+    /// The whole list, for filtering and counting without asking the engine per request.
+    func currentList() async -> [StreamSnapshot] { await entry().list }
+
+    private func entry() async -> (buffer: ByteBuffer, list: [StreamSnapshot]) {
         let age = built.duration(to: .now)
         if let cached {
             if age < .seconds(2) || rebuilding != nil { return cached }
             let engineVersion = await engine.version
             if engineVersion == version && age < .seconds(30) { return cached }
-            startRebuild()
+            if rebuilding == nil { startRebuild() }
             return cached
         }
         if rebuilding == nil { startRebuild() }
@@ -272,17 +276,13 @@ actor StreamListCache {
     }
 
     /// Counts per colour and engine figures: the cheapest answer to "is everything fine?".
-    private var summaryCache: (at: ContinuousClock.Instant, value: Summary)?
-
     func summary() async -> Summary {
-        if let summaryCache, summaryCache.at.duration(to: .now) < .seconds(1) { return summaryCache.value }
         var counts: [String: Int] = [:]
-        for s in await engine.snapshot() { counts[s.pending ? "pending" : s.status.rawValue, default: 0] += 1 }
+        let list = await currentList()
+        for s in list { counts[s.pending ? "pending" : s.status.rawValue, default: 0] += 1 }
         let stats = await engine.stats()
-        let value = Summary(streams: stats.streams, ok: counts["ok"] ?? 0, degraded: counts["degraded"] ?? 0, pending: counts["pending"] ?? 0,
-                            down: counts["down"] ?? 0, unknown: counts["unknown"] ?? 0, engine: stats)
-        summaryCache = (.now, value)
-        return value
+        return Summary(streams: list.count, ok: counts["ok"] ?? 0, degraded: counts["degraded"] ?? 0, pending: counts["pending"] ?? 0,
+                       down: counts["down"] ?? 0, unknown: counts["unknown"] ?? 0, engine: stats)
     }
 
     private func startRebuild() {
@@ -296,13 +296,13 @@ actor StreamListCache {
                 return s
             }
             let buffer = ByteBuffer(bytes: (try? Wire.encode(list)) ?? Data("[]".utf8))
-            await self.finished(buffer, version: engineVersion)
-            return buffer
+            await self.finished((buffer, list), version: engineVersion)
+            return (buffer, list)
         }
     }
 
-    private func finished(_ buffer: ByteBuffer, version engineVersion: Int) {
-        cached = buffer
+    private func finished(_ entry: (buffer: ByteBuffer, list: [StreamSnapshot]), version engineVersion: Int) {
+        cached = entry
         version = engineVersion
         built = .now
         rebuilding = nil

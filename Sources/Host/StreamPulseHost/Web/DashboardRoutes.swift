@@ -44,6 +44,11 @@ enum DashboardRoutes {
         }
     }
 
+    /// A user-supplied name as it may appear in a log line: printable, one line, at most 64 characters.
+    static func loggable(_ text: String) -> String {
+        String(text.unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) }.prefix(64).map(Character.init))
+    }
+
     static func cookie(_ value: String, maxAge: Int, secure: Bool) -> String {
         "\(AccessMiddleware.cookieName)=\(value); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
     }
@@ -87,14 +92,14 @@ enum DashboardRoutes {
             do { body = try await decode(LoginBody.self, request, context: context) } catch { return failure(error) }
             let now = Date().timeIntervalSince1970
             if let wait = throttle.withLock({ $0.retryAfter(user: body.name, address: context.remoteAddress, now: now) }) {
-                logger.warning("login throttled for user '\(body.name.prefix(64))' from \(context.remoteAddress): retry in \(wait) s")
+                logger.warning("login throttled for user '\(loggable(body.name))' from \(context.remoteAddress): retry in \(wait) s")
                 var response = APIServer.json(["error": "too many failed sign-ins; try again in \(wait) s"], status: .tooManyRequests)
                 response.headers[.retryAfter] = "\(wait)"
                 return response
             }
             guard let user = try await accounts.verify(name: body.name, password: body.password) else {
                 throttle.withLock { $0.failed(user: body.name, address: context.remoteAddress, now: now) }
-                logger.warning("failed sign-in for user '\(body.name.prefix(64))' from \(context.remoteAddress)")
+                logger.warning("failed sign-in for user '\(loggable(body.name))' from \(context.remoteAddress)")
                 return APIServer.json(["error": "wrong user name or password"], status: .unauthorized)
             }
             throttle.withLock { $0.succeeded(user: body.name) }

@@ -82,7 +82,17 @@ public enum AccessPolicy {
 
     static let allowedWhileChangingPassword: Set<String> = ["/api/me", "/api/me/password", "/api/logout", "/api/session"]
 
+    /// Paths with dot segments, empty segments or encoded slashes/dots are refused outright, so that the
+    /// prefix rules above always see the path the router will match.
+    public static func isCanonical(_ path: String) -> Bool {
+        guard path.hasPrefix("/"), !path.contains("//") else { return false }
+        let lowered = path.lowercased()
+        if lowered.contains("%2f") || lowered.contains("%2e") || lowered.contains("%5c") || path.contains("\\") { return false }
+        return !path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == "." || $0 == ".." }
+    }
+
     public static func decide(method: HTTPRequest.Method, path: String, identity: Identity?, csrfHeader: String?) -> Decision {
+        guard isCanonical(path) else { return .forbidden("Not a canonical path.") }
         if isPublic(method: method, path: path) { return .allow }
         guard let identity else { return .unauthenticated }
         let changes = !(method == .get || method == .head || method == .options)
