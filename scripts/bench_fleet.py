@@ -175,8 +175,12 @@ def measure_reload(mon):
         status = mon.get("/api/config/status")
         if status.get("last_reload") != before:
             applied = time.time()
-            name = mon.get(f"/api/streams/c{target}")["name"]  # the full list is a cache up to 2 s old
-            return (applied - start) * 1000, status.get("last_change", ""), name.endswith("(renamed)")
+            # The API answers from a picture of the fleet at most 2 s old: wait for the new name to show.
+            visible = False
+            while time.time() < applied + 5 and not visible:
+                visible = mon.get(f"/api/streams/c{target}")["name"].endswith("(renamed)")
+                time.sleep(0.05)
+            return (applied - start) * 1000, status.get("last_change", ""), visible
         time.sleep(0.005)
     return float("nan"), "timed out", False
 

@@ -49,6 +49,8 @@ public enum APIServer {
         }
         router.get("/api/streams/{id}") { _, context -> Response in
             let id = try context.parameters.require("id")
+            // From the shared picture (≤ 2 s old) when the stream is in it; a stream just added asks the engine.
+            if let snapshot = await listing.stream(id) { return json(snapshot) }
             guard var snapshot = await engine.snapshot(id: id) else {
                 return json(["error": "no stream with id '\(id)'"], status: .notFound)
             }
@@ -236,10 +238,17 @@ actor UptimeCache {
 actor StreamListCache {
     let engine: Engine
     let uptimes: UptimeCache
-    private var cached: (buffer: ByteBuffer, list: [StreamSnapshot])?
+    /// One consistent picture of the fleet, rebuilt at most every 2 s.
+    struct Entry: Sendable {
+        var buffer: ByteBuffer
+        var list: [StreamSnapshot]
+        var index: [String: Int]
+        var summary: Summary
+    }
+    private var cached: Entry?
     private var version = -1
     private var built = ContinuousClock.now
-    private var rebuilding: Task<(buffer: ByteBuffer, list: [StreamSnapshot]), Never>?
+    private var rebuilding: Task<Entry, Never>?
 
     init(engine: Engine, uptimes: UptimeCache) {
         self.engine = engine
@@ -252,7 +261,13 @@ actor StreamListCache {
     /// The whole list, for filtering and counting without asking the engine per request.
     func currentList() async -> [StreamSnapshot] { await entry().list }
 
-    private func entry() async -> (buffer: ByteBuffer, list: [StreamSnapshot]) {
+    /// One stream from the shared picture (nil when it is not in it, e.g. added by a reload just now).
+    func stream(_ id: String) async -> StreamSnapshot? {
+        let entry = await entry()
+        return entry.index[id].map { entry.list[$0] }
+    }
+
+    private func entry() async -> Entry {
         let age = built.duration(to: .now)
         if let cached {
             if age < .seconds(2) || rebuilding != nil { return cached }
@@ -265,7 +280,7 @@ actor StreamListCache {
         return await rebuilding!.value
     }
 
-    struct Summary: Encodable {
+    struct Summary: Encodable, Sendable {
         var streams: Int
         var ok: Int
         var degraded: Int
@@ -276,14 +291,7 @@ actor StreamListCache {
     }
 
     /// Counts per colour and engine figures: the cheapest answer to "is everything fine?".
-    func summary() async -> Summary {
-        var counts: [String: Int] = [:]
-        let list = await currentList()
-        for s in list { counts[s.pending ? "pending" : s.status.rawValue, default: 0] += 1 }
-        let stats = await engine.stats()
-        return Summary(streams: list.count, ok: counts["ok"] ?? 0, degraded: counts["degraded"] ?? 0, pending: counts["pending"] ?? 0,
-                       down: counts["down"] ?? 0, unknown: counts["unknown"] ?? 0, engine: stats)
-    }
+    func summary() async -> Summary { await entry().summary }
 
     private func startRebuild() {
         let engine = self.engine, uptimes = self.uptimes
@@ -296,12 +304,21 @@ actor StreamListCache {
                 return s
             }
             let buffer = ByteBuffer(bytes: (try? Wire.encode(list)) ?? Data("[]".utf8))
-            await self.finished((buffer, list), version: engineVersion)
-            return (buffer, list)
+            var counts: [String: Int] = [:]
+            var index: [String: Int] = [:]
+            for (i, s) in list.enumerated() {
+                counts[s.pending ? "pending" : s.status.rawValue, default: 0] += 1
+                index[s.id] = i
+            }
+            let summary = Summary(streams: list.count, ok: counts["ok"] ?? 0, degraded: counts["degraded"] ?? 0, pending: counts["pending"] ?? 0,
+                                  down: counts["down"] ?? 0, unknown: counts["unknown"] ?? 0, engine: await engine.stats())
+            let entry = Entry(buffer: buffer, list: list, index: index, summary: summary)
+            await self.finished(entry, version: engineVersion)
+            return entry
         }
     }
 
-    private func finished(_ entry: (buffer: ByteBuffer, list: [StreamSnapshot]), version engineVersion: Int) {
+    private func finished(_ entry: Entry, version engineVersion: Int) {
         cached = entry
         version = engineVersion
         built = .now
