@@ -31,16 +31,19 @@ public enum APIServer {
             let q = request.uri.queryParameters
             if ["status", "protocol", "group", "tag", "limit", "offset"].contains(where: { q[$0[...]] != nil }) {
                 // A filtered page (what a status script or wall display asks for), cut from the shared list.
-                var list = await listing.currentList().filter { s in
-                    (q["status"].map { $0 == (s.pending ? "pending" : s.status.rawValue) } ?? true)
-                        && (q["protocol"].map { $0 == (s.protocol ?? "")[...] } ?? true)
-                        && (q["group"].map { $0 == (s.group ?? "")[...] } ?? true)
-                        && (q["tag"].map { tag in s.tags.contains(String(tag)) } ?? true)
+                let status = q["status"].map(String.init), proto = q["protocol"].map(String.init)
+                let group = q["group"].map(String.init), tag = q["tag"].map(String.init)
+                var list = await listing.currentList()
+                if status != nil || proto != nil || group != nil || tag != nil {
+                    list = list.filter { s in
+                        (status == nil || status == (s.pending ? "pending" : s.status.rawValue))
+                            && (proto == nil || proto == s.protocol) && (group == nil || group == s.group)
+                            && (tag == nil || s.tags.contains(tag!))
+                    }
                 }
                 let offset = min(max(0, q["offset"].flatMap { Int(String($0)) } ?? 0), list.count)
                 let limit = min(max(0, q["limit"].flatMap { Int(String($0)) } ?? list.count), list.count - offset)
-                list = Array(list[offset..<(offset + limit)])
-                return json(list)
+                return json(Array(list[offset..<(offset + limit)]))
             }
             var headers = HTTPFields()
             headers[.contentType] = "application/json; charset=utf-8"
@@ -268,12 +271,10 @@ actor StreamListCache {
     }
 
     private func entry() async -> Entry {
-        let age = built.duration(to: .now)
+        // Requests never wait on the engine once a picture exists: a stale one starts a rebuild and is
+        // answered meanwhile.
         if let cached {
-            if age < .seconds(2) || rebuilding != nil { return cached }
-            let engineVersion = await engine.version
-            if engineVersion == version && age < .seconds(30) { return cached }
-            if rebuilding == nil { startRebuild() }
+            if rebuilding == nil && built.duration(to: .now) >= .seconds(2) { startRebuild() }
             return cached
         }
         if rebuilding == nil { startRebuild() }
@@ -295,8 +296,13 @@ actor StreamListCache {
 
     private func startRebuild() {
         let engine = self.engine, uptimes = self.uptimes
+        let previous = cached, previousVersion = version, age = built.duration(to: .now)
         rebuilding = Task.detached {
             let engineVersion = await engine.version
+            if let previous, engineVersion == previousVersion && age < .seconds(30) {
+                await self.finished(previous, version: engineVersion)  // nothing changed: keep it
+                return previous
+            }
             let figures = await uptimes.current()
             let list = await engine.snapshot().map { s in
                 var s = s
