@@ -124,7 +124,7 @@ final class OrderLog: @unchecked Sendable {
         await run.value
     }
 
-    @Test func sigterm_stopsServe_withinAFewSeconds() async throws {
+    @Test func sigterm_stopsServe_withinAFewSeconds_evenWithALiveDashboardConnected() async throws {
         let c = try TestCameras.start()
         let dir = TestEnvironment.temporaryDirectory("serve")
         let port = try freePort()
@@ -147,13 +147,22 @@ final class OrderLog: @unchecked Sendable {
         let streams = try await httpGet("http://127.0.0.1:\(port)/api/streams", token: token)
         #expect(streams.contains("\"id\":\"hole\""))
         #expect(!streams.contains("password"))
+        // A dashboard is connected to the live-update stream (which never ends by itself).
+        let viewer = Process()
+        viewer.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        viewer.arguments = ["-sN", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)/api/events"]
+        let events = Pipe()
+        viewer.standardOutput = events
+        try viewer.run()
+        defer { kill(viewer.processIdentifier, SIGKILL) }
         try await Task.sleep(for: .milliseconds(1500))
         let start = ContinuousClock.now
         process.terminate()  // SIGTERM
         while process.isRunning, start.duration(to: .now) < .seconds(10) { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!process.isRunning)
-        #expect(start.duration(to: .now) < .seconds(3), "serve took \(start.duration(to: .now)) to stop")
+        #expect(start.duration(to: .now) < .seconds(4), "serve took \(start.duration(to: .now)) to stop")
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        #expect(String(decoding: events.fileHandleForReading.availableData, as: UTF8.self).contains("event: hello"))
     }
 }
 

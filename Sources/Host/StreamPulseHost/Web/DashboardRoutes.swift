@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import StreamPulseCore
 import Synchronization
 
@@ -221,10 +222,13 @@ enum DashboardRoutes {
             headers[.cacheControl] = "no-store"
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 let subscriber = live.subscribe()
+                // An event stream never ends by itself: it ends when the server shuts down gracefully.
+                let stopping = StopFlag()
+                await withGracefulShutdownHandler {
                 do {
                     try await writer.write(ByteBuffer(string: "retry: 3000\nevent: hello\ndata: {}\n\n"))
                     var quiet = 0
-                    while !Task.isCancelled {
+                    while !Task.isCancelled && !stopping.isSet {
                         try await Task.sleep(for: .milliseconds(500))
                         let (ids, reload) = live.take(subscriber)
                         if reload {
@@ -249,6 +253,9 @@ enum DashboardRoutes {
                         }
                     }
                 } catch {}
+                } onGracefulShutdown: {
+                    stopping.set()
+                }
                 live.unsubscribe(subscriber)
                 try? await writer.finish(nil)
             })
