@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -163,9 +163,33 @@ class Dashboard(unittest.TestCase):
     def shot(self, name):
         self.d.save_screenshot(os.path.join(self.shots, name + ".png"))
 
+    def stable(self, read):
+        """Runs a read of the table again when live updates replaced the element under it."""
+        for _ in range(50):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                time.sleep(0.05)
+        return read()
+
     def row_status(self, sid):
-        rows = self.d.find_elements(By.CSS_SELECTOR, f'tr[data-id="{sid}"]')
-        return rows[0].get_attribute("data-status") if rows else None
+        def read():
+            rows = self.d.find_elements(By.CSS_SELECTOR, f'tr[data-id="{sid}"]')
+            return rows[0].get_attribute("data-status") if rows else None
+        return self.stable(read)
+
+    def text(self, css):
+        return self.stable(lambda: self.d.find_element(By.CSS_SELECTOR, css).text)
+
+    def click_row(self, sid):
+        """Rows are redrawn by live updates at any moment: retry a click that lands on a replaced row."""
+        def attempt():
+            try:
+                self.d.find_element(By.CSS_SELECTOR, f'tr[data-id="{sid}"]').click()
+                return True
+            except StaleElementReferenceException:
+                return False
+        wait_for(attempt, timeout=10, step=0.05, what=f"a click on the {sid} row")
 
     def sign_in(self, name, password):
         self.d.get(self.base + "/")
@@ -230,27 +254,26 @@ class Dashboard(unittest.TestCase):
         def settled():
             return all(self.row_status(sid) == want for sid, want in self.expected.items())
         wait_for(settled, timeout=60, what="every stream to reach its expected status: " + json.dumps(self.expected))
-        reasons = {sid: self.d.find_element(By.CSS_SELECTOR, f'tr[data-id="{sid}"] .reason').text
-                   for sid in ("gate-wrong", "stairs", "garage", "unplugged")}
+        reasons = {sid: self.text(f'tr[data-id="{sid}"] .reason') for sid in ("gate-wrong", "stairs", "garage", "unplugged")}
         self.assertTrue(reasons["gate-wrong"].startswith("unauthorized"), reasons)
         self.assertTrue(reasons["stairs"].startswith("frozen"), reasons)
         self.assertTrue(reasons["garage"].startswith("black"), reasons)
         self.assertTrue(reasons["unplugged"].startswith("connection_refused"), reasons)
-        colours = {sid: self.js("return getComputedStyle(arguments[0]).backgroundColor",
-                                self.d.find_element(By.CSS_SELECTOR, f'tr[data-id="{sid}"] .badge')) for sid in ("lobby", "stairs", "unplugged")}
+        colours = {sid: self.js("return getComputedStyle(document.querySelector(arguments[0])).backgroundColor", f'tr[data-id="{sid}"] .badge')
+                   for sid in ("lobby", "stairs", "unplugged")}
         self.assertEqual(len(set(colours.values())), 3, f"green, yellow and red badges differ: {colours}")
         self.assertEqual(self.d.find_element(By.ID, "n-down").text, "1")
-        self.assertIn("e2e", self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="lobby"]').text)
-        self.assertEqual(self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="lobby"] .proto').text, "RTSP")
-        self.assertEqual(self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="office"] .proto').text, "MJPEG")
+        self.assertIn("e2e", self.text('tr[data-id="lobby"]'))
+        self.assertEqual(self.text('tr[data-id="lobby"] .proto'), "RTSP")
+        self.assertEqual(self.text('tr[data-id="office"] .proto'), "MJPEG")
         # No page, API answer or row carries a camera password.
         self.assertNotIn(CAMERA_PASSWORD, self.d.page_source)
         self.assertNotIn(CAMERA_PASSWORD, self.page_fetch("/api/streams")["body"])
         self.shot("desktop-light")
 
     def test_04_a_hostile_stream_name_renders_as_text(self):
-        cell = wait_for(lambda: self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="xss"] .name'), what="the xss row")
-        self.assertEqual(cell.text, XSS_NAME)
+        wait_for(lambda: self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="xss"] .name'), what="the xss row")
+        self.assertEqual(self.text('tr[data-id="xss"] .name'), XSS_NAME)
         self.assertEqual(self.d.find_elements(By.CSS_SELECTOR, 'tr[data-id="xss"] img'), [])
         with self.assertRaises(NoAlertPresentException):
             self.d.switch_to.alert.text
@@ -267,7 +290,7 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(self.d.find_element(By.ID, "n-down").text, "2")
 
     def test_06_history_modal_shows_timeline_and_checks(self):
-        self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="doomed"]').click()
+        self.click_row("doomed")
         wait_for(lambda: self.d.find_element(By.ID, "history").get_attribute("open") is not None, what="the history modal")
         wait_for(lambda: len(self.d.find_elements(By.CSS_SELECTOR, "#h-checks tr")) >= 2, what="checks in the history")
         statuses = {e.text for e in self.d.find_elements(By.CSS_SELECTOR, "#h-checks .badge")}
@@ -280,7 +303,7 @@ class Dashboard(unittest.TestCase):
 
     def test_07_live_preview_shows_real_frames_shared_and_capped(self):
         before = json.loads(self.page_fetch("/api/settings/previews")["body"])["upstream_sessions_started"]
-        self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="lobby"]').click()
+        self.click_row("lobby")
         wait_for(lambda: self.d.find_element(By.ID, "h-preview").is_displayed(), what="the preview button")
         self.d.find_element(By.ID, "h-preview").click()
         img = self.d.find_element(By.ID, "h-preview-img")
@@ -336,7 +359,7 @@ class Dashboard(unittest.TestCase):
         time.sleep(0.5)
         overflow = self.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
         self.assertLessEqual(overflow, 0, "no sideways scrolling on a 375 px phone")
-        self.assertTrue(self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="lobby"] .badge').is_displayed())
+        self.assertTrue(self.stable(lambda: self.d.find_element(By.CSS_SELECTOR, 'tr[data-id="lobby"] .badge').is_displayed()))
         self.shot("phone-dark")
         self.d.find_element(By.ID, "theme").click()
         self.shot("phone-light")

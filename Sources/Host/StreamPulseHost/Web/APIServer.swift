@@ -33,17 +33,26 @@ public enum APIServer {
                 // A filtered page (what a status script or wall display asks for), cut from the shared list.
                 let status = q["status"].map(String.init), proto = q["protocol"].map(String.init)
                 let group = q["group"].map(String.init), tag = q["tag"].map(String.init)
-                var list = await listing.currentList()
+                let picture = await listing.picture()
+                var chosen = Array(picture.list.indices)
                 if status != nil || proto != nil || group != nil || tag != nil {
-                    list = list.filter { s in
-                        (status == nil || status == (s.pending ? "pending" : s.status.rawValue))
+                    chosen = chosen.filter { i in
+                        let s = picture.list[i]
+                        return (status == nil || status == (s.pending ? "pending" : s.status.rawValue))
                             && (proto == nil || proto == s.protocol) && (group == nil || group == s.group)
                             && (tag == nil || s.tags.contains(tag!))
                     }
                 }
-                let offset = min(max(0, q["offset"].flatMap { Int(String($0)) } ?? 0), list.count)
-                let limit = min(max(0, q["limit"].flatMap { Int(String($0)) } ?? list.count), list.count - offset)
-                return json(Array(list[offset..<(offset + limit)]))
+                let offset = min(max(0, q["offset"].flatMap { Int(String($0)) } ?? 0), chosen.count)
+                let limit = min(max(0, q["limit"].flatMap { Int(String($0)) } ?? chosen.count), chosen.count - offset)
+                // Each stream was encoded once when the picture was taken: a page is only joined bytes.
+                var body = ByteBuffer(string: "[")
+                for (n, i) in chosen[offset..<(offset + limit)].enumerated() {
+                    if n > 0 { body.writeString(",") }
+                    body.writeImmutableBuffer(picture.pieces[i])
+                }
+                body.writeString("]")
+                return rawJSON(body)
             }
             var headers = HTTPFields()
             headers[.contentType] = "application/json; charset=utf-8"
@@ -53,7 +62,7 @@ public enum APIServer {
         router.get("/api/streams/{id}") { _, context -> Response in
             let id = try context.parameters.require("id")
             // From the shared picture (≤ 2 s old) when the stream is in it; a stream just added asks the engine.
-            if let snapshot = await listing.stream(id) { return json(snapshot) }
+            if let piece = await listing.piece(id) { return rawJSON(piece) }
             guard var snapshot = await engine.snapshot(id: id) else {
                 return json(["error": "no stream with id '\(id)'"], status: .notFound)
             }
@@ -147,6 +156,14 @@ public enum APIServer {
     static func parseTime(_ text: String) -> Date? {
         if let seconds = Double(text) { return Date(timeIntervalSince1970: seconds) }
         return ISO8601DateFormatter().date(from: text)
+    }
+
+    /// Already-encoded JSON.
+    static func rawJSON(_ body: ByteBuffer) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
 
     /// A JSON response in the wire format (snake_case keys, ISO 8601 dates).
@@ -245,6 +262,8 @@ actor StreamListCache {
     struct Entry: Sendable {
         var buffer: ByteBuffer
         var list: [StreamSnapshot]
+        /// Each stream's JSON, encoded once per picture.
+        var pieces: [ByteBuffer]
         var index: [String: Int]
         var summary: Summary
     }
@@ -261,14 +280,15 @@ actor StreamListCache {
     /// The whole list, encoded.
     func current() async -> ByteBuffer { await entry().buffer }
 
-    /// The whole list, for filtering and counting without asking the engine per request.
-    func currentList() async -> [StreamSnapshot] { await entry().list }
 
-    /// One stream from the shared picture (nil when it is not in it, e.g. added by a reload just now).
-    func stream(_ id: String) async -> StreamSnapshot? {
+    /// One stream's JSON from the shared picture (nil when it is not in it, e.g. added by a reload just now).
+    func piece(_ id: String) async -> ByteBuffer? {
         let entry = await entry()
-        return entry.index[id].map { entry.list[$0] }
+        return entry.index[id].map { entry.pieces[$0] }
     }
+
+    /// The whole picture (for filtered pages).
+    func picture() async -> Entry { await entry() }
 
     private func entry() async -> Entry {
         // Requests never wait on the engine once a picture exists: a stale one starts a rebuild and is
@@ -309,7 +329,15 @@ actor StreamListCache {
                 s.uptime = figures[s.id]
                 return s
             }
-            let buffer = ByteBuffer(bytes: (try? Wire.encode(list)) ?? Data("[]".utf8))
+            let pieces = list.map { ByteBuffer(bytes: (try? Wire.encode($0)) ?? Data("{}".utf8)) }
+            var buffer = ByteBuffer()
+            buffer.reserveCapacity(pieces.reduce(2) { $0 + $1.readableBytes + 1 })
+            buffer.writeString("[")
+            for (n, piece) in pieces.enumerated() {
+                if n > 0 { buffer.writeString(",") }
+                buffer.writeImmutableBuffer(piece)
+            }
+            buffer.writeString("]")
             var counts: [String: Int] = [:]
             var index: [String: Int] = [:]
             for (i, s) in list.enumerated() {
@@ -318,7 +346,7 @@ actor StreamListCache {
             }
             let summary = Summary(streams: list.count, ok: counts["ok"] ?? 0, degraded: counts["degraded"] ?? 0, pending: counts["pending"] ?? 0,
                                   down: counts["down"] ?? 0, unknown: counts["unknown"] ?? 0, engine: await engine.stats())
-            let entry = Entry(buffer: buffer, list: list, index: index, summary: summary)
+            let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, summary: summary)
             await self.finished(entry, version: engineVersion)
             return entry
         }
