@@ -234,7 +234,8 @@ func httpGet(_ url: String, token: String? = nil) async throws -> String {
                 let clock = ProbeClock(timeoutMs: 3000)
                 let connection = try TCPConnection(host: components.host!, port: components.port!, clock: clock)
                 let auth = token.map { "Authorization: Bearer \($0)\r\n" } ?? ""
-                try connection.write(Array("GET \(components.path) HTTP/1.1\r\nHost: x\r\n\(auth)Connection: close\r\n\r\n".utf8))
+                let target = components.percentEncodedPath + (components.percentEncodedQuery.map { "?" + $0 } ?? "")
+                try connection.write(Array("GET \(target) HTTP/1.1\r\nHost: x\r\n\(auth)Connection: close\r\n\r\n".utf8))
                 var bytes: [UInt8] = []
                 while true {
                     do { bytes += try connection.read(maximum: 65536) } catch let failure as TCPConnection.Failure where failure == .closed { break }

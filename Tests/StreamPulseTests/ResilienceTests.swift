@@ -136,6 +136,11 @@ extension ResilienceTests {
         }
         #expect(checked == 1_000)
         try await Task.sleep(for: .seconds(2))
+        // The status API's cheap forms: counts, a colour's page, a page by position.
+        #expect(try await httpGet("http://127.0.0.1:\(port)/api/summary", token: token).contains(#""ok":1000"#))
+        #expect(try await httpGet("http://127.0.0.1:\(port)/api/streams?status=down", token: token).hasSuffix("\r\n\r\n[]"))
+        let page = try await httpGet("http://127.0.0.1:\(port)/api/streams?status=ok&limit=5&offset=10", token: token)
+        #expect(page.components(separatedBy: #""id":"#).count - 1 == 5 && page.contains(#""id":"c10""#) && page.contains(#""id":"c14""#), "\(page)")
         let auth = ["-H", "Authorization: Bearer \(token)"]
         _ = try await TestEnvironment.run(["-c", "curl -s -X POST -H 'Authorization: Bearer \(token)' http://127.0.0.1:\(port)/api/settings/engine-stats/reset"],
                                           executable: "/bin/sh")

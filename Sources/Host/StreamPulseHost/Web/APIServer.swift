@@ -34,12 +34,12 @@ public enum APIServer {
                 let status = q["status"].map(String.init), proto = q["protocol"].map(String.init)
                 let group = q["group"].map(String.init), tag = q["tag"].map(String.init)
                 let picture = await listing.picture()
-                var chosen = Array(picture.list.indices)
-                if status != nil || proto != nil || group != nil || tag != nil {
+                // Streams by colour are indexed when the picture is taken; other filters scan.
+                var chosen = status.map { picture.byStatus[$0] ?? [] } ?? Array(picture.list.indices)
+                if proto != nil || group != nil || tag != nil {
                     chosen = chosen.filter { i in
                         let s = picture.list[i]
-                        return (status == nil || status == (s.pending ? "pending" : s.status.rawValue))
-                            && (proto == nil || proto == s.protocol) && (group == nil || group == s.group)
+                        return (proto == nil || proto == s.protocol) && (group == nil || group == s.group)
                             && (tag == nil || s.tags.contains(tag!))
                     }
                 }
@@ -265,6 +265,8 @@ actor StreamListCache {
         /// Each stream's JSON, encoded once per picture.
         var pieces: [ByteBuffer]
         var index: [String: Int]
+        /// Positions of the streams of each colour (ok, degraded, pending, down, unknown).
+        var byStatus: [String: [Int]]
         var summary: Summary
     }
     private var cached: Entry?
@@ -338,15 +340,16 @@ actor StreamListCache {
                 buffer.writeImmutableBuffer(piece)
             }
             buffer.writeString("]")
-            var counts: [String: Int] = [:]
+            var byStatus: [String: [Int]] = [:]
             var index: [String: Int] = [:]
             for (i, s) in list.enumerated() {
-                counts[s.pending ? "pending" : s.status.rawValue, default: 0] += 1
+                byStatus[s.pending ? "pending" : s.status.rawValue, default: []].append(i)
                 index[s.id] = i
             }
-            let summary = Summary(streams: list.count, ok: counts["ok"] ?? 0, degraded: counts["degraded"] ?? 0, pending: counts["pending"] ?? 0,
-                                  down: counts["down"] ?? 0, unknown: counts["unknown"] ?? 0, engine: await engine.stats())
-            let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, summary: summary)
+            func count(_ key: String) -> Int { byStatus[key]?.count ?? 0 }
+            let summary = Summary(streams: list.count, ok: count("ok"), degraded: count("degraded"), pending: count("pending"),
+                                  down: count("down"), unknown: count("unknown"), engine: await engine.stats())
+            let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, byStatus: byStatus, summary: summary)
             await self.finished(entry, version: engineVersion)
             return entry
         }
