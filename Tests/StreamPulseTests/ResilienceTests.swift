@@ -46,7 +46,7 @@ import Testing
         await rig.stop()
     }
 
-    @Test func diskFull_isReportedClearly_probingAndReadsContinue_andWritesResumeWithNothingLost() async throws {
+    @Test func diskFullOrReadOnly_isReportedClearly_readsContinue_andWritesResumeWithNothingLost() async throws {
         let dir = TestEnvironment.temporaryDirectory("diskfull")
         let store = try SQLiteStore(path: dir + "/streampulse.db")
         let logs = CapturedLogs()
@@ -75,6 +75,16 @@ import Testing
         #expect(await eventuallyTrue(15) { runner.stats.written == 5_200 && !runner.stats.failing })
         #expect(try store.resultCount() == 5_200)
         #expect(logs.all.contains { $0.contains("writing works again") })
+        // The data file turns read-only (SQLite's query_only on the writer: SQLITE_READONLY, as a read-only
+        // mount gives): same path — a clear error, nothing dropped, writes resume when it is writable again.
+        _ = try await store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 1") }
+        for i in 5_200..<5_300 { runner.submit(result(i)) }
+        #expect(await eventuallyTrue { runner.stats.failing })
+        #expect((runner.stats.lastError ?? "").contains("readonly"), "\(runner.stats.lastError ?? "")")
+        #expect(runner.stats.dropped == 0)
+        _ = try await store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 0") }
+        #expect(await eventuallyTrue(15) { runner.stats.written == 5_300 && !runner.stats.failing })
+        #expect(try store.resultCount() == 5_300)
         #expect(try store.integrityCheck() == "ok")
         runner.stop()
         await task.value
