@@ -108,7 +108,7 @@ import Testing
         broker.arguments = ["-c", dir + "/m.conf"]
         broker.standardOutput = FileHandle.nullDevice
         broker.standardError = FileHandle.nullDevice
-        try broker.run()
+        try launchProcess(broker)
         defer { kill(broker.processIdentifier, SIGKILL); broker.waitUntilExit() }
         try await Task.sleep(for: .milliseconds(500))
         var config = SinkConfig(kind: .mqtt, name: "ha")

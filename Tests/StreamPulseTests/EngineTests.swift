@@ -153,7 +153,7 @@ final class OrderLog: @unchecked Sendable {
         viewer.arguments = ["-sN", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)/api/events"]
         let events = Pipe()
         viewer.standardOutput = events
-        try viewer.run()
+        try launchProcess(viewer)
         defer { kill(viewer.processIdentifier, SIGKILL) }
         try await Task.sleep(for: .milliseconds(1500))
         let start = ContinuousClock.now
@@ -184,7 +184,7 @@ final class OrderLog: @unchecked Sendable {
         chrony.arguments = ["-x", "-d", "-f", dir + "/chrony.conf", "-u", "root"]
         chrony.standardOutput = FileHandle.nullDevice
         chrony.standardError = FileHandle.nullDevice
-        try chrony.run()
+        try launchProcess(chrony)
         // SIGKILL: a child may inherit a blocked SIGTERM from the test process.
         defer { kill(chrony.processIdentifier, SIGKILL); chrony.waitUntilExit() }
         let service = TimeService(servers: ["127.0.0.1:\(port)"], interval: .seconds(60), logger: CapturedLogs().logger())

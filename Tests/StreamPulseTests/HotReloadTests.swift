@@ -93,7 +93,7 @@ import Testing
             p.arguments = ["-C", rig.dir, "-c", "user.email=t@t", "-c", "user.name=t"] + args
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
-            try p.run()
+            try launchProcess(p)
             p.waitUntilExit()
             #expect(p.terminationStatus == 0, "git \(args)")
         }

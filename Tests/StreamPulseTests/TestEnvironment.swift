@@ -55,7 +55,7 @@ enum TestEnvironment {
         process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try pluginsDirectory()]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try launchProcess(process)
         return process
     }
 
@@ -91,7 +91,7 @@ enum TestEnvironment {
         process.standardOutput = discardStdout ? FileHandle.nullDevice : out
         process.standardError = err
         let start = Date()
-        try process.run()
+        try launchProcess(process)
         // Read before waiting so a full pipe cannot block the child.
         let outData = discardStdout ? Data() : out.fileHandleForReading.readDataToEndOfFile()
         let errData = err.fileHandleForReading.readDataToEndOfFile()
@@ -149,7 +149,7 @@ final class TestCameras: Sendable {
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.standardError
-        try process.run()
+        try launchProcess(process)
         var line = Data()
         while !line.contains(0x0A) {
             let chunk = out.fileHandleForReading.availableData
@@ -190,6 +190,22 @@ final class CapturedLogs: Sendable {
         }
         func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
             sink.append("\(level) \(message) \(metadata ?? [:])")
+        }
+    }
+}
+
+/// Starts a process. Foundation's Process on Linux can fail with EBADF when another thread closes a pipe
+/// while the child is being spawned (the suites run in parallel and start many processes); that is a
+/// race in the launcher, not in the program under test, so the launch is retried.
+func launchProcess(_ process: Process) throws {
+    var attempt = 0
+    while true {
+        do {
+            try process.run()
+            return
+        } catch let error as NSError where error.domain == NSPOSIXErrorDomain && error.code == Int(EBADF) && attempt < 5 {
+            attempt += 1
+            Thread.sleep(forTimeInterval: 0.02)
         }
     }
 }
