@@ -87,17 +87,24 @@ enum TestEnvironment {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
+        // Output goes to files, not pipes: Foundation's Process lets children spawned at the same moment by
+        // other tests inherit a pipe's write end, and reading to end-of-file then waits for *their* exit
+        // (seen: a hang until a long-running `serve` of another test ended). A file has no such wait.
+        let base = temporaryDirectory("run") + "/"
+        FileManager.default.createFile(atPath: base + "out", contents: nil)
+        FileManager.default.createFile(atPath: base + "err", contents: nil)
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: base + "out"))
+        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: base + "err"))
+        defer { try? out.close(); try? err.close() }
         process.standardOutput = discardStdout ? FileHandle.nullDevice : out
         process.standardError = err
         let start = Date()
         try launchProcess(process)
-        // Read before waiting so a full pipe cannot block the child.
-        let outData = discardStdout ? Data() : out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                   stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(start))
+        let outText = discardStdout ? "" : ((try? String(contentsOfFile: base + "out", encoding: .utf8)) ?? "")
+        let errText = (try? String(contentsOfFile: base + "err", encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: base)
+        return Run(status: process.terminationStatus, stdout: outText, stderr: errText, seconds: Date().timeIntervalSince(start))
     }
 }
 

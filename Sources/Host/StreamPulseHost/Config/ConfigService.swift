@@ -143,13 +143,22 @@ public actor ConfigService {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
             process.arguments = ["-C", directory] + arguments
-            let out = Pipe()
+            // Output to a file, not a pipe: with Foundation's Process a child spawned at the same moment
+            // elsewhere in the process can inherit a pipe's write end, and reading to end-of-file would then
+            // wait for that child to exit.
+            let file = NSTemporaryDirectory() + "streampulse-git-\(UUID().uuidString)"
+            guard FileManager.default.createFile(atPath: file, contents: nil),
+                  let out = FileHandle(forWritingAtPath: file) else { return (-1, "") }
+            defer {
+                try? out.close()
+                try? FileManager.default.removeItem(atPath: file)
+            }
             process.standardOutput = out
             process.standardError = FileHandle.nullDevice
             do { try process.run() } catch { return (-1, "") }
-            let data = out.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            return (process.terminationStatus, text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         let (status, commit) = git(["rev-parse", "--short", "HEAD"])
         guard status == 0, !commit.isEmpty else { return nil }
