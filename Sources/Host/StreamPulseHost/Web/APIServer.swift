@@ -54,10 +54,7 @@ public enum APIServer {
                 body.writeString("]")
                 return rawJSON(body)
             }
-            var headers = HTTPFields()
-            headers[.contentType] = "application/json; charset=utf-8"
-            headers[.cacheControl] = "no-store"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: await listing.current()))
+            return rawJSON(await listing.current())
         }
         router.get("/api/streams/{id}") { _, context -> Response in
             let id = try context.parameters.require("id")
@@ -159,20 +156,16 @@ public enum APIServer {
     }
 
     /// Already-encoded JSON.
-    static func rawJSON(_ body: ByteBuffer) -> Response {
+    static func rawJSON(_ body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 
     /// A JSON response in the wire format (snake_case keys, ISO 8601 dates).
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
-        let data = (try? Wire.encode(value)) ?? Data("{}".utf8)
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json; charset=utf-8"
-        headers[.cacheControl] = "no-store"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        rawJSON(ByteBuffer(bytes: (try? Wire.encode(value)) ?? Data("{}".utf8)), status: status)
     }
 }
 

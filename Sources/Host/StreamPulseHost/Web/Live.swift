@@ -19,8 +19,6 @@ public final class LiveHub: Sink, Sendable {
 
     public init() {}
 
-    public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
-
     public func subscribe() -> Int {
         state.withLock { state in
             state.next += 1
