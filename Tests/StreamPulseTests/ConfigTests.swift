@@ -39,6 +39,34 @@ import Testing
         #expect(config.streams[1].enabled == false)
     }
 
+    @Test func sectionOrder_permutedEveryWay_loadsTheSameConfig() throws {
+        let dir = TestEnvironment.temporaryDirectory("order")
+        try "lobby: { username: admin, password: from-secrets }\n".write(toFile: dir + "/my-secrets.yaml", atomically: true, encoding: .utf8)
+        chmod(dir + "/my-secrets.yaml", 0o600)
+        let sections = [
+            "settings:\n  interval: 45s\n  secrets_file: my-secrets.yaml\n",
+            "credentials:\n  lobby: {}\n",
+            "streams:\n  - id: a\n    url: rtsp://10.0.0.5/1\n    credentials: lobby\n",
+            "sinks:\n  - type: mqtt\n    credentials: lobby\n",
+        ]
+        func permutations(_ items: [String]) -> [[String]] {
+            items.count <= 1 ? [items] : items.indices.flatMap { i in
+                permutations(Array(items[..<i] + items[(i + 1)...])).map { [items[i]] + $0 }
+            }
+        }
+        var configs: [Config] = []
+        for order in permutations(sections) {
+            let result = ConfigLoader(environment: [:]).load(yaml: order.joined(), file: "config.yaml", baseDirectory: dir)
+            #expect(result.errors.isEmpty, "\(order.map { $0.prefix(8) }): \(result.errors)")
+            configs.append(try #require(result.config))
+        }
+        #expect(configs.count == 24)
+        #expect(configs.allSatisfy { $0 == configs[0] }, "every order gives one Config")
+        #expect(configs[0].credentials["lobby"]?.password == "from-secrets")
+        #expect(configs[0].sinks.first?.credentials?.username == "admin")
+        #expect(configs[0].settings.interval == .seconds(45))
+    }
+
     @Test func fiveMistakes_areAllReported_withPositions() {
         let result = load("""
             settings:

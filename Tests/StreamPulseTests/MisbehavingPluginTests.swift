@@ -13,6 +13,45 @@ import Testing
         return try #require(host.plugin(for: "misbehave://x/ok"))
     }
 
+    /// The double probe of issue #12: a URL edited while a probe that ignores cancellation runs.
+    @Test func aStreamEditedMidProbe_isNeverProbedTwiceAtOnce_andItsChecksCountOnce() async throws {
+        let dir = TestEnvironment.temporaryDirectory("plugins")
+        try FileManager.default.copyItem(atPath: TestEnvironment.product("StreamPulseTestMisbehaving"), toPath: dir + "/misbehaving.so")
+        let host = PluginHost(directory: dir, logger: CapturedLogs().logger())
+        host.scan()
+        func config(_ version: Int) throws -> Config {
+            try #require(ConfigLoader(environment: [:]).load(yaml: """
+                settings: { interval: 1s, timeout: 1s, retries: 0 }
+                streams: [{ id: h, url: "misbehave://x/hang?v=\(version)" }]
+                """, file: "c.yaml", baseDirectory: "/").config)
+        }
+        let engine = Engine(config: try config(1), plugins: host, logger: CapturedLogs().logger(), startupSpread: .milliseconds(10))
+        let run = Task { await engine.run() }
+        defer { run.cancel() }
+        func sample() async -> (inFlight: Int, lane: Int, checks: Int) {
+            let stats = await engine.stats()
+            return (stats.inFlight, stats.lanes["misbehaving"] ?? 0, stats.checks)
+        }
+        // Wait for the first probe to be running in the plugin's lane, then edit the URL.
+        var s = await sample()
+        while s.lane == 0 { try await Task.sleep(for: .milliseconds(10)); s = await sample() }
+        #expect(await engine.apply(try config(2)).restarted == ["h"])
+        // Until the new generation has completed one check, never two probes in the lane.
+        var maxLane = 0, maxInFlight = 0
+        let deadline = ContinuousClock.now + .seconds(15)
+        while s.checks < 1, ContinuousClock.now < deadline {
+            maxLane = max(maxLane, s.lane)
+            maxInFlight = max(maxInFlight, s.inFlight)
+            try await Task.sleep(for: .milliseconds(5))
+            s = await sample()
+        }
+        #expect(s.checks == 1, "the new generation's probe completed and counted; the old one did not")
+        #expect(maxLane == 1 && maxInFlight == 1, "lane \(maxLane), in flight \(maxInFlight)")
+        let snapshot = try #require(await engine.snapshot(id: "h"))
+        #expect(snapshot.url == "misbehave://x/hang?v=2")
+        #expect(snapshot.reason == .timeout)
+    }
+
     @Test func aPluginThatNeverAnswers_isBoundedByTheDeadline() async throws {
         let plugin = try Self.host(logs: CapturedLogs())
         let start = ContinuousClock.now

@@ -52,6 +52,10 @@ public struct Reason: OpenWord {
     public static let pluginError: Reason = "plugin_error"
     public static let unsupported: Reason = "unsupported"
     public static let invalidRequest: Reason = "invalid_request"
+    /// Set by the host: the stream has not been checked since it was added.
+    public static let notChecked: Reason = "not_checked"
+    /// Set by the host: the stream is disabled in the config.
+    public static let disabled: Reason = "disabled"
 }
 
 /// The step of a probe where something happened, in snake_case. Open set like `Reason`.

@@ -81,19 +81,19 @@ private struct Parser {
         }
         guard let root else { return config }
         guard let top = root.mapping else { problem(root, "the file must be a mapping with settings, credentials, streams"); return config }
+        // Sections are read in dependency order whatever their order in the file: settings name the
+        // secrets file credentials come from, and streams and sinks refer to credentials.
         let keys = ["settings", "credentials", "streams", "sinks"]
-        var sinksNode: Node?
+        var sections: [String: Node] = [:]
         for (key, value) in top {
             guard let name = key.string else { problem(key, "keys must be text"); continue }
-            switch name {
-            case "settings": config.settings = parseSettings(value)
-            case "credentials": config.credentials = parseCredentials(value, secretsFile: config.settings.secretsFile)
-            case "streams": config.streams = parseStreams(value, credentials: config.credentials)
-            case "sinks": sinksNode = value
-            default: unknownKey(key, name, keys)
-            }
+            guard keys.contains(name) else { unknownKey(key, name, keys); continue }
+            sections[name] = value
         }
-        if let sinksNode { config.sinks = parseSinks(sinksNode, credentials: config.credentials) }
+        if let node = sections["settings"] { config.settings = parseSettings(node) }
+        if let node = sections["credentials"] { config.credentials = parseCredentials(node, secretsFile: config.settings.secretsFile) }
+        if let node = sections["streams"] { config.streams = parseStreams(node, credentials: config.credentials) }
+        if let node = sections["sinks"] { config.sinks = parseSinks(node, credentials: config.credentials) }
         return config
     }
 

@@ -55,6 +55,11 @@ public final class PluginHost: Sendable {
         }
     }
 
+    /// The loaded plugin with this name.
+    public func plugin(named name: String) -> LoadedPlugin? {
+        state.withLock { state in state.plugins.first { $0.name == name } }
+    }
+
     /// Looks at every `*.so` in the folder not seen before (or changed) and loads what passes the checks.
     /// Returns the plugins loaded by this scan. Safe to call repeatedly (live drop-in).
     @discardableResult

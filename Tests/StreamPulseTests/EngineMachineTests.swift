@@ -1,0 +1,129 @@
+import Foundation
+import StreamPulseCore
+import Synchronization
+import Testing
+@testable import StreamPulseHost
+
+/// The engine's pure state machine, driven by events on a virtual clock (no sleeps, no plugins).
+@Suite struct EngineMachineTests {
+    static let facts: @Sendable (StreamConfig) -> PluginFacts? = { stream in
+        stream.url.hasPrefix("rtsp://") ? PluginFacts(name: "rtsp", quickProbe: true) : nil
+    }
+    static let date = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func config(_ streams: [(String, String)], interval: Duration = .seconds(10)) -> Config {
+        var settings = Settings()
+        settings.interval = interval
+        return Config(settings: settings, streams: streams.map { StreamConfig(id: $0.0, name: $0.0, url: $0.1) })
+    }
+
+    func starts(_ actions: [EngineMachine.Action]) -> [ProbeTicket] {
+        actions.compactMap { if case let .start(ticket, _, _, _, _, _) = $0 { ticket } else { nil } }
+    }
+
+    func cancels(_ actions: [EngineMachine.Action]) -> [ProbeTicket] {
+        actions.compactMap { if case let .cancel(ticket) = $0 { ticket } else { nil } }
+    }
+
+    func results(_ actions: [EngineMachine.Action]) -> [ResultRecord] {
+        actions.compactMap { if case let .emit(.result(record)) = $0 { record } else { nil } }
+    }
+
+    @Test func aStreamRestartedMidProbe_startsAgainOnlyAfterTheOldProbeEnded_andCountsOneCheck() throws {
+        var machine = EngineMachine(config: config([("a", "rtsp://h/1")]), startupSpread: .seconds(1), now: 0, lookup: Self.facts)
+        let first = try #require(starts(machine.tick(now: 2, at: Self.date)).first)
+        #expect(first == ProbeTicket(streamID: "a", generation: 1))
+
+        // The URL is edited while the probe runs: the old probe is cancelled, nothing new starts yet.
+        let (diff, actions) = machine.apply(config([("a", "rtsp://h/2")]), now: 3, at: Self.date)
+        #expect(diff.restarted == ["a"])
+        #expect(cancels(actions) == [first])
+        #expect(starts(machine.tick(now: 3, at: Self.date)).isEmpty)
+        #expect(starts(machine.tick(now: 60, at: Self.date)).isEmpty, "never two probes of one stream")
+        #expect(machine.inFlightCount == 1)
+
+        // The old probe ends (a plugin that ignored the cancel): its result is stale and dropped.
+        let stale = machine.probeFinished(first, result: ProbeResult(reason: .ok, message: "old"), now: 61, at: Self.date, jitter: 0.5)
+        #expect(stale.isEmpty)
+        #expect(machine.checks == 0)
+        #expect(machine.inFlightCount == 0)
+
+        // The new generation starts at once, with the new URL, and its completion counts once.
+        let next = machine.tick(now: 61, at: Self.date)
+        let second = try #require(starts(next).first)
+        #expect(second == ProbeTicket(streamID: "a", generation: 2))
+        if case let .start(_, request, _, _, _, _) = next[0] { #expect(request.url == "rtsp://h/2") }
+        let done = machine.probeFinished(second, result: ProbeResult(reason: .ok, message: "new", mode: .deep), now: 62, at: Self.date, jitter: 0.5)
+        #expect(results(done).map(\.message) == ["new"])
+        #expect(machine.checks == 1)
+        // A duplicate completion of the same ticket changes nothing.
+        #expect(machine.probeFinished(second, result: ProbeResult(reason: .timeout, message: "dup"), now: 62, at: Self.date, jitter: 0.5).isEmpty)
+        #expect(machine.checks == 1)
+        #expect(machine.state(of: "a")?.status == .ok)
+    }
+
+    @Test func aRemovedStream_dropsItsLateResult_andReAddingWaitsForTheOldProbe() throws {
+        var machine = EngineMachine(config: config([("a", "rtsp://h/1"), ("b", "rtsp://h/2")]), startupSpread: .seconds(1), now: 0, lookup: Self.facts)
+        let tickets = starts(machine.tick(now: 2, at: Self.date))
+        #expect(Set(tickets.map(\.streamID)) == ["a", "b"])
+        let a1 = try #require(tickets.first { $0.streamID == "a" })
+        _ = machine.apply(config([("b", "rtsp://h/2")]), now: 3, at: Self.date)
+        #expect(machine.snapshot(id: "a") == nil)
+        // Back before the old probe ended: it waits for that probe.
+        _ = machine.apply(config([("a", "rtsp://h/1"), ("b", "rtsp://h/2")]), now: 4, at: Self.date)
+        #expect(starts(machine.tick(now: 100, at: Self.date)).isEmpty)
+        #expect(machine.probeFinished(a1, result: ProbeResult(reason: .ok, message: "late"), now: 101, at: Self.date, jitter: 0.5).isEmpty)
+        #expect(machine.state(of: "a") == .initial)
+        let a3 = try #require(starts(machine.tick(now: 101, at: Self.date)).first)
+        #expect(a3.streamID == "a" && a3.generation > a1.generation)
+    }
+
+    @Test func aStreamWithoutAPlugin_isGreyAtOnce_andStartsWhenOneIsLoaded() throws {
+        final class Loaded: Sendable { let flag = Mutex(false) }
+        let loaded = Loaded()
+        var machine = EngineMachine(config: config([("m", "misbehave://h/1")]), startupSpread: .seconds(1), now: 0) { _ in
+            loaded.flag.withLock { $0 } ? PluginFacts(name: "misbehaving", quickProbe: false) : nil
+        }
+        let actions = machine.tick(now: 2, at: Self.date)
+        #expect(starts(actions).isEmpty)
+        #expect(results(actions).map(\.reason) == [.noPlugin])
+        #expect(machine.state(of: "m")?.status == .unknown)
+        loaded.flag.withLock { $0 = true }
+        _ = machine.pluginsChanged(now: 3)
+        #expect(starts(machine.tick(now: 3, at: Self.date)).map(\.streamID) == ["m"])
+    }
+
+    @Test func randomEdits_neverRunTwoProbesOfOneStream_andCountEachCurrentCompletionOnce() {
+        var rng = SplitMix(seed: 42)
+        let ids = (0..<8).map { "s\($0)" }
+        func randomConfig() -> Config {
+            config(ids.filter { _ in rng.next() % 4 != 0 }.map { ($0, "rtsp://h/\($0)?v=\(rng.next() % 3)") }, interval: .seconds(5))
+        }
+        var machine = EngineMachine(config: randomConfig(), startupSpread: .seconds(2), now: 0, lookup: Self.facts)
+        var running: [ProbeTicket] = []
+        var currentCompletions = 0
+        var t = 0.0
+        for _ in 0..<3_000 {
+            t += 0.25
+            switch rng.next() % 10 {
+            case 0: _ = machine.apply(randomConfig(), now: t, at: Self.date)
+            case 1...4 where !running.isEmpty:
+                let ticket = running.remove(at: Int(rng.next() % UInt64(running.count)))
+                let before = machine.checks
+                let isCurrent = machine.ticket(of: ticket.streamID) == ticket && machine.stream(ticket.streamID) != nil
+                    && machine.snapshot(id: ticket.streamID) != nil
+                _ = machine.probeFinished(ticket, result: ProbeResult(reason: rng.next() % 2 == 0 ? .ok : .timeout, message: ""),
+                                          now: t, at: Self.date, jitter: 0.5)
+                if machine.checks > before { currentCompletions += 1 }
+                #expect(machine.checks - before <= (isCurrent ? 1 : 0))
+            default:
+                running += starts(machine.tick(now: t, at: Self.date))
+            }
+            let perStream = Dictionary(grouping: running, by: \.streamID)
+            #expect(perStream.values.allSatisfy { $0.count == 1 }, "two probes of one stream at t=\(t)")
+            #expect(machine.inFlightCount == running.count)
+        }
+        #expect(currentCompletions == machine.checks)
+        #expect(machine.checks > 100)
+    }
+}
