@@ -263,6 +263,8 @@ actor StreamListCache {
         var summary: Summary
     }
     private var cached: Entry?
+    /// The engine's config generation the cached picture was taken at (or after).
+    private var cachedGeneration = -1
     private var version = -1
     private var built = ContinuousClock.now
     private var rebuilding: Task<Entry, Never>?
@@ -287,13 +289,19 @@ actor StreamListCache {
 
     private func entry() async -> Entry {
         // Requests never wait on the engine once a picture exists: a stale one starts a rebuild and is
-        // answered meanwhile.
-        if let cached {
+        // answered meanwhile. After a reload, though, the picture's list of streams is wrong: requests
+        // wait for one taken after the reload (≈ 0.1–0.3 s for 10,000 streams).
+        let generation = engine.configGeneration.load(ordering: .acquiring)
+        if let cached, cachedGeneration >= generation {
             if rebuilding == nil && built.duration(to: .now) >= .seconds(2) { startRebuild() }
             return cached
         }
-        if rebuilding == nil { startRebuild() }
-        return await rebuilding!.value
+        for _ in 0..<3 {
+            if rebuilding == nil { startRebuild() }
+            let entry = await rebuilding!.value
+            if cachedGeneration >= generation { return entry }
+        }
+        return cached!
     }
 
     struct Summary: Encodable, Sendable {
@@ -313,9 +321,10 @@ actor StreamListCache {
         let engine = self.engine, uptimes = self.uptimes
         let previous = cached, previousVersion = version, age = built.duration(to: .now)
         rebuilding = Task.detached {
+            let generation = engine.configGeneration.load(ordering: .acquiring)
             let engineVersion = await engine.version
             if let previous, engineVersion == previousVersion && age < .seconds(30) {
-                await self.finished(previous, version: engineVersion)  // nothing changed: keep it
+                await self.finished(previous, version: engineVersion, generation: generation)  // nothing changed: keep it
                 return previous
             }
             let figures = await uptimes.current()
@@ -343,13 +352,14 @@ actor StreamListCache {
             let summary = Summary(streams: list.count, ok: count("ok"), degraded: count("degraded"), pending: count("pending"),
                                   down: count("down"), unknown: count("unknown"), engine: await engine.stats())
             let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, byStatus: byStatus, summary: summary)
-            await self.finished(entry, version: engineVersion)
+            await self.finished(entry, version: engineVersion, generation: generation)
             return entry
         }
     }
 
-    private func finished(_ entry: Entry, version engineVersion: Int) {
+    private func finished(_ entry: Entry, version engineVersion: Int, generation: Int) {
         cached = entry
+        cachedGeneration = generation
         version = engineVersion
         built = .now
         rebuilding = nil

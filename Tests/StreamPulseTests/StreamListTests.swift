@@ -1,0 +1,29 @@
+import Foundation
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// The shared picture of the fleet behind `/api/streams`.
+@Suite struct StreamListTests {
+    @Test func aReload_isVisibleInTheSharedList_atOnce() async throws {
+        let host = PluginHost(directory: TestEnvironment.temporaryDirectory("noplugins"), logger: CapturedLogs().logger())
+        func config(_ ids: [String]) throws -> Config {
+            try #require(ConfigLoader(environment: [:]).load(
+                yaml: "streams:\n" + ids.map { "  - { id: \($0), url: \"rtsp://127.0.0.1/\($0)\" }\n" }.joined(),
+                file: "c.yaml", baseDirectory: "/").config)
+        }
+        let engine = Engine(config: try config(["a", "b"]), plugins: host, logger: CapturedLogs().logger())
+        let listing = StreamListCache(engine: engine, uptimes: UptimeCache(store: nil))
+        func ids() async throws -> [String] {
+            let data = Data(buffer: await listing.current())
+            return try (JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        }
+        #expect(try await ids() == ["a", "b"])
+        await engine.apply(try config(["a", "b", "c"]))
+        // No waiting for the 2 s refresh: the first request after the reload sees the new stream.
+        #expect(try await ids() == ["a", "b", "c"])
+        #expect(await listing.summary().streams == 3)
+        await engine.apply(try config(["c"]))
+        #expect(try await ids() == ["c"])
+    }
+}
