@@ -146,7 +146,12 @@ let package = Package(
         ),
         .testTarget(
             name: "StreamPulseTests",
-            dependencies: ["StreamPulseHost", "StreamPulseCore", "ProberSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "StreamPulseHost", "StreamPulseCore", "ProberSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             path: "Tests/StreamPulseTests",
             swiftSettings: swiftSettings
         ),

@@ -75,7 +75,7 @@ import Testing
         let logs = CapturedLogs()
         let store = try SQLiteStore(path: TestEnvironment.temporaryDirectory("db") + "/streampulse.db")
         let stuck = SinkRunner(sink: try WebhookSink(config: config, logger: logs.logger()), capacity: 50, logger: logs.logger())
-        let sqlite = SinkRunner(sink: SQLiteSink(store: store, rawDays: 30, rollupDays: 400, logger: logs.logger()), logger: logs.logger())
+        let sqlite = SinkRunner(sink: SQLiteSink(store: store, settings: LiveSettings(Settings()), logger: logs.logger()), logger: logs.logger())
         let chain = SinkChain([stuck, sqlite])
         let tasks = [Task { await stuck.run() }, Task { await sqlite.run() }]
         // First get the webhook runner stuck inside a delivery to the silent receiver …

@@ -50,7 +50,7 @@ import Testing
         let dir = TestEnvironment.temporaryDirectory("diskfull")
         let store = try SQLiteStore(path: dir + "/streampulse.db")
         let logs = CapturedLogs()
-        let runner = SinkRunner(sink: SQLiteSink(store: store, rawDays: 30, rollupDays: 400, logger: logs.logger()), logger: logs.logger())
+        let runner = SinkRunner(sink: SQLiteSink(store: store, settings: LiveSettings(Settings()), logger: logs.logger()), logger: logs.logger())
         let task = Task { await runner.run() }
         func result(_ i: Int) -> SinkEvent {
             .result(ResultRecord(streamId: "cam\(i % 10)", at: Date(), mode: .quick, status: .ok, pending: false, reason: .ok, phase: nil,

@@ -140,7 +140,7 @@ final class BlackHoleSink: Sink {
         let logs = CapturedLogs()
         let store = try SQLiteStore(path: TestEnvironment.temporaryDirectory("db") + "/streampulse.db")
         let stuck = SinkRunner(sink: BlackHoleSink(), capacity: 10, logger: logs.logger())
-        let sqlite = SinkRunner(sink: SQLiteSink(store: store, rawDays: 30, rollupDays: 400, logger: logs.logger()), logger: logs.logger())
+        let sqlite = SinkRunner(sink: SQLiteSink(store: store, settings: LiveSettings(Settings()), logger: logs.logger()), logger: logs.logger())
         let chain = SinkChain([stuck, sqlite])
         let host = PluginHost(directory: try TestEnvironment.pluginsDirectory(), logger: logs.logger())
         host.scan()

@@ -243,93 +243,16 @@ struct Serve: AsyncParsableCommand {
         // Hundreds of probe threads would each get a glibc malloc arena (up to 8 per core) that keeps its
         // peak: two arenas and a periodic trim keep RSS near what is in use (see docs/operations.md).
         if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil { _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2) }
-        let scrubber = SecretScrubber()
-        let plugins = PluginHost(directory: options.pluginsDir, logger: logger, scrubber: scrubber)
-        plugins.scan()
-        let loaded = ConfigLoader(knownSchemes: Set(plugins.router.claims.map(\.scheme))).load(path: config)
-        for problem in loaded.problems { logger.log(level: problem.severity == .error ? .error : .warning, "\(problem.description)") }
-        guard var cfg = loaded.config else {
-            logger.critical("The config has errors; nothing to monitor. Fix them (see `streampulse validate \(config)`).")
-            throw ExitCode(3)
-        }
-        if let dataDir { cfg.settings.dataDir = dataDir }
-        if let listen { cfg.settings.listen = listen }
-        scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password })
-        try FileManager.default.createDirectory(atPath: cfg.settings.dataDir, withIntermediateDirectories: true)
-        let (host, port) = try parseListen(cfg.settings.listen)
-        logger.info("Monitoring \(cfg.streams.filter(\.enabled).count) streams from \(config) with \(plugins.plugins.count) plugins; data in \(cfg.settings.dataDir); API on http://\(host):\(port)")
-
-        // History: SQLite in the data folder. A database that cannot be opened is logged and monitoring
-        // carries on without history.
-        let sinks = SinkChain()
-        let sinkManager = SinkManager(chain: sinks, logger: logger)
-        var store: SQLiteStore?
-        let dbPath = (cfg.settings.dataDir as NSString).appendingPathComponent("streampulse.db")
+        let monitor: Monitor
         do {
-            store = try SQLiteStore(path: dbPath)
-            await sinkManager.addBuiltIn(SQLiteSink(store: store!, rawDays: cfg.settings.retentionRawDays,
-                                                    rollupDays: cfg.settings.retentionRollupDays, logger: logger))
-            logger.info("History in \(dbPath)")
-        } catch {
-            logger.error("Cannot open the history database \(dbPath): \(error). Monitoring continues without history.")
+            monitor = try await Monitor.assemble(configPath: config, pluginsDirectory: options.pluginsDir, dataDirectory: dataDir,
+                                                 listen: listen, verbose: options.verbose, logger: logger)
+        } catch let refusal as Monitor.Refusal {
+            logger.critical("\(refusal.message)")
+            throw ExitCode(refusal.exitCode)
         }
-        await sinkManager.setLocation(dataDirectory: cfg.settings.dataDir, timeZone: TimeZone(identifier: cfg.settings.timezone) ?? .gmt)
-        await sinkManager.apply(cfg.sinks)
-        let offset = ClockOffset()
-        let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
-        let configService = ConfigService(path: config, initial: cfg, initialProblems: loaded.problems, engine: engine,
-                                          plugins: plugins, scrubber: scrubber, logger: logger)
-        let time = cfg.settings.ntpServers.isEmpty ? nil
-            : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger, offset: offset)
-        let secretsPath = cfg.settings.secretsFile.hasPrefix("/") ? cfg.settings.secretsFile
-            : ((config as NSString).deletingLastPathComponent as NSString).appendingPathComponent(cfg.settings.secretsFile)
-        // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
-        await configService.setSinks(sinkManager)
-        var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),
-                                       ConfigWatchService(config: configService, secretsPath: secretsPath)]
-        if let time { services.append(TimeSyncService(time: time)) }
-        services.append(MemoryTrimService())
-        var httpLogger = logger
-        httpLogger.logLevel = options.verbose ? .debug : .warning
-        // Dashboard accounts live in the history database. No default password: the first start creates
-        // `admin` with STREAMPULSE_ADMIN_PASSWORD or a random password that must be changed at first sign-in.
-        let accounts = store.map { Accounts(store: $0) }
-        if let accounts {
-            do {
-                if let generated = try await accounts.bootstrap(dataDirectory: cfg.settings.dataDir) {
-                    logger.notice("Created dashboard user 'admin' with the one-time password \(generated.password) (also in \(generated.file), mode 0600); it must be changed at first sign-in.")
-                } else if try accounts.userCount() > 0, ProcessInfo.processInfo.environment["STREAMPULSE_ADMIN_PASSWORD"] != nil {
-                    logger.info("Dashboard users exist; STREAMPULSE_ADMIN_PASSWORD is only used on the first start.")
-                }
-            } catch {
-                logger.error("Cannot create the first dashboard user: \(error)")
-            }
-        } else {
-            logger.error("The dashboard and API need the history database for accounts; only /healthz answers.")
-        }
-        let live = LiveHub()
-        await sinkManager.addBuiltIn(live, capacity: 20_000)
-        var web = DashboardOptions()
-        web.secureCookies = cfg.settings.secureCookies
-        web.maxPreviews = cfg.settings.maxPreviews
-        web.previewSeconds = cfg.settings.previewSeconds
-        let previews = PreviewHub(engine: engine, maxSessions: cfg.settings.maxPreviews)
-        let app = Application(
-            router: APIServer.router(engine: engine, config: configService, plugins: plugins, time: time, store: store, sinks: sinks,
-                                     timeZone: { TimeZone(identifier: await engine.currentConfig.settings.timezone) ?? .gmt },
-                                     accounts: accounts, live: live, previews: previews, options: web, logger: logger),
-            configuration: .init(address: .hostname(host, port: port), serverName: "StreamPulse"),
-            services: services,
-            logger: httpLogger)
-        try await app.runService()
+        try await monitor.run()
         logger.notice("Stopped.")
-    }
-
-    func parseListen(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("listen must be HOST:PORT, got '\(text)'")
-        }
-        return (String(text[..<colon]), port)
     }
 }
 

@@ -170,8 +170,7 @@ private struct Parser {
     mutating func parseSettings(_ node: Node) -> Settings {
         var settings = Settings()
         guard let map = node.mapping else { problem(node, "settings must be a mapping"); return settings }
-        let keys = ["interval", "deep_interval", "timeout", "retries", "backoff_cap", "timezone", "ntp", "listen",
-                    "data_dir", "retention", "host_sessions", "max_deep_probes", "secrets_file", "web"]
+        let keys = SettingKeys.children(of: "")
         for (key, value) in map {
             guard let name = key.string else { continue }
             switch name {
@@ -190,7 +189,7 @@ private struct Parser {
                     switch k.string ?? "" {
                     case "servers": settings.ntpServers = stringList(v)
                     case "interval": settings.ntpInterval = duration(v) ?? settings.ntpInterval
-                    default: unknownKey(k, k.string ?? "", ["servers", "interval"])
+                    default: unknownKey(k, k.string ?? "", SettingKeys.children(of: "ntp"))
                     }
                 }
             case "listen": settings.listen = string(value) ?? settings.listen
@@ -201,7 +200,7 @@ private struct Parser {
                     switch k.string ?? "" {
                     case "raw_days": settings.retentionRawDays = int(v, min: 1) ?? settings.retentionRawDays
                     case "rollup_days": settings.retentionRollupDays = int(v, min: 1) ?? settings.retentionRollupDays
-                    default: unknownKey(k, k.string ?? "", ["raw_days", "rollup_days"])
+                    default: unknownKey(k, k.string ?? "", SettingKeys.children(of: "retention"))
                     }
                 }
             case "host_sessions": settings.hostSessions = int(value, min: 1) ?? settings.hostSessions
@@ -215,7 +214,7 @@ private struct Parser {
                         if let flag = v.bool { settings.secureCookies = flag } else { problem(v, "secure_cookies must be true or false") }
                     case "max_previews": settings.maxPreviews = int(v, min: 1) ?? settings.maxPreviews
                     case "preview_seconds": settings.previewSeconds = Double(int(v, min: 1) ?? Int(settings.previewSeconds))
-                    default: unknownKey(k, k.string ?? "", ["secure_cookies", "max_previews", "preview_seconds"])
+                    default: unknownKey(k, k.string ?? "", SettingKeys.children(of: "web"))
                     }
                 }
             default: unknownKey(key, name, keys)
@@ -422,13 +421,17 @@ private struct Parser {
 public func parseDuration(_ text: String) -> Duration? {
     let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+    // Longer than ten years is a typo, and would overflow the millisecond count.
+    let longest = 10 * 365 * 86_400.0
     for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
         let number = trimmed.dropLast(suffix.count)
-        if let value = Double(number), value.isFinite, value >= 0 { return .milliseconds(Int64((value * scale * 1000).rounded())) }
+        if let value = Double(number), value.isFinite, value >= 0 {
+            return value * scale <= longest ? .milliseconds(Int64((value * scale * 1000).rounded())) : nil
+        }
         if suffix == "s" || suffix == "ms" { continue }
         return nil
     }
-    if let value = Double(trimmed), value.isFinite, value >= 0 { return .milliseconds(Int64((value * 1000).rounded())) }
+    if let value = Double(trimmed), value.isFinite, value >= 0, value <= longest { return .milliseconds(Int64((value * 1000).rounded())) }
     return nil
 }
 

@@ -16,6 +16,8 @@ public struct ConfigStatus: Sendable, Codable, Equatable {
     public var streams: Int
     /// What the last applied reload changed.
     public var lastChange: String?
+    /// Settings changed in the file that take effect only at the next start, as "key: running → in file".
+    public var needsRestart: [String] = []
 }
 
 /// Keeps the active config: reloads on file events (debounced), SIGHUP or request; an invalid edit never
@@ -29,6 +31,11 @@ public actor ConfigService {
     private let environment: [String: String]
     /// Re-applied on every successful reload.
     public var sinks: SinkManager?
+    /// The settings in force; replaced on every applied reload (restart-only keys keep their running value).
+    public nonisolated let settings: LiveSettings
+    /// The file's settings when the monitor started (before command-line overrides): restart-only keys are
+    /// compared with these.
+    private let fileSettingsAtStart: Settings
 
     public func setSinks(_ manager: SinkManager) { sinks = manager }
     private var activeHash: String?
@@ -39,9 +46,16 @@ public actor ConfigService {
     /// Quiet time after the last event before acting.
     public var debounce: Duration = .milliseconds(150)
 
-    public init(path: String, initial: Config, initialProblems: [ConfigProblem], engine: Engine, plugins: PluginHost,
-                scrubber: SecretScrubber, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    /// - Parameters:
+    ///   - initial: the config in force (with any command-line overrides applied).
+    ///   - fileSettings: the settings as the file had them at start, before overrides (default: `initial`'s).
+    ///   - settings: the live settings to keep current (default: new ones from `initial`).
+    public init(path: String, initial: Config, fileSettings: Settings? = nil, settings: LiveSettings? = nil,
+                initialProblems: [ConfigProblem], engine: Engine, plugins: PluginHost, scrubber: SecretScrubber, logger: Logger,
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.path = path
+        self.settings = settings ?? LiveSettings(initial.settings)
+        self.fileSettingsAtStart = fileSettings ?? initial.settings
         self.engine = engine
         self.plugins = plugins
         self.scrubber = scrubber
@@ -81,11 +95,19 @@ public actor ConfigService {
         }
         scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password })
         let diff = await engine.apply(config)
-        await sinks?.apply(config.sinks)
+        let running = settings.current
+        let inForce = SettingKeys.inForce(running: running, file: config.settings)
+        settings.replace(with: inForce)
+        await sinks?.apply(config.sinks, timeZone: TimeZone(identifier: inForce.timezone) ?? .gmt)
+        let waiting = SettingKeys.needingRestart(atStart: fileSettingsAtStart, now: config.settings)
+        status.needsRestart = waiting.map { "\($0.name) (needs restart)" }
+        for key in waiting { logger.warning("config: settings.\(key.name) changed in the file; it takes effect at the next start") }
         activeHash = hash
         appliedReloads += 1
         lastDiff = diff
+        let changedSettings = SettingKeys.all.filter { $0.applies == .live && $0.differs(running, inForce) }.map(\.name)
         let summary = "added \(diff.added.count), removed \(diff.removed.count), restarted \(diff.restarted.count), relabelled \(diff.relabelled.count)"
+            + (changedSettings.isEmpty ? "" : "; settings applied: " + changedSettings.joined(separator: ", "))
         status.revision = hash
         status.gitCommit = Self.gitCommit(for: path)
         status.lastReload = Date()

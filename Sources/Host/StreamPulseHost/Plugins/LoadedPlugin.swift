@@ -46,6 +46,10 @@ public final class LoadedPlugin: Sendable {
         guard descriptor.capabilities.livePreview else {
             return .failure(.unsupported, phase: .preview, "The \(name) plugin has no live preview.")
         }
+        // The host's own bound, whatever a caller passed: a non-finite or huge length must not trap here.
+        guard request.seconds.isFinite, (0...3600).contains(request.seconds), (0...3_600_000).contains(request.timeoutMs) else {
+            return .failure(.invalidRequest, phase: .preview, "Preview length \(request.seconds) s is not between 0 and 3600 s.")
+        }
         let budget = request.timeoutMs + Int(request.seconds * 1000)
         var result = await call(timeoutMs: budget, phase: .preview, encode: { try Wire.encode(request) }, onFrame: onFrame) { table, json, user in
             json.withUnsafeBytes { raw in

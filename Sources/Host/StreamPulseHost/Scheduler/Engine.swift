@@ -319,6 +319,11 @@ public actor Engine {
 
     private var checksAtReset = 0
 
+    /// The limits in force: sessions per camera host and decode slots (`host_sessions`, `max_deep_probes`).
+    public func limits() async -> (hostSessions: Int, deepProbes: Int) {
+        (await budgets.perHost, await deepSlots.perHost)
+    }
+
     /// Clears the lag window and the check counter (benchmarks measure a steady state).
     public func resetStats() {
         lagCache = nil

@@ -6,19 +6,27 @@ import Logging
 public final class SQLiteSink: Sink {
     public let name = "sqlite"
     public let store: SQLiteStore
-    private let retention: (raw: Int, rollup: Int)
+    private let settings: LiveSettings
     private let lastPrune = LastPrune()
     private let logger: Logger
 
-    public init(store: SQLiteStore, rawDays: Int, rollupDays: Int, logger: Logger) {
+    /// Retention (`settings.retention`) is read from `settings` at every prune, so a reload applies it.
+    public init(store: SQLiteStore, settings: LiveSettings, logger: Logger) {
         self.store = store
-        self.retention = (rawDays, rollupDays)
+        self.settings = settings
         self.logger = logger
+    }
+
+    /// The retention in force: raw days, rollup days.
+    public var retention: (raw: Int, rollup: Int) {
+        let current = settings.current
+        return (current.retentionRawDays, current.retentionRollupDays)
     }
 
     public func write(_ batch: [SinkEvent]) async throws {
         try await store.write(batch)
         if lastPrune.due(every: 3600) {
+            let retention = self.retention
             let deleted = try await store.prune(rawDays: retention.raw, rollupDays: retention.rollup)
             if deleted > 0 { logger.info("sqlite: pruned \(deleted) rows past retention") }
         }

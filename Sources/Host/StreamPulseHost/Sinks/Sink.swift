@@ -192,6 +192,9 @@ public final class SinkChain: Sendable {
 
     public func add(_ runner: SinkRunner) { runners.withLock { $0.append(runner) } }
 
+    /// The runners in the chain, in order.
+    public var members: [SinkRunner] { runners.withLock { $0 } }
+
     public func remove(_ runner: SinkRunner) { runners.withLock { $0.removeAll { $0 === runner } } }
 
     public func submit(_ event: SinkEvent) {

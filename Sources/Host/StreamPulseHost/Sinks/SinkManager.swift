@@ -30,10 +30,12 @@ public actor SinkManager {
         builtIn.append((runner, Task { await runner.run() }))
     }
 
-    /// Makes the running sinks match `configs`.
-    public func apply(_ configs: [SinkConfig]) async {
+    /// Makes the running sinks match `configs`; CSV sinks restart when the time zone changed.
+    public func apply(_ configs: [SinkConfig], timeZone newZone: TimeZone? = nil) async {
+        let zoneChanged = newZone.map { $0 != timeZone } ?? false
+        if let newZone { timeZone = newZone }
         let wanted = Dictionary(configs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for (name, entry) in configured where wanted[name] != entry.config {
+        for (name, entry) in configured where wanted[name] != entry.config || (zoneChanged && entry.config.kind == .csv) {
             await stop(name)
         }
         for config in configs where configured[config.name] == nil {

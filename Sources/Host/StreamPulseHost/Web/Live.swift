@@ -73,14 +73,16 @@ public final class PreviewHub: Sendable {
     }
 
     private let engine: Engine
-    public let maxSessions: Int
+    private let settings: LiveSettings
+    /// The cap in force (`settings.web.max_previews`, applied live).
+    public var maxSessions: Int { max(1, settings.current.maxPreviews) }
     private let sessions = Mutex<[String: Session]>([:])
     /// Upstream sessions started since launch (tests check that viewers share one).
     private let started = Atomic<Int>(0)
 
-    public init(engine: Engine, maxSessions: Int = 4) {
+    public init(engine: Engine, settings: LiveSettings) {
         self.engine = engine
-        self.maxSessions = max(1, maxSessions)
+        self.settings = settings
     }
 
     public var upstreamSessionsStarted: Int { started.load(ordering: .relaxed) }
@@ -92,7 +94,8 @@ public final class PreviewHub: Sendable {
         let (stream, continuation) = AsyncStream<Data>.makeStream(bufferingPolicy: .bufferingNewest(2))
         let (session, isNew) = try sessions.withLock { sessions -> (Session, Bool) in
             if let running = sessions[id] { return (running, false) }
-            guard sessions.count < maxSessions else { throw Refusal.busy(maxSessions) }
+            let cap = maxSessions
+            guard sessions.count < cap else { throw Refusal.busy(cap) }
             let session = Session()
             sessions[id] = session
             return (session, true)

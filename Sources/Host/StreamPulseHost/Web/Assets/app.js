@@ -212,10 +212,12 @@ async function refreshHeader() {
     const c = await api("/api/config/status");
     const cfg = $("cfg");
     const rev = c.git_commit ? c.git_commit.slice(0, 8) : (c.revision || "").slice(0, 8);
-    cfg.textContent = c.errors && c.errors.length ? `config: ${c.errors.length} error(s)` : `config ${rev || "loaded"}`;
-    cfg.className = c.errors && c.errors.length ? "pill bad" : "pill good";
+    const restart = c.needs_restart || [];
+    cfg.textContent = c.errors && c.errors.length ? `config: ${c.errors.length} error(s)`
+      : restart.length ? `config ${rev || "loaded"} · restart needed` : `config ${rev || "loaded"}`;
+    cfg.className = c.errors && c.errors.length ? "pill bad" : restart.length ? "pill warn" : "pill good";
     cfg.title = [`${c.streams} streams`, c.last_reload ? `last reload ${fmtTime(c.last_reload)}` : "", c.last_change || "",
-      ...(c.errors || []), ...(c.warnings || [])].filter(Boolean).join("\n");
+      ...(c.errors || []), ...restart, ...(c.warnings || [])].filter(Boolean).join("\n");
   } catch {}
 }
 

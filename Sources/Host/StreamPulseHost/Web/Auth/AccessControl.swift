@@ -55,6 +55,19 @@ public struct LoginThrottle: Sendable {
     }
 }
 
+/// Who may call a route. Attached to the route's group where the route is declared (`RequireAccess`), so
+/// access is decided on the route the router matched — never on a path string kept apart.
+public enum Access: String, Sendable, CaseIterable {
+    /// Anyone, signed in or not (the page shell, health, sign-in).
+    case anyone
+    /// Any signed-in account, even one that must change its password first (sign-out, password change).
+    case account
+    /// Signed-in viewers and admins (status, history, exports).
+    case viewer
+    /// Admins only (users, tokens, settings, live preview).
+    case admin
+}
+
 /// Who may call what. Pure, so the table is unit-tested without a server.
 public enum AccessPolicy {
     public enum Decision: Equatable, Sendable {
@@ -65,25 +78,8 @@ public enum AccessPolicy {
         case csrf
     }
 
-    /// Paths anyone may fetch: the page shell, its assets, health, login.
-    public static func isPublic(method: HTTPRequest.Method, path: String) -> Bool {
-        if method == .get || method == .head {
-            return path == "/" || path == "/index.html" || path.hasPrefix("/assets/") || path == "/healthz" || path == "/favicon.ico"
-                || path == "/api/session" || path == "/api/openapi.yaml"
-        }
-        return method == .post && path == "/api/login"
-    }
-
-    /// Admin-only areas: users, tokens, settings and live preview.
-    public static func needsAdmin(method: HTTPRequest.Method, path: String) -> Bool {
-        path.hasPrefix("/api/users") || path.hasPrefix("/api/tokens") || path.hasPrefix("/api/settings")
-            || (path.hasPrefix("/api/streams/") && path.hasSuffix("/preview"))
-    }
-
-    static let allowedWhileChangingPassword: Set<String> = ["/api/me", "/api/me/password", "/api/logout", "/api/session"]
-
-    /// Paths with dot segments, empty segments or encoded slashes/dots are refused outright, so that the
-    /// prefix rules above always see the path the router will match.
+    /// Paths with dot segments, empty segments or encoded slashes/dots are refused outright: a path is
+    /// answered only in the one spelling the router matches.
     public static func isCanonical(_ path: String) -> Bool {
         guard path.hasPrefix("/"), !path.contains("//") else { return false }
         let lowered = path.lowercased()
@@ -91,23 +87,22 @@ public enum AccessPolicy {
         return !path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == "." || $0 == ".." }
     }
 
-    public static func decide(method: HTTPRequest.Method, path: String, identity: Identity?, csrfHeader: String?) -> Decision {
-        guard isCanonical(path) else { return .forbidden("Not a canonical path.") }
-        if isPublic(method: method, path: path) { return .allow }
+    /// The decision for a request to a route that needs `access`.
+    public static func decide(_ access: Access, method: HTTPRequest.Method, identity: Identity?, csrfHeader: String?) -> Decision {
+        guard access != .anyone else { return .allow }
         guard let identity else { return .unauthenticated }
         let changes = !(method == .get || method == .head || method == .options)
         // Cookie sessions are ambient credentials: every state-changing request must echo the session's token.
         if changes, let expected = identity.csrf, !Accounts.same(csrfHeader ?? "", expected) { return .csrf }
-        if identity.mustChangePassword && !allowedWhileChangingPassword.contains(path) { return .passwordChangeRequired }
-        if needsAdmin(method: method, path: path) && identity.role != .admin {
-            return .forbidden("This needs the admin role.")
-        }
+        if identity.mustChangePassword && access != .account { return .passwordChangeRequired }
+        if access == .admin && identity.role != .admin { return .forbidden("This needs the admin role.") }
         return .allow
     }
 }
 
-/// Resolves the session cookie or bearer token, then applies `AccessPolicy`.
-public struct AccessMiddleware: RouterMiddleware {
+/// Refuses non-canonical paths, then resolves the session cookie or bearer token into `context.identity`.
+/// It decides nothing else: each route group carries its own `RequireAccess`.
+public struct IdentityMiddleware: RouterMiddleware {
     public typealias Context = WebContext
     let accounts: Accounts?
 
@@ -116,8 +111,10 @@ public struct AccessMiddleware: RouterMiddleware {
     public static let cookieName = "sp_session"
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard AccessPolicy.isCanonical(request.uri.path) else {
+            return APIServer.json(["error": "Not a canonical path."], status: .forbidden)
+        }
         var context = context
-        let path = request.uri.path
         if let accounts {
             if let auth = request.headers[.authorization], auth.lowercased().hasPrefix("bearer ") {
                 context.identity = try? accounts.token(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces))
@@ -126,10 +123,27 @@ public struct AccessMiddleware: RouterMiddleware {
                 context.identity = try? accounts.session(id)
                 context.sessionId = context.identity == nil ? nil : id
             }
-        } else if !AccessPolicy.isPublic(method: request.method, path: path) {
+        }
+        return try await next(request, context)
+    }
+}
+
+/// The access rule of a route group (see `Access`).
+public struct RequireAccess: RouterMiddleware {
+    public typealias Context = WebContext
+    public let access: Access
+    let accountsAvailable: Bool
+
+    public init(_ access: Access, accountsAvailable: Bool) {
+        self.access = access
+        self.accountsAvailable = accountsAvailable
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if access != .anyone && !accountsAvailable {
             return APIServer.json(["error": "accounts need the history database, which could not be opened"], status: .serviceUnavailable)
         }
-        switch AccessPolicy.decide(method: request.method, path: path, identity: context.identity, csrfHeader: request.headers[.csrfToken]) {
+        switch AccessPolicy.decide(access, method: request.method, identity: context.identity, csrfHeader: request.headers[.csrfToken]) {
         case .allow:
             return try await next(request, context)
         case .unauthenticated:
@@ -144,6 +158,13 @@ public struct AccessMiddleware: RouterMiddleware {
     }
 }
 
+extension RouterMethods where Context == WebContext {
+    /// A group of routes that all need `access`.
+    func group(_ access: Access, _ web: WebServices) -> RouterGroup<WebContext> {
+        group().add(middleware: RequireAccess(access, accountsAvailable: web.accounts != nil))
+    }
+}
+
 /// Headers on every answer: a CSP without inline script, no framing, no sniffing, no referrer.
 public struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     public init() {}
@@ -152,7 +173,19 @@ public struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddlewa
             + "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     }
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        var response = try await next(request, context)
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as HTTPError {
+            // Not found, too large, bad request…: answered here so they carry the headers too, as JSON.
+            response = APIServer.json(["error": error.body ?? error.status.reasonPhrase], status: error.status)
+        } catch let error as any HTTPResponseError {
+            response = APIServer.json(["error": error.status.reasonPhrase], status: error.status)
+        } catch {
+            // Internals (database errors and the like) go to the log, not to the client.
+            context.logger.error("\(request.method) \(request.uri.path) failed: \(error)")
+            response = APIServer.json(["error": "internal error; see the server log"], status: .internalServerError)
+        }
         response.headers[.contentSecurityPolicy] = Self.policy
         response.headers[.xContentTypeOptions] = "nosniff"
         response.headers[.xFrameOptions] = "DENY"

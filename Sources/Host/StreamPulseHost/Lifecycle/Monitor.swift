@@ -1,0 +1,132 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `streampulse serve` assembled from a config file: plugins → config → sinks → engine → web, and the
+/// services that run them in one `ServiceGroup` (the application's). Tests assemble the same monitor.
+public struct Monitor: Sendable {
+    /// Why the monitor cannot start, with the exit code `serve` uses.
+    public struct Refusal: Error, Sendable {
+        public var message: String
+        public var exitCode: Int32
+    }
+
+    public let engine: Engine
+    public let config: ConfigService
+    public let web: WebServices
+    public let sinkManager: SinkManager
+    let services: [any Service]
+    let address: (host: String, port: Int)
+    let httpLogger: Logger
+
+    /// Loads the config and builds every part; nothing runs until `run()`.
+    /// - Parameters:
+    ///   - dataDirectory, listen: command-line overrides of `settings.data_dir` and `settings.listen`.
+    ///   - bcryptCost: the cost of password hashes (tests lower it).
+    public static func assemble(configPath: String, pluginsDirectory: String, dataDirectory: String? = nil, listen: String? = nil,
+                                verbose: Bool = false, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
+                                bcryptCost: UInt8 = 11) async throws -> Monitor {
+        let scrubber = SecretScrubber()
+        let plugins = PluginHost(directory: pluginsDirectory, logger: logger, scrubber: scrubber)
+        plugins.scan()
+        let loaded = ConfigLoader(environment: environment, knownSchemes: Set(plugins.router.claims.map(\.scheme))).load(path: configPath)
+        for problem in loaded.problems { logger.log(level: problem.severity == .error ? .error : .warning, "\(problem.description)") }
+        guard var cfg = loaded.config else {
+            throw Refusal(message: "The config has errors; nothing to monitor. Fix them (see `streampulse validate \(configPath)`).", exitCode: 3)
+        }
+        let fileSettings = cfg.settings
+        if let dataDirectory { cfg.settings.dataDir = dataDirectory }
+        if let listen { cfg.settings.listen = listen }
+        scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password })
+        try FileManager.default.createDirectory(atPath: cfg.settings.dataDir, withIntermediateDirectories: true)
+        let address = try parseListen(cfg.settings.listen)
+        logger.info("Monitoring \(cfg.streams.filter(\.enabled).count) streams from \(configPath) with \(plugins.plugins.count) plugins; data in \(cfg.settings.dataDir); API on http://\(address.host):\(address.port)")
+
+        let settings = LiveSettings(cfg.settings)
+        let sinks = SinkChain()
+        let sinkManager = SinkManager(chain: sinks, logger: logger)
+        let store = await openHistory(cfg, settings: settings, sinkManager: sinkManager, logger: logger)
+        await sinkManager.setLocation(dataDirectory: cfg.settings.dataDir, timeZone: TimeZone(identifier: cfg.settings.timezone) ?? .gmt)
+        await sinkManager.apply(cfg.sinks)
+        let offset = ClockOffset()
+        let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
+        let config = ConfigService(path: configPath, initial: cfg, fileSettings: fileSettings, settings: settings,
+                                   initialProblems: loaded.problems, engine: engine, plugins: plugins, scrubber: scrubber, logger: logger,
+                                   environment: environment)
+        await config.setSinks(sinkManager)
+        let time = cfg.settings.ntpServers.isEmpty ? nil
+            : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger, offset: offset)
+        let secretsPath = cfg.settings.secretsFile.hasPrefix("/") ? cfg.settings.secretsFile
+            : ((configPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(cfg.settings.secretsFile)
+        let accounts = await openAccounts(store, dataDirectory: cfg.settings.dataDir, environment: environment, bcryptCost: bcryptCost,
+                                          logger: logger)
+        let live = LiveHub()
+        await sinkManager.addBuiltIn(live, capacity: 20_000)
+        let web = WebServices(engine: engine, config: config, plugins: plugins, time: time, store: store, sinks: sinks, accounts: accounts,
+                              live: live, previews: PreviewHub(engine: engine, settings: settings), settings: settings, logger: logger)
+
+        // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
+        var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),
+                                       ConfigWatchService(config: config, secretsPath: secretsPath)]
+        if let time { services.append(TimeSyncService(time: time)) }
+        services.append(MemoryTrimService())
+        var httpLogger = logger
+        httpLogger.logLevel = verbose ? .debug : .warning
+        return Monitor(engine: engine, config: config, web: web, sinkManager: sinkManager, services: services,
+                       address: address, httpLogger: httpLogger)
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful shutdown) or a service fails.
+    public func run() async throws {
+        let app = Application(
+            router: APIServer.router(web),
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "StreamPulse"),
+            services: services,
+            logger: httpLogger)
+        try await app.runService()
+    }
+
+    /// History in SQLite in the data folder. A database that cannot be opened is logged and monitoring
+    /// carries on without history.
+    static func openHistory(_ cfg: Config, settings: LiveSettings, sinkManager: SinkManager, logger: Logger) async -> SQLiteStore? {
+        let path = (cfg.settings.dataDir as NSString).appendingPathComponent("streampulse.db")
+        do {
+            let store = try SQLiteStore(path: path)
+            await sinkManager.addBuiltIn(SQLiteSink(store: store, settings: settings, logger: logger))
+            logger.info("History in \(path)")
+            return store
+        } catch {
+            logger.error("Cannot open the history database \(path): \(error). Monitoring continues without history.")
+            return nil
+        }
+    }
+
+    /// Dashboard accounts live in the history database. No default password: the first start creates
+    /// `admin` with STREAMPULSE_ADMIN_PASSWORD or a random password that must be changed at first sign-in.
+    static func openAccounts(_ store: SQLiteStore?, dataDirectory: String, environment: [String: String], bcryptCost: UInt8,
+                             logger: Logger) async -> Accounts? {
+        guard let store else {
+            logger.error("The dashboard and API need the history database for accounts; only /healthz answers.")
+            return nil
+        }
+        let accounts = Accounts(store: store, bcryptCost: bcryptCost)
+        do {
+            if let generated = try await accounts.bootstrap(dataDirectory: dataDirectory, environment: environment) {
+                logger.notice("Created dashboard user 'admin' with the one-time password \(generated.password) (also in \(generated.file), mode 0600); it must be changed at first sign-in.")
+            } else if try accounts.userCount() > 0, environment["STREAMPULSE_ADMIN_PASSWORD"] != nil {
+                logger.info("Dashboard users exist; STREAMPULSE_ADMIN_PASSWORD is only used on the first start.")
+            }
+        } catch {
+            logger.error("Cannot create the first dashboard user: \(error)")
+        }
+        return accounts
+    }
+
+    static func parseListen(_ text: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw Refusal(message: "settings.listen must be HOST:PORT, got '\(text)'", exitCode: 3)
+        }
+        return (String(text[..<colon]), port)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import ServiceLifecycle
+import UnixSignals
+
+/// Runs the engine as a service: graceful shutdown cancels probes in flight.
+public struct EngineService: Service {
+    public let engine: Engine
+    public init(engine: Engine) { self.engine = engine }
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await engine.run() }
+    }
+}
+
+/// Watches the config, secrets and plugins folders; SIGHUP also reloads.
+public struct ConfigWatchService: Service {
+    public let config: ConfigService
+    public let secretsPath: String?
+    public init(config: ConfigService, secretsPath: String?) {
+        self.config = config
+        self.secretsPath = secretsPath
+    }
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await config.watch(secretsPath: secretsPath) }
+                group.addTask {
+                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                        await config.reload(reason: "SIGHUP")
+                    }
+                }
+                await group.waitForAll()
+            }
+        }
+    }
+}
+
+/// glibc's malloc_trim (declared in <malloc.h>, which the Glibc module does not export).
+@_silgen_name("malloc_trim") func glibcMallocTrim(_ pad: Int) -> Int32
+
+/// Returns freed heap to the kernel every 30 s (after a burst of deep probes the allocator would
+/// otherwise keep its peak).
+public struct MemoryTrimService: Service {
+    public init() {}
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(30))
+                _ = glibcMallocTrim(0)
+            }
+        }
+    }
+}
+
+/// Measures the clock offset in the background.
+public struct TimeSyncService: Service {
+    public let time: TimeService
+    public init(time: TimeService) { self.time = time }
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await time.run() }
+    }
+}
+
+/// Runs the sink chain; on shutdown every sink writes what is queued, then closes.
+public struct SinkService: Service {
+    public let manager: SinkManager
+    public init(manager: SinkManager) { self.manager = manager }
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await manager.stopAll()
+    }
+}

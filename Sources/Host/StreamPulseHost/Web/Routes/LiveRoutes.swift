@@ -1,0 +1,86 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import ServiceLifecycle
+import StreamPulseCore
+
+/// Live updates (viewer, Server-Sent Events) and the live preview (admin, multipart JPEG for an `<img>`).
+enum LiveRoutes {
+    static func add(to router: some RouterMethods<WebContext>, _ web: WebServices) {
+        router.group(.viewer, web).get("/api/events") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-store"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                let subscriber = web.live.subscribe()
+                // An event stream never ends by itself: it ends when the server shuts down gracefully.
+                let stopping = StopFlag()
+                await withGracefulShutdownHandler {
+                    try? await events(to: &writer, subscriber: subscriber, stopping: stopping, web)
+                } onGracefulShutdown: {
+                    stopping.set()
+                }
+                web.live.unsubscribe(subscriber)
+                try? await writer.finish(nil)
+            })
+        }
+        router.group(.admin, web).get("/api/streams/{id}/preview") { request, context -> Response in
+            let id = try context.parameters.require("id")
+            let seconds = try RequestSupport.double(request, "seconds", in: 1...30) ?? min(web.settings.current.previewSeconds, 30)
+            let frames: AsyncStream<Data>
+            do {
+                frames = try await web.previews.join(id, seconds: seconds)
+            } catch PreviewHub.Refusal.unknownStream {
+                return APIServer.json(["error": "no stream with id '\(id)'"], status: .notFound)
+            } catch PreviewHub.Refusal.busy(let cap) {
+                return APIServer.json(["error": "\(cap) previews are running (the limit); try again in a few seconds"], status: .tooManyRequests)
+            }
+            web.logger.info("preview of stream=\(id) for \(Int(seconds)) s by '\(context.identity?.name ?? "?")'")
+            var headers = HTTPFields()
+            headers[.contentType] = "multipart/x-mixed-replace; boundary=spframe"
+            headers[.cacheControl] = "no-store"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                do {
+                    for await frame in frames {
+                        var buffer = ByteBuffer(string: "--spframe\r\nContent-Type: image/jpeg\r\nContent-Length: \(frame.count)\r\n\r\n")
+                        buffer.writeBytes(frame)
+                        buffer.writeString("\r\n")
+                        try await writer.write(buffer)
+                    }
+                    try await writer.write(ByteBuffer(string: "--spframe--\r\n"))
+                } catch {}
+                try? await writer.finish(nil)
+            })
+        }
+    }
+
+    /// Twice a second: the streams that changed since the last look, a reload notice, or a keep-alive.
+    static func events(to writer: inout any ResponseBodyWriter, subscriber: Int, stopping: StopFlag,
+                       _ web: WebServices) async throws {
+        try await writer.write(ByteBuffer(string: "retry: 3000\nevent: hello\ndata: {}\n\n"))
+        var quiet = 0
+        while !Task.isCancelled && !stopping.isSet {
+            try await Task.sleep(for: .milliseconds(500))
+            let (ids, reload) = web.live.take(subscriber)
+            if reload {
+                try await writer.write(ByteBuffer(string: "event: reload\ndata: {}\n\n"))
+                quiet = 0
+            }
+            if !ids.isEmpty {
+                var snapshots: [StreamSnapshot] = []
+                for id in ids { if let s = await web.engine.snapshot(id: id) { snapshots.append(s) } }
+                var buffer = ByteBuffer(string: "event: streams\ndata: ")
+                buffer.writeBytes(try Wire.encode(snapshots))
+                buffer.writeString("\n\n")
+                try await writer.write(buffer)
+                quiet = 0
+            } else {
+                quiet += 1
+                if quiet >= 30 {  // a comment every 15 s keeps proxies from closing an idle stream
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    quiet = 0
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Everything the routes use, built once by `serve` (and by the in-process route tests).
+public struct WebServices: Sendable {
+    public var engine: Engine
+    public var config: ConfigService
+    public var plugins: PluginHost
+    public var time: TimeService?
+    public var store: SQLiteStore?
+    public var sinks: SinkChain
+    /// Nil when the history database could not be opened: then only public routes answer.
+    public var accounts: Accounts?
+    public var live: LiveHub
+    public var previews: PreviewHub
+    public var settings: LiveSettings
+    public var logger: Logger
+    let uptimes: UptimeCache
+    let listing: StreamListCache
+    let throttle = LoginGuard()
+
+    public init(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?, store: SQLiteStore?, sinks: SinkChain,
+                accounts: Accounts?, live: LiveHub, previews: PreviewHub, settings: LiveSettings, logger: Logger = Logger(label: "web")) {
+        self.engine = engine
+        self.config = config
+        self.plugins = plugins
+        self.time = time
+        self.store = store
+        self.sinks = sinks
+        self.accounts = accounts
+        self.live = live
+        self.previews = previews
+        self.settings = settings
+        self.logger = logger
+        uptimes = UptimeCache(store: store)
+        listing = StreamListCache(engine: engine, uptimes: uptimes)
+    }
+
+    /// The server's time zone for CSV files and exports (settings.timezone).
+    var serverTimeZone: TimeZone { TimeZone(identifier: settings.current.timezone) ?? .gmt }
+
+    /// The dashboard's default time zone: the admin's choice in Settings, else settings.timezone.
+    func dashboardTimeZone() -> String {
+        (try? accounts?.setting("timezone_default")) ?? settings.current.timezone
+    }
+}
+
+/// Failed sign-ins, shared by every request.
+final class LoginGuard: Sendable {
+    let state = Mutex(LoginThrottle())
+}
