@@ -76,20 +76,6 @@ import Testing
         #expect(t.retryAfter(user: "admin", address: "z", now: 66) == nil, "a success clears the user's count")
     }
 
-    @Test func legend_explainsEveryReasonTheProbersReport() {
-        let known: [Reason] = [.ok, .connectionRefused, .timeout, .noFrames, .streamEnded, .protocolError, .unsupportedTransport, .decodeError,
-                               .serverError, .wrongContentType, .truncatedFrame, .corruptJpeg, .frameTooLarge, .dnsFailure, .unauthorized,
-                               .forbidden, .notFound, .frozen, .black, .lowFps, .slowFirstFrame, .cancelled, .noPlugin, .pluginError,
-                               .unsupported, .invalidRequest]
-        let legend = Legend.current
-        for reason in known {
-            let entry = legend.reasons.first { $0.key == reason.rawValue }
-            #expect(entry != nil, "\(reason)")
-            #expect(entry?.status == StatusModel.status(for: reason).rawValue)
-        }
-        #expect(legend.statuses.map(\.key) == ["ok", "degraded", "pending", "down", "unknown"])
-    }
-
     @Test func accounts_bcrypt_digestsAtRest_expiry_andTheFirstStartFile() async throws {
         let dir = TestEnvironment.temporaryDirectory("accounts")
         let store = try SQLiteStore(path: dir + "/streampulse.db")

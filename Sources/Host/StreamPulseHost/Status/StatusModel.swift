@@ -22,21 +22,26 @@ public enum StreamStatus: String, Codable, Sendable, CaseIterable {
     }
 }
 
-/// Pure mapping from a probe's reason to the status it stands for (before retries are applied).
+/// Pure mapping from a probe's reason to the status it stands for (before retries are applied), derived
+/// from Core's reason table (`Reason.table`).
 public enum StatusModel {
     /// Reasons meaning "the camera answers, but fix something to get a usable picture".
-    public static let degradedReasons: Set<Reason> = [
-        .unauthorized, .forbidden, .notFound, .frozen, .black, .lowFps, .slowFirstFrame,
-    ]
+    public static let degradedReasons = reasons(of: .degraded)
     /// Reasons that say nothing about the camera.
-    public static let unknownReasons: Set<Reason> = [.noPlugin, .cancelled, .unsupported, .invalidRequest]
+    public static let unknownReasons = reasons(of: .unknown)
 
-    /// The status a single result stands for. Unknown reasons count as down: a stream is never called up
-    /// without knowing a picture arrived.
+    static func reasons(of reasonClass: ReasonClass) -> Set<Reason> {
+        Set(Reason.table.filter { $0.reasonClass == reasonClass }.map(\.reason))
+    }
+
+    /// The status a single result stands for. Reasons the table does not know count as down: a stream is
+    /// never called up without knowing a picture arrived.
     public static func status(for reason: Reason) -> StreamStatus {
-        if reason == .ok { return .ok }
-        if degradedReasons.contains(reason) { return .degraded }
-        if unknownReasons.contains(reason) { return .unknown }
-        return .down
+        switch reason.info?.reasonClass ?? .down {
+        case .ok: .ok
+        case .degraded: .degraded
+        case .down: .down
+        case .unknown: .unknown
+        }
     }
 }

@@ -74,9 +74,7 @@ public enum StatusTracker {
             next.reason = result.reason
             next.phase = result.phase
             next.message = result.message
-            if result.reason == .frozen || result.reason == .black || result.reason == .lowFps || result.reason == .slowFirstFrame {
-                if let media = result.media { next.media = media }
-            }
+            if result.reason.info?.keepsMedia == true, let media = result.media { next.media = media }
         case .down:
             next.consecutiveFailures += 1
             next.reason = result.reason
