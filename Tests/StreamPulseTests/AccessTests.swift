@@ -57,23 +57,56 @@ import Testing
         #expect(AccessPolicy.decide(.account, method: .post, identity: fresh, csrfHeader: nil) == .csrf)
     }
 
-    @Test func loginThrottle_perUserAndPerAddress_slidingWindow() {
-        var t = LoginThrottle(perUser: 3, perAddress: 5, window: 60)
+    @Test func loginThrottle_slowsTheGuesser_exponentially_andNeverTheOwnerElsewhere() {
+        var t = LoginThrottle(freePerUser: 3, freePerAddress: 5, maxDelay: 60, window: 600)
         for i in 0..<3 {
-            #expect(t.retryAfter(user: "admin", address: "a", now: Double(i)) == nil)
-            t.failed(user: "admin", address: "a", now: Double(i))
+            #expect(t.retryAfter(user: "admin", address: "evil", now: Double(i)) == nil)
+            t.failed(user: "admin", address: "evil", now: Double(i))
         }
-        #expect(t.retryAfter(user: "Admin", address: "b", now: 3) == 57, "per user, case-insensitive, from any address")
-        #expect(t.retryAfter(user: "olga", address: "a", now: 10) == nil)
-        t.failed(user: "olga", address: "a", now: 10)
-        t.failed(user: "bob", address: "a", now: 11)
-        #expect(t.retryAfter(user: "carol", address: "a", now: 12) == 48, "per address: five failures from one place")
-        #expect(t.retryAfter(user: "carol", address: "c", now: 12) == nil)
-        #expect(t.retryAfter(user: "admin", address: "z", now: 61) == nil, "the first failure left the window")
-        for second in 62...64 { t.failed(user: "admin", address: "z", now: Double(second)) }
-        #expect(t.retryAfter(user: "admin", address: "z", now: 65) == 57, "three failures within the window")
-        t.succeeded(user: "admin")
-        #expect(t.retryAfter(user: "admin", address: "z", now: 66) == nil, "a success clears the user's count")
+        #expect(t.retryAfter(user: "admin", address: "evil", now: 3) == nil, "three free failures")
+        t.failed(user: "admin", address: "evil", now: 3)
+        #expect(t.retryAfter(user: "admin", address: "evil", now: 3) == 1, "then 1 s")
+        t.failed(user: "admin", address: "evil", now: 4)
+        #expect(t.retryAfter(user: "admin", address: "evil", now: 4) == 2, "then 2 s, 4 s …")
+        for second in 5...20 { t.failed(user: "admin", address: "evil", now: Double(second)) }
+        #expect(t.retryAfter(user: "admin", address: "evil", now: 20) == 60, "capped at maxDelay")
+        // The owner from another address is never held back by the guesser.
+        #expect(t.retryAfter(user: "admin", address: "office", now: 21) == nil)
+        // The guesser's address is slowed for every account once it passes its own free failures.
+        #expect(t.retryAfter(user: "olga", address: "evil", now: 21) != nil)
+        #expect(t.retryAfter(user: "olga", address: "elsewhere", now: 21) == nil)
+        // A name that can be no account still counts against the address.
+        var u = LoginThrottle(freePerUser: 3, freePerAddress: 2, maxDelay: 60, window: 600)
+        for i in 0..<3 { u.failed(user: nil, address: "scanner", now: Double(i)) }
+        #expect(u.retryAfter(user: nil, address: "scanner", now: 2.5) != nil)
+        // Success clears the account's count for that address; old failures are forgotten after the window.
+        var v = LoginThrottle(freePerUser: 1, freePerAddress: 100, maxDelay: 60, window: 600)
+        v.failed(user: "admin", address: "a", now: 0)
+        v.failed(user: "admin", address: "a", now: 0)
+        #expect(v.retryAfter(user: "admin", address: "a", now: 0.5) == 1)
+        v.succeeded(user: "admin", address: "a")
+        #expect(v.retryAfter(user: "admin", address: "a", now: 0.5) == nil)
+        v.failed(user: "admin", address: "b", now: 0)
+        v.failed(user: "admin", address: "b", now: 0)
+        #expect(v.retryAfter(user: "admin", address: "b", now: 700) == nil)
+    }
+
+    @Test func userNames_haveOneCanonicalSpelling_andLookAlikesAreNoAccount() {
+        #expect(Accounts.canonicalName("Admin") == "admin")
+        #expect(Accounts.canonicalName("olga.k@site-1") == "olga.k@site-1")
+        for impostor in ["admin\u{0}x", "admin\u{0}", "\u{430}dmin", "\u{FF41}\u{FF44}\u{FF4D}\u{FF49}\u{FF4E}", "ad min", "admin\n", "",
+                         String(repeating: "a", count: 65), "admin\u{200B}"] {
+            #expect(Accounts.canonicalName(impostor) == nil, "\(impostor.unicodeScalars.map { String($0.value, radix: 16) })")
+        }
+    }
+
+    @Test func proxies_areBelievedOnlyWhenTrusted() {
+        #expect(IdentityMiddleware.clientAddress(peer: "10.9.9.9", forwardedFor: "1.2.3.4", trusted: []) == "10.9.9.9")
+        #expect(IdentityMiddleware.clientAddress(peer: "127.0.0.1", forwardedFor: "1.2.3.4", trusted: ["127.0.0.1"]) == "1.2.3.4")
+        // A client cannot pick its own address by sending a header: only the right-most untrusted hop counts.
+        #expect(IdentityMiddleware.clientAddress(peer: "127.0.0.1", forwardedFor: "6.6.6.6, 1.2.3.4", trusted: ["127.0.0.1"]) == "1.2.3.4")
+        #expect(IdentityMiddleware.clientAddress(peer: "127.0.0.1", forwardedFor: "1.2.3.4, 127.0.0.2", trusted: ["127.0.0.1", "127.0.0.2"]) == "1.2.3.4")
+        #expect(IdentityMiddleware.clientAddress(peer: "127.0.0.1", forwardedFor: nil, trusted: ["127.0.0.1"]) == "127.0.0.1")
     }
 
     @Test func accounts_bcrypt_digestsAtRest_expiry_andTheFirstStartFile() async throws {
@@ -117,6 +150,14 @@ import Testing
         #expect(throws: Accounts.Failure.lastAdmin) { try accounts.setRole(userId: admin.id, role: .viewer) }
         await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "x", role: .viewer, password: "short", mustChange: true) }
         await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "<b>", role: .viewer, password: "long-enough-pw", mustChange: true) }
+        for weak in ["          ", "1234567890", "aaaaaaaaaaaa", "ababababab", "Password123", "qwertyuiop"] {
+            await #expect(throws: Accounts.Failure.self, "\(weak)") { try await accounts.createUser(name: "w", role: .viewer, password: weak, mustChange: true) }
+        }
+        // One account per name whatever the case; look-alike names are refused.
+        await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "ADMIN", role: .viewer, password: "long-enough-pw", mustChange: true) }
+        await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "\u{430}dmin", role: .viewer, password: "long-enough-pw", mustChange: true) }
+        #expect(try await accounts.verify(name: "ADMIN", password: "a-brand-new-password") != nil, "names are not case-sensitive")
+        #expect(try await accounts.verify(name: "admin\u{0}x", password: "a-brand-new-password") == nil, "a NUL never matches")
     }
 
     @Test func bootstrap_takesThePasswordFromTheEnvironment_withoutForcingAChange() async throws {

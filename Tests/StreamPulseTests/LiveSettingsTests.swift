@@ -86,6 +86,10 @@ import Testing
             try await f.json("/api/settings")["max_previews"] as? Int == 1 && f.monitor.web.previews.maxSessions == 1
         },
         "web.preview_seconds": { try await $0.json("/api/settings")["preview_seconds"] as? Double == 9 },
+        "web.trusted_proxies": { f in
+            IdentityMiddleware.clientAddress(peer: "127.0.0.1", forwardedFor: "203.0.113.9", trusted: f.monitor.web.settings.current.trustedProxies)
+                == "203.0.113.9"
+        },
     ]
 
     @Test(arguments: SettingKeys.all.map(\.name))

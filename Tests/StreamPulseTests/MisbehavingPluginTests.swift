@@ -63,6 +63,28 @@ import Testing
         #expect(await plugin.probe(ProbeRequest(streamId: "s", url: "misbehave://x/ok", timeoutMs: 500)).reason == .ok)
     }
 
+    /// A probe whose task is cancelled before the plugin call begins must still answer (it once waited
+    /// forever: the cancellation answered a call whose continuation was not installed yet).
+    @Test(.timeLimit(.minutes(1))) func aProbeCancelledBeforeItStarts_answersAtOnce_andNeverHangs() async throws {
+        let plugin = try Self.host(logs: CapturedLogs())
+        for _ in 0..<20 {
+            let answer = await withTaskGroup(of: ProbeResult?.self) { group in
+                group.addTask {
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    return await plugin.probe(ProbeRequest(streamId: "s", url: "misbehave://x/slow", timeoutMs: 30_000))
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(5))
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            #expect(answer?.reason == .cancelled, "no answer within 5 s: the probe hung")
+        }
+    }
+
     @Test func aThrowingProber_becomesAPluginErrorResult() async throws {
         let plugin = try Self.host(logs: CapturedLogs())
         let result = await plugin.probe(ProbeRequest(streamId: "s", url: "misbehave://x/throw", timeoutMs: 1000))

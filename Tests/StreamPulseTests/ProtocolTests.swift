@@ -113,6 +113,36 @@ import Testing
         #expect(URLRedaction.splitCredentials("http://cam/a@b").credentials == nil)
     }
 
+    /// Passwords with the characters URLs reserve, written unescaped as people do.
+    @Test(arguments: [
+        ("rtsp://user:Zq9#SECRET@10.0.0.5/live", "Zq9#SECRET", "rtsp://10.0.0.5/live"),
+        ("rtsp://user:771/Zq9@cam.local:554/x", "771/Zq9", "rtsp://cam.local:554/x"),
+        ("rtsp://user:a?b=c@[::1]:8554/x", "a?b=c", "rtsp://[::1]:8554/x"),
+        ("http://user:p@ss@10.0.0.6/video.mjpg", "p@ss", "http://10.0.0.6/video.mjpg"),
+        ("http://user:x/y#z?w@10.0.0.6", "x/y#z?w", "http://10.0.0.6"),
+    ])
+    func splitCredentials_handlesReservedCharactersInPasswords(url: String, password: String, bare: String) {
+        let (rest, credentials) = URLRedaction.splitCredentials(url)
+        #expect(credentials?.password == password)
+        #expect(credentials?.username == "user")
+        #expect(rest == bare)
+        #expect(!URLRedaction.mask(url).contains(password))
+        #expect(!URLRedaction.scrub("failed to open \(url) now", secrets: []).contains(password))
+    }
+
+    @Test func anAtSignInAPath_isNotUserInformation() {
+        #expect(URLRedaction.splitCredentials("rtsp://cam/stream@1").credentials == nil)
+        #expect(URLRedaction.splitCredentials("rtsp://cam/a@b/c").credentials == nil)
+        // `rtsp://cam:554/a@b/c` reads the same as `rtsp://user:771/Zq9@cam/x`: it is taken as credentials
+        // (masked), the safe side — a password is never shown because it looked like a path.
+        #expect(URLRedaction.splitCredentials("rtsp://cam:554/a@b/c").credentials != nil)
+    }
+
+    @Test func aURLTooBrokenToSplit_isMaskedUpToItsLastAtSign() {
+        #expect(URLRedaction.mask("rtsp://user:Zq9#SECRET/x?y@/live") == "rtsp://***@/live")
+        #expect(URLRedaction.mask("rtsp://cam/live") == "rtsp://cam/live")
+    }
+
     @Test func mask_andScrub_neverLeaveThePassword() {
         #expect(URLRedaction.mask("rtsp://admin:hunter2@cam/x") == "rtsp://***@cam/x")
         let line = URLRedaction.scrub("open rtsp://admin:hunter2@cam/x failed; pw hunter2", secrets: ["hunter2"])

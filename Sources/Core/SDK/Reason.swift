@@ -56,6 +56,8 @@ public struct Reason: OpenWord {
     public static let notChecked: Reason = "not_checked"
     /// Set by the host: the stream is disabled in the config.
     public static let disabled: Reason = "disabled"
+    /// The monitor itself had no resources for the check (file descriptors, threads): not a camera fault.
+    public static let monitorOverloaded: Reason = "monitor_overloaded"
 }
 
 /// The step of a probe where something happened, in snake_case. Open set like `Reason`.

@@ -65,6 +65,8 @@ extension Reason {
         ReasonInfo(.invalidRequest, .unknown, "The probe request could not be built."),
         ReasonInfo(.notChecked, .unknown, "Not checked yet since the stream was added."),
         ReasonInfo(.disabled, .unknown, "Disabled in the config (`enabled: false`)."),
+        ReasonInfo(.monitorOverloaded, .unknown,
+                   "The monitor itself ran out of resources (file descriptors) for this check; this says nothing about the camera."),
     ]
 
     private static let byReason: [Reason: ReasonInfo] = Dictionary(table.map { ($0.reason, $0) }, uniquingKeysWith: { a, _ in a })

@@ -14,6 +14,8 @@ public final class TCPConnection {
         case cancelled
         case closed
         case io(String)
+        /// The monitor's own resources ran out (no file descriptor, no buffer memory): not the camera's fault.
+        case exhausted(String)
     }
 
     private var fd: Int32
@@ -30,7 +32,7 @@ public final class TCPConnection {
         guard status == 0, let first = list else { throw .resolve(String(cString: gai_strerror(status))) }
         defer { freeaddrinfo(list) }
         fd = socket(first.pointee.ai_family, first.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .io(String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw Self.classify(errno) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         if connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) != 0 {
@@ -55,6 +57,7 @@ public final class TCPConnection {
         case ECONNREFUSED: .refused
         case ETIMEDOUT: .timedOut
         case EHOSTUNREACH, ENETUNREACH: .unreachable(String(cString: strerror(code)))
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM: .exhausted(String(cString: strerror(code)))
         default: .io(String(cString: strerror(code)))
         }
     }

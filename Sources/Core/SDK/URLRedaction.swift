@@ -4,25 +4,58 @@ import Foundation
 public enum URLRedaction {
     /// Splits `scheme://user:pass@host/...` into the URL without user information and the credentials.
     /// Returns the input unchanged and nil credentials when it has none.
+    ///
+    /// Passwords often hold characters a URL reserves (`#`, `?`, `/`, `@`), written unescaped: the user
+    /// information ends at the first `@` that is followed by a host (name, IPv4 or `[IPv6]`, optional
+    /// `:port`, then `/`, `?`, `#` or the end), provided the user name before the first `:` has no `/`,
+    /// `?` or `#` (so an `@` in a path is not mistaken for one). `scheme://a:1/b@host/` is read as
+    /// credentials `a` / `1/b`: when the two readings are alike, the one that masks is chosen.
     public static func splitCredentials(_ url: String) -> (url: String, credentials: Credentials?) {
         guard let schemeEnd = url.range(of: "://") else { return (url, nil) }
         let afterScheme = url[schemeEnd.upperBound...]
-        let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? afterScheme.endIndex
-        let authority = afterScheme[..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@") else { return (url, nil) }
-        let userInfo = authority[..<at]
-        let rest = String(url[..<schemeEnd.upperBound]) + String(afterScheme[authority.index(after: at)...])
-        let parts = userInfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        let user = String(parts[0]).removingPercentEncoding ?? String(parts[0])
-        let pass = parts.count > 1 ? (String(parts[1]).removingPercentEncoding ?? String(parts[1])) : ""
-        return (rest, Credentials(username: user, password: pass))
+        var search = afterScheme.startIndex
+        while let at = afterScheme[search...].firstIndex(of: "@") {
+            search = afterScheme.index(after: at)
+            let userInfo = afterScheme[..<at]
+            let user = userInfo.prefix { $0 != ":" }
+            guard !user.contains(where: { "/?#".contains($0) }) else { return (url, nil) }
+            guard startsWithHost(afterScheme[search...]) else { continue }
+            let password = userInfo.dropFirst(user.count + 1)
+            let decode = { (part: Substring) in String(part).removingPercentEncoding ?? String(part) }
+            let rest = String(url[..<schemeEnd.upperBound]) + String(afterScheme[search...])
+            return (rest, Credentials(username: decode(user), password: user.count < userInfo.count ? decode(password) : ""))
+        }
+        return (url, nil)
+    }
+
+    /// Whether `text` begins with `host[:port]` followed by `/`, `?`, `#` or its end.
+    static func startsWithHost(_ text: Substring) -> Bool {
+        var rest = text
+        if rest.first == "[" {
+            guard let close = rest.firstIndex(of: "]"), rest.index(after: rest.startIndex) < close else { return false }
+            guard rest[rest.index(after: rest.startIndex)..<close].allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else { return false }
+            rest = rest[rest.index(after: close)...]
+        } else {
+            let host = rest.prefix { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_") }
+            guard !host.isEmpty else { return false }
+            rest = rest.dropFirst(host.count)
+        }
+        if rest.first == ":" {
+            let port = rest.dropFirst().prefix { $0.isASCII && $0.isNumber }
+            guard !port.isEmpty else { return false }
+            rest = rest.dropFirst(1 + port.count)
+        }
+        return rest.isEmpty || "/?#".contains(rest.first!)
     }
 
     /// The URL with any user information replaced by `***`, safe to show or log.
+    /// A URL too broken to split (no host after the `@`) is masked from the scheme to its last `@`.
     public static func mask(_ url: String) -> String {
         let (bare, credentials) = splitCredentials(url)
-        guard credentials != nil, let schemeEnd = bare.range(of: "://") else { return bare }
-        return String(bare[..<schemeEnd.upperBound]) + "***@" + String(bare[schemeEnd.upperBound...])
+        guard let schemeEnd = bare.range(of: "://") else { return bare }
+        if credentials != nil { return String(bare[..<schemeEnd.upperBound]) + "***@" + String(bare[schemeEnd.upperBound...]) }
+        guard let at = bare[schemeEnd.upperBound...].lastIndex(of: "@") else { return bare }
+        return String(bare[..<schemeEnd.upperBound]) + "***" + String(bare[at...])
     }
 
     /// Replaces every occurrence of the secret (and of its percent-encoded form) in `text` with `***`.

@@ -131,6 +131,8 @@ final class RTSPSession {
             case sp_averror_http_other_4xx(): result = (.protocolError, .handshake, "The camera refused the request (RTSP 4xx).")
             case sp_averror(EPROTONOSUPPORT): result = (.unsupportedTransport, .setup, "The camera refused every transport offered (RTSP 461).")
             case sp_averror(ECONNREFUSED): result = (.connectionRefused, .connect, "Connection refused by \(target.host):\(target.port).")
+            case sp_averror(EMFILE), sp_averror(ENFILE), sp_averror(ENOBUFS):
+                result = (.monitorOverloaded, .connect, "The monitor could not open a connection (\(ffmpegErrorText(code))); this says nothing about the camera.")
             case sp_averror_invaliddata(): result = (.protocolError, .handshake, "The server's answer is not valid RTSP.")
             case sp_averror_eof(): result = (.streamEnded, .handshake, "The server hung up during the RTSP handshake.")
             case sp_averror(ETIMEDOUT): result = (.timeout, .handshake, "The RTSP handshake timed out.")

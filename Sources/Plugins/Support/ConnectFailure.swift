@@ -10,5 +10,7 @@ public func connectFailure(_ error: TCPConnection.Failure, host: String, port: I
     case .resolve(let why): return .failure(.dnsFailure, phase: .connect, "Cannot resolve \(host): \(why).")
     case .unreachable(let why): return .failure(.timeout, phase: .connect, "\(place) is unreachable: \(why).")
     case .closed, .io: return .failure(.connectionRefused, phase: .connect, "Cannot connect to \(place): \(error).")
+    case .exhausted(let why):
+        return .failure(.monitorOverloaded, phase: .connect, "The monitor could not open a connection to \(place) (\(why)); this says nothing about the camera.")
     }
 }

@@ -39,6 +39,12 @@ public struct Settings: Sendable, Equatable {
     public var secureCookies = false
     public var maxPreviews = 4
     public var previewSeconds = 5.0
+    /// Reverse proxies whose `X-Forwarded-For` names the client (sign-in throttling); none by default.
+    public var trustedProxies: [String] = []
+    /// Open web connections at most; more wait in the listen queue (file descriptors stay for probing).
+    public var maxConnections = 256
+    /// A web connection that sends no complete request for this long is closed (slow or idle clients).
+    public var idleTimeout: Duration = .seconds(30)
     public init() {}
 }
 

@@ -207,13 +207,16 @@ private struct Parser {
             case "max_deep_probes": settings.maxDeepProbes = int(value, min: 1) ?? settings.maxDeepProbes
             case "secrets_file": settings.secretsFile = string(value) ?? settings.secretsFile
             case "web":
-                guard let web = value.mapping else { problem(value, "web must be a mapping (secure_cookies, max_previews, preview_seconds)"); continue }
+                guard let web = value.mapping else { problem(value, "web must be a mapping (\(SettingKeys.children(of: "web").joined(separator: ", ")))"); continue }
                 for (k, v) in web {
                     switch k.string ?? "" {
                     case "secure_cookies":
                         if let flag = v.bool { settings.secureCookies = flag } else { problem(v, "secure_cookies must be true or false") }
                     case "max_previews": settings.maxPreviews = int(v, min: 1) ?? settings.maxPreviews
                     case "preview_seconds": settings.previewSeconds = Double(int(v, min: 1) ?? Int(settings.previewSeconds))
+                    case "trusted_proxies": settings.trustedProxies = stringList(v)
+                    case "max_connections": settings.maxConnections = int(v, min: 8) ?? settings.maxConnections
+                    case "idle_timeout": settings.idleTimeout = duration(v) ?? settings.idleTimeout
                     default: unknownKey(k, k.string ?? "", SettingKeys.children(of: "web"))
                     }
                 }

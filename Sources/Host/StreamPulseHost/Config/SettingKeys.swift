@@ -80,7 +80,14 @@ public enum SettingKeys {
                    "mark the dashboard's session cookie `Secure` (set it when TLS terminates in front)"),
         SettingKey("web.max_previews", \.maxPreviews, .integer, "4", min: 1, .live, sample: "1",
                    "most live previews running at once, all viewers together (viewers of one stream share a session)"),
-        SettingKey("web.preview_seconds", \.previewSeconds, .integer, "5", min: 1, .live, sample: "9", "default length of a live preview"),
+        SettingKey("web.preview_seconds", \.previewSeconds, .integer, "5", min: 1, .live, sample: "9",
+                   "default length of a live preview (at most 30 s)"),
+        SettingKey("web.trusted_proxies", \.trustedProxies, .list, "[]", .live, sample: "[127.0.0.1]",
+                   "reverse proxies whose `X-Forwarded-For` names the client for sign-in throttling (none trusted by default)"),
+        SettingKey("web.max_connections", \.maxConnections, .integer, "256", min: 8, .restart, sample: "64",
+                   "open web connections at most; more wait in the listen queue, so file descriptors stay for probing"),
+        SettingKey("web.idle_timeout", \.idleTimeout, .duration, "30s", .restart, sample: "10s",
+                   "a web connection that sends no complete request for this long is closed (slow or idle clients)"),
     ]
 
     /// The key names directly under `prefix` ("" for the top of `settings:`, "web" for `settings.web`).

@@ -79,9 +79,13 @@ public struct Monitor: Sendable {
 
     /// Runs until SIGTERM/SIGINT (graceful shutdown) or a service fails.
     public func run() async throws {
+        let settings = web.settings.current
+        let connections = FileLimits.webConnections(wanted: settings.maxConnections, logger: web.logger)
         let app = Application(
             router: APIServer.router(web),
-            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "StreamPulse"),
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(settings.idleTimeout.milliseconds)))),
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "StreamPulse",
+                                 availableConnectionsDelegate: .maximum(connections, logger: httpLogger)),
             services: services,
             logger: httpLogger)
         try await app.runService()

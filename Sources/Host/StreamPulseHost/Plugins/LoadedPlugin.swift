@@ -74,7 +74,11 @@ public final class LoadedPlugin: Sendable {
         let plugin = name
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ProbeResult, Never>) in
-                pending.install(continuation)
+                // Cancelled before the call began (the handler already ran): answer now, start nothing.
+                guard pending.install(continuation) else {
+                    continuation.resume(returning: .failure(.cancelled, phase: nil, "The probe was cancelled before it started."))
+                    return
+                }
                 // One retain belongs to the plugin and is released by `hostDone`.
                 let user = Unmanaged.passRetained(pending).toOpaque()
                 let id = start(table, json, user)
@@ -123,8 +127,14 @@ final class PendingCall: Sendable {
         self.onFrame = onFrame
     }
 
-    func install(_ continuation: CheckedContinuation<ProbeResult, Never>) {
-        state.withLock { $0.continuation = continuation }
+    /// Keeps the continuation to resume; false when the call was already answered (cancelled before it
+    /// began), in which case nobody else will ever resume it.
+    func install(_ continuation: CheckedContinuation<ProbeResult, Never>) -> Bool {
+        state.withLock { state in
+            guard !state.resumed else { return false }
+            state.continuation = continuation
+            return true
+        }
     }
 
     func started(id: UInt64) { state.withLock { $0.callID = id == 0 ? nil : id } }

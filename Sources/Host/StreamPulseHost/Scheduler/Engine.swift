@@ -181,7 +181,8 @@ public actor Engine {
 
     /// Runs one probe until it ends or its ticket is cancelled (then the plugin sees a cancelled task).
     private static func probe(_ plugin: LoadedPlugin, _ request: ProbeRequest, cancel: Signal) async -> ProbeResult {
-        if Task.isCancelled { return .failure(.cancelled, phase: nil, "Cancelled before it started.") }
+        // Cancelled while it waited for a slot: the camera is not called at all.
+        if Task.isCancelled || cancel.isFired { return .failure(.cancelled, phase: nil, "Cancelled before it started.") }
         return await withTaskGroup(of: ProbeResult?.self) { group in
             group.addTask { await plugin.probe(request) }
             group.addTask {

@@ -21,6 +21,9 @@ public final class Signal: Sendable {
         waiter?.resume()
     }
 
+    /// Whether `fire()` was called and no wait has consumed it yet.
+    public var isFired: Bool { state.withLock { $0.fired } }
+
     /// Returns when fired (clearing it) or when the calling task is cancelled. One waiter at a time.
     public func wait() async {
         await withTaskCancellationHandler {

@@ -12,7 +12,7 @@ public enum APIServer {
     public static func router(_ web: WebServices) -> Router<WebContext> {
         let router = Router(context: WebContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
-        router.add(middleware: IdentityMiddleware(accounts: web.accounts))
+        router.add(middleware: IdentityMiddleware(accounts: web.accounts, settings: web.settings))
         PageRoutes.add(to: router, web)
         AccountRoutes.add(to: router, web)
         StreamRoutes.add(to: router, web)

@@ -46,7 +46,31 @@ public struct WebServices: Sendable {
     }
 }
 
-/// Failed sign-ins, shared by every request.
+/// Failed sign-ins and password checks in progress, shared by every request.
 final class LoginGuard: Sendable {
     let state = Mutex(LoginThrottle())
+    /// Password checks (bcrypt) running or queued at once; more are refused with 429.
+    static let maxVerifying = 8
+    private let verifying = Atomic<Int>(0)
+
+    /// A place in the bounded password-check queue, or nil when it is full.
+    func verifySlot() -> Slot? {
+        let (_, now) = verifying.add(1, ordering: .relaxed)
+        guard now <= Self.maxVerifying else {
+            verifying.subtract(1, ordering: .relaxed)
+            return nil
+        }
+        return Slot(owner: self)
+    }
+
+    final class Slot: Sendable {
+        private let owner: LoginGuard
+        private let released = Atomic<Bool>(false)
+        init(owner: LoginGuard) { self.owner = owner }
+        /// Gives the place back (once; later calls do nothing).
+        func release() {
+            if !released.exchange(true, ordering: .relaxed) { owner.verifying.subtract(1, ordering: .relaxed) }
+        }
+        deinit { release() }
+    }
 }

@@ -10,48 +10,73 @@ public struct WebContext: RequestContext {
     public var identity: Identity?
     /// Set when the request came with a session cookie (logout ends it).
     public var sessionId: String?
+    /// The peer of the connection.
     public let remoteAddress: String
+    /// The client as far as it can be trusted: the peer, or — when the peer is one of
+    /// `settings.web.trusted_proxies` — the address that proxy reported in `X-Forwarded-For`.
+    public var clientAddress: String
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        clientAddress = remoteAddress
     }
 }
 
-/// Failed-login throttling per user name and per client address (a pure sliding window, unit-tested).
+/// Failed sign-ins slow the one who fails, not the account's owner (a pure state machine, unit-tested).
+///
+/// Failures are counted per (account, client address) and per client address. Each key gets a few free
+/// failures, then every further failure doubles the wait before the next attempt from there (1 s, 2 s,
+/// 4 s … up to `maxDelay`). The owner signing in from another address is never held back by a guesser's
+/// failures; a success from an address clears that address's count for the account. Counts are forgotten
+/// after `window` without failures.
 public struct LoginThrottle: Sendable {
-    public var perUser: Int
-    public var perAddress: Int
-    public var window: TimeInterval
-    private var failures: [String: [Double]] = [:]
+    public var freePerUser: Int
+    public var freePerAddress: Int
+    public var maxDelay: Double
+    public var window: Double
+    private struct Entry: Sendable { var failures: Int; var last: Double; var blockedUntil: Double }
+    private var entries: [String: Entry] = [:]
 
-    public init(perUser: Int = 5, perAddress: Int = 20, window: TimeInterval = 300) {
-        self.perUser = perUser
-        self.perAddress = perAddress
+    public init(freePerUser: Int = 3, freePerAddress: Int = 20, maxDelay: Double = 900, window: Double = 3600) {
+        self.freePerUser = freePerUser
+        self.freePerAddress = freePerAddress
+        self.maxDelay = maxDelay
         self.window = window
     }
 
-    /// Seconds to wait before another attempt for this user from this address, or nil when allowed.
-    public mutating func retryAfter(user: String, address: String, now: Double) -> Int? {
-        let waits = [check("u:" + user.lowercased(), limit: perUser, now: now), check("a:" + address, limit: perAddress, now: now)]
-        return waits.compactMap { $0 }.max()
+    static func userKey(_ user: String, _ address: String) -> String { "u:\(user)|\(address)" }
+
+    /// Seconds to wait before another attempt for this account from this address, or nil when allowed.
+    /// `user` is the canonical account name (or nil for a name that can be no account).
+    public mutating func retryAfter(user: String?, address: String, now: Double) -> Int? {
+        let keys = [user.map { Self.userKey($0, address) }, "a:" + address].compactMap { $0 }
+        let waits = keys.compactMap { key -> Double? in
+            guard let entry = entries[key] else { return nil }
+            if now - entry.last > window { entries[key] = nil; return nil }
+            return entry.blockedUntil > now ? entry.blockedUntil - now : nil
+        }
+        return waits.max().map { max(1, Int($0.rounded(.up))) }
     }
 
-    private mutating func check(_ key: String, limit: Int, now: Double) -> Int? {
-        let recent = (failures[key] ?? []).filter { $0 > now - window }
-        failures[key] = recent.isEmpty ? nil : recent
-        guard recent.count >= limit, let oldest = recent.first else { return nil }
-        return max(1, Int((oldest + window - now).rounded(.up)))
+    public mutating func failed(user: String?, address: String, now: Double) {
+        if let user { bump(Self.userKey(user, address), free: freePerUser, now: now) }
+        bump("a:" + address, free: freePerAddress, now: now)
+        if entries.count > 100_000 { entries = entries.filter { now - $0.value.last <= window } }  // bounded memory
     }
 
-    public mutating func failed(user: String, address: String, now: Double) {
-        failures["u:" + user.lowercased(), default: []].append(now)
-        failures["a:" + address, default: []].append(now)
-        if failures.count > 100_000 { failures.removeAll() }  // a flood of random names cannot grow memory without bound
+    private mutating func bump(_ key: String, free: Int, now: Double) {
+        var entry = entries[key].flatMap { now - $0.last > window ? nil : $0 } ?? Entry(failures: 0, last: now, blockedUntil: 0)
+        entry.failures += 1
+        entry.last = now
+        if entry.failures > free {
+            entry.blockedUntil = now + min(maxDelay, pow(2, Double(min(entry.failures - free - 1, 30))))
+        }
+        entries[key] = entry
     }
 
-    public mutating func succeeded(user: String) {
-        failures["u:" + user.lowercased()] = nil
+    public mutating func succeeded(user: String, address: String) {
+        entries[Self.userKey(user, address)] = nil
     }
 }
 
@@ -105,8 +130,20 @@ public enum AccessPolicy {
 public struct IdentityMiddleware: RouterMiddleware {
     public typealias Context = WebContext
     let accounts: Accounts?
+    let settings: LiveSettings
 
-    public init(accounts: Accounts?) { self.accounts = accounts }
+    public init(accounts: Accounts?, settings: LiveSettings) {
+        self.accounts = accounts
+        self.settings = settings
+    }
+
+    /// The client behind trusted proxies: the right-most `X-Forwarded-For` entry that is not itself a
+    /// trusted proxy. Only a peer listed in `trusted` is believed; nothing is trusted by default.
+    public static func clientAddress(peer: String, forwardedFor: String?, trusted: [String]) -> String {
+        guard trusted.contains(peer), let forwardedFor else { return peer }
+        let hops = forwardedFor.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return hops.last { !trusted.contains($0) } ?? peer
+    }
 
     public static let cookieName = "sp_session"
 
@@ -115,6 +152,8 @@ public struct IdentityMiddleware: RouterMiddleware {
             return APIServer.json(["error": "Not a canonical path."], status: .forbidden)
         }
         var context = context
+        context.clientAddress = Self.clientAddress(peer: context.remoteAddress, forwardedFor: request.headers[.xForwardedFor],
+                                                   trusted: settings.current.trustedProxies)
         if let accounts {
             if let auth = request.headers[.authorization], auth.lowercased().hasPrefix("bearer ") {
                 context.identity = try? accounts.token(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces))
@@ -196,6 +235,7 @@ public struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddlewa
 
 extension HTTPField.Name {
     static let csrfToken = Self("X-CSRF-Token")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let xFrameOptions = Self("X-Frame-Options")!
     static let referrerPolicy = Self("Referrer-Policy")!

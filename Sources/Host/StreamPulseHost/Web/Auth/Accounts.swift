@@ -103,15 +103,40 @@ public final class Accounts: Sendable {
         return diff == 0
     }
 
-    static func checkName(_ name: String) throws {
-        guard (1...64).contains(name.count), name.allSatisfy({ $0.isLetter || $0.isNumber || "._-@".contains($0) }) else {
-            throw Failure.invalidName("A user name is 1–64 letters, digits or . _ - @.")
-        }
+    /// The one spelling of a user name that accounts, sign-in and the throttle use: ASCII letters, digits
+    /// and `. _ - @`, 1–64 characters, lower-cased. Nil for anything else — control characters (a NUL would
+    /// cut the SQL lookup short), look-alike letters from other scripts, fullwidth forms.
+    public static func canonicalName(_ name: String) -> String? {
+        guard (1...64).contains(name.unicodeScalars.count),
+              name.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-@".unicodeScalars.contains($0)) })
+        else { return nil }
+        return name.lowercased()
     }
+
+    static func checkName(_ name: String) throws -> String {
+        guard let canonical = canonicalName(name) else {
+            throw Failure.invalidName("A user name is 1–64 ASCII letters, digits or . _ - @ (not case-sensitive).")
+        }
+        return canonical
+    }
+
+    /// Passwords seen first in every guessing list; refused whatever their length.
+    static let commonPasswords: Set<String> = [
+        "1234567890", "12345678910", "123456789012", "0123456789", "0987654321", "1111111111", "password1", "password12",
+        "password123", "password1234", "passw0rd123", "qwertyuiop", "qwertyuiop1", "1q2w3e4r5t", "1qaz2wsx3edc", "asdfghjkl1",
+        "administrator", "admin12345", "admin123456", "adminadmin", "changeme123", "letmein123", "welcome123", "iloveyou12",
+        "abcdefghij", "abc1234567", "streampulse", "streampulse1", "camera1234", "security123", "trustno1234", "monkey12345",
+    ]
 
     static func checkPassword(_ password: String) throws {
         guard password.count >= 10 else { throw Failure.weakPassword("A password has at least 10 characters.") }
         guard password.utf8.count <= 72 else { throw Failure.weakPassword("A password has at most 72 bytes (bcrypt's limit).") }
+        guard Set(password).count >= 5, !password.allSatisfy(\.isWhitespace) else {
+            throw Failure.weakPassword("A password needs at least 5 different characters.")
+        }
+        guard !commonPasswords.contains(password.lowercased()) else {
+            throw Failure.weakPassword("That password is on every guessing list; choose another.")
+        }
     }
 
     private let dummy = Mutex<String?>(nil)
@@ -147,11 +172,11 @@ public final class Accounts: Sendable {
 
     @discardableResult
     public func createUser(name: String, role: Role, password: String, mustChange: Bool) async throws -> User {
-        try Self.checkName(name)
+        let name = try Self.checkName(name)
         try Self.checkPassword(password)
         let hashed = await hash(password)
         return try await pool.write { db in
-            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users WHERE name = ?", arguments: [name]) ?? 0 > 0 {
+            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users WHERE name = ? COLLATE NOCASE", arguments: [name]) ?? 0 > 0 {
                 throw Failure.duplicate("A user named '\(name)' exists.")
             }
             try db.execute(sql: "INSERT INTO users (name, role, password_hash, must_change, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -162,8 +187,12 @@ public final class Accounts: Sendable {
 
     /// The user when the password matches (bcrypt verify, off the cooperative pool); nil otherwise.
     public func verify(name: String, password: String) async throws -> User? {
+        let canonical = Self.canonicalName(name)
         let row = try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, name, role, must_change, created_at, password_hash FROM users WHERE name = ?", arguments: [name])
+            try canonical.flatMap {
+                try Row.fetchOne(db, sql: "SELECT id, name, role, must_change, created_at, password_hash FROM users WHERE name = ? COLLATE NOCASE",
+                                 arguments: [$0])
+            }
         }
         // An unknown name still costs one full bcrypt, so timing does not reveal which names exist.
         let stored: String

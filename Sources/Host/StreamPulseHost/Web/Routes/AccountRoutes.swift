@@ -58,9 +58,19 @@ enum AccountRoutes {
             }
             do {
                 let body = try await RequestSupport.decode(PasswordBody.self, request)
-                guard try await accounts.verify(name: identity.name, password: body.current) != nil else {
+                // Guessing the current password through a stolen session is throttled like sign-in.
+                let now = Date().timeIntervalSince1970, name = identity.name.lowercased(), address = context.clientAddress
+                if let wait = web.throttle.state.withLock({ $0.retryAfter(user: name, address: address, now: now) }) {
+                    return tooMany("too many wrong passwords; try again in \(wait) s", retryAfter: wait)
+                }
+                guard let slot = web.throttle.verifySlot() else { return tooMany("busy; try again in a second", retryAfter: 1) }
+                let verified = try await accounts.verify(name: identity.name, password: body.current)
+                slot.release()
+                guard verified != nil else {
+                    web.throttle.state.withLock { $0.failed(user: name, address: address, now: now) }
                     return APIServer.json(["error": "the current password is wrong"], status: .forbidden)
                 }
+                web.throttle.state.withLock { $0.succeeded(user: name, address: address) }
                 guard body.new != body.current else { return APIServer.json(["error": "choose a different password"], status: .badRequest) }
                 try await accounts.setPassword(userId: userId, password: body.new, mustChange: false)
                 let session = try accounts.createSession(userId: userId)
@@ -73,27 +83,43 @@ enum AccountRoutes {
         }
     }
 
-    /// Sign-in with the throttle in front of the password check.
+    /// Sign-in: the throttle, then the shape of the name, then a bounded queue for bcrypt, then the check.
     static func login(_ body: LoginBody, accounts: Accounts, context: WebContext, _ web: WebServices) async throws -> Response {
         let now = Date().timeIntervalSince1970
-        let name = RequestSupport.loggable(body.name)
-        if let wait = web.throttle.state.withLock({ $0.retryAfter(user: body.name, address: context.remoteAddress, now: now) }) {
-            web.logger.warning("login throttled for user '\(name)' from \(context.remoteAddress): retry in \(wait) s")
-            var response = APIServer.json(["error": "too many failed sign-ins; try again in \(wait) s"], status: .tooManyRequests)
-            response.headers[.retryAfter] = "\(wait)"
-            return response
+        let address = context.clientAddress
+        let canonical = Accounts.canonicalName(body.name)
+        let shown = RequestSupport.loggable(body.name)
+        if let wait = web.throttle.state.withLock({ $0.retryAfter(user: canonical, address: address, now: now) }) {
+            web.logger.warning("login throttled for user '\(shown)' from \(address): retry in \(wait) s")
+            return tooMany("too many failed sign-ins from here; try again in \(wait) s", retryAfter: wait)
         }
-        guard let user = try await accounts.verify(name: body.name, password: body.password) else {
-            web.throttle.state.withLock { $0.failed(user: body.name, address: context.remoteAddress, now: now) }
-            web.logger.warning("failed sign-in for user '\(name)' from \(context.remoteAddress)")
+        guard let canonical else {
+            web.throttle.state.withLock { $0.failed(user: nil, address: address, now: now) }
+            web.logger.warning("sign-in with an impossible user name '\(shown)' from \(address)")
             return APIServer.json(["error": "wrong user name or password"], status: .unauthorized)
         }
-        web.throttle.state.withLock { $0.succeeded(user: body.name) }
+        // bcrypt costs ~0.1 s a try by design: a flood of tries is shed with 429 instead of queueing the owner.
+        guard let slot = web.throttle.verifySlot() else {
+            return tooMany("sign-in is busy; try again in a second", retryAfter: 1)
+        }
+        defer { slot.release() }
+        guard let user = try await accounts.verify(name: canonical, password: body.password) else {
+            web.throttle.state.withLock { $0.failed(user: canonical, address: address, now: now) }
+            web.logger.warning("failed sign-in for user '\(shown)' from \(address)")
+            return APIServer.json(["error": "wrong user name or password"], status: .unauthorized)
+        }
+        web.throttle.state.withLock { $0.succeeded(user: canonical, address: address) }
         let session = try accounts.createSession(userId: user.id)
-        web.logger.info("user '\(user.name)' signed in from \(context.remoteAddress)")
+        web.logger.info("user '\(user.name)' signed in from \(address)")
         var response = APIServer.json(SessionInfo(authenticated: true, user: user.name, role: user.role, mustChangePassword: user.mustChange,
                                                   csrf: session.csrf, timezoneDefault: web.dashboardTimeZone()))
         response.headers[.setCookie] = cookie(session.id, maxAge: Int(accounts.sessionLifetime), secure: web.settings.current.secureCookies)
+        return response
+    }
+
+    static func tooMany(_ message: String, retryAfter: Int) -> Response {
+        var response = APIServer.json(["error": message], status: .tooManyRequests)
+        response.headers[.retryAfter] = "\(retryAfter)"
         return response
     }
 

@@ -77,8 +77,17 @@ enum RequestSupport {
         throw error
     }
 
-    /// A user-supplied name as it may appear in a log line: printable, one line, at most 64 characters.
+    /// A user-supplied name as it may appear in a log line: one line, at most 64 characters, control and
+    /// format characters shown as `\u{…}` escapes (so a NUL or a newline can neither hide nor forge a line).
     static func loggable(_ text: String) -> String {
-        String(text.unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) }.prefix(64).map(Character.init))
+        var out = ""
+        for scalar in text.unicodeScalars.prefix(64) {
+            if CharacterSet.controlCharacters.contains(scalar) || scalar == "\\" {
+                out += scalar == "\\" ? "\\\\" : "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }

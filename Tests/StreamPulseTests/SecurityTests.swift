@@ -1,0 +1,214 @@
+import Foundation
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// The attacks of issue #14, each against a real `streampulse serve` on 127.0.0.1 (its log captured to a
+/// file), showing that it held. Client addresses are simulated through a trusted proxy (`X-Forwarded-For`
+/// from 127.0.0.1), which is itself under test.
+@Suite(.serialized) struct SecurityTests {
+    static let adminPassword = "the-admin-password-9"
+    static let cameraSecret = "Zq9#SECRET/x?y"
+
+    struct Serve {
+        let dir: String
+        let port: Int
+        let process: Process
+        let admin: String
+        let viewer: String
+
+        var log: String { (try? String(contentsOfFile: dir + "/serve.log", encoding: .utf8)) ?? "" }
+
+        func request(_ method: String, _ path: String, headers: [String: String] = [:], body: String? = nil,
+                     token: String? = nil) async throws -> HTTPAnswer {
+            var all = headers
+            if let token { all["Authorization"] = "Bearer \(token)" }
+            if body != nil { all["Content-Type"] = all["Content-Type"] ?? "application/json" }
+            return try await httpRequest(method, port: port, path: path, headers: all, body: body.map { Array($0.utf8) })
+        }
+
+        func login(_ name: String, _ password: String, from address: String) async throws -> HTTPAnswer {
+            let body = String(decoding: try JSONSerialization.data(withJSONObject: ["name": name, "password": password]), as: UTF8.self)
+            return try await request("POST", "/api/login", headers: ["X-Forwarded-For": address], body: body)
+        }
+
+        func stop() {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    static func serve() async throws -> Serve {
+        let dir = TestEnvironment.temporaryDirectory("security")
+        let port = try freePort()
+        try """
+            settings:
+              listen: "127.0.0.1:\(port)"
+              interval: 60s
+              web: { trusted_proxies: [127.0.0.1] }
+            streams:
+              - { id: cam, url: "rtsp://user:\(cameraSecret)@127.0.0.1:9/live" }
+            """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let admin = try await TestEnvironment.apiToken(configDirectory: dir)
+        let viewerRun = try await TestEnvironment.run(["token", "create", "--name", "v", "--role", "viewer", "--data-dir", dir + "/data"])
+        let viewer = viewerRun.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.executable)
+        process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try TestEnvironment.pluginsDirectory()]
+        process.environment = ProcessInfo.processInfo.environment.merging(["STREAMPULSE_ADMIN_PASSWORD": adminPassword]) { $1 }
+        FileManager.default.createFile(atPath: dir + "/serve.log", contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/serve.log"))
+        process.standardOutput = log
+        process.standardError = log
+        try launchProcess(process)
+        var healthy = false
+        for _ in 0..<100 where !healthy {
+            healthy = (try? await httpRequest("GET", port: port, path: "/healthz"))?.status == 200
+            if !healthy { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(healthy, "serve answered /healthz")
+        return Serve(dir: dir, port: port, process: process, admin: admin, viewer: viewer)
+    }
+
+    @Test func nonFiniteAndOutOfRangeNumbers_are400_andNeverCrashServe() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        for path in ["/api/streams/cam/preview/?seconds=nan", "/api/streams/cam/preview?seconds=inf", "/api/streams/cam/preview?seconds=-1e309"] {
+            #expect(try await serve.request("GET", path, token: serve.viewer).status == 403, "a viewer never reaches the preview: \(path)")
+            let answer = try await serve.request("GET", path, token: serve.admin)
+            #expect(answer.status == 400 && answer.body.contains("'seconds'"), "\(path): \(answer.status) \(answer.body)")
+        }
+        for path in ["/api/streams/cam/checks?limit=-1", "/api/streams/cam/checks?limit=1e3", "/api/streams/cam/checks?before=nan",
+                     "/api/streams/cam/changes?from=inf", "/api/streams?offset=-3"] {
+            #expect(try await serve.request("GET", path, token: serve.viewer).status == 400, "\(path)")
+        }
+        #expect(try await serve.request("GET", "/healthz").status == 200)
+        #expect(serve.process.isRunning)
+    }
+
+    @Test func theAdminOnlyPreview_isClosedToViewers_withOrWithoutATrailingSlash() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        for path in ["/api/streams/cam/preview", "/api/streams/cam/preview/", "/api/streams/cam/preview/?seconds=5"] {
+            #expect(try await serve.request("GET", path, token: serve.viewer).status == 403, "\(path)")
+        }
+        #expect(try await serve.request("GET", "/api/users/", token: serve.viewer).status == 403)
+        #expect(try await serve.request("GET", "/api/me", token: serve.admin).status == 404, "a route that does not exist is not admitted")
+    }
+
+    @Test func aNULOrLookAlikeInTheName_neitherSignsIn_norEscapesTheThrottle() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        for name in ["admin\u{0}x", "\u{430}dmin", "\u{FF41}\u{FF44}\u{FF4D}\u{FF49}\u{FF4E}"] {
+            #expect(try await serve.login(name, Self.adminPassword, from: "198.51.100.1").status == 401, "\(name.debugDescription)")
+        }
+        #expect(try await serve.login("ADMIN", Self.adminPassword, from: "198.51.100.1").status == 200, "names are not case-sensitive")
+        // Twenty-odd NUL-suffixed names from one address: the address is slowed like any other guesser.
+        var statuses: [Int] = []
+        for n in 0..<26 { statuses.append(try await serve.login("admin\u{0}v\(n)", "wrong-password-\(n)", from: "203.0.113.5").status) }
+        #expect(statuses.contains(429), "\(statuses)")
+        #expect(!serve.log.contains("adminv1"), "the log never shows a name with its NUL dropped")
+        #expect(serve.log.contains(#"admin\u{0}v1"#), "it shows the NUL")
+    }
+
+    @Test func guessesFromOneAddress_slowThatAddress_butNeverLockTheOwnerOut() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        var statuses: [Int] = []
+        for n in 0..<6 { statuses.append(try await serve.login("admin", "not-it-\(n)", from: "203.0.113.66").status) }
+        #expect(statuses.prefix(3).allSatisfy { $0 == 401 } && statuses.last == 429, "\(statuses)")
+        let retryAfter = try await serve.login("admin", Self.adminPassword, from: "203.0.113.66")
+        #expect(retryAfter.status == 429 && retryAfter.headers["retry-after"] != nil, "the guesser waits even with the right password")
+        #expect(try await serve.login("admin", Self.adminPassword, from: "198.51.100.7").status == 200, "the owner elsewhere signs in")
+        #expect(serve.log.contains("from 203.0.113.66"), "the log names the client behind the trusted proxy")
+    }
+
+    @Test func guessingTheCurrentPassword_isThrottledToo() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        let login = try await serve.login("admin", Self.adminPassword, from: "198.51.100.9")
+        #expect(login.status == 200)
+        let cookie = try #require(login.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+        let csrf = try #require((try JSONSerialization.jsonObject(with: Data(login.body.utf8)) as? [String: Any])?["csrf"] as? String)
+        var statuses: [Int] = []
+        for n in 0..<6 {
+            statuses.append(try await serve.request("POST", "/api/me/password", headers: ["Cookie": cookie, "X-CSRF-Token": csrf, "X-Forwarded-For": "198.51.100.9"],
+                                                    body: #"{"current":"guess-\#(n)-xx","new":"a-new-password-42"}"#).status)
+        }
+        #expect(statuses.prefix(3).allSatisfy { $0 == 403 } && statuses.last == 429, "\(statuses)")
+    }
+
+    @Test func cameraPasswordsWithReservedCharacters_neverReachPagesAPIOrLog() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        let stream = try await serve.request("GET", "/api/streams/cam", token: serve.viewer)
+        #expect(stream.status == 200 && stream.body.contains(#""url":"rtsp:\/\/***@127.0.0.1:9\/live""#) || stream.body.contains("***@127.0.0.1:9/live"),
+                "\(stream.body)")
+        // A hot reload to a malformed URL holding the password: the error names the stream, not the secret.
+        try """
+            settings: { listen: "127.0.0.1:\(serve.port)", web: { trusted_proxies: [127.0.0.1] } }
+            streams:
+              - { id: cam, url: "rtsp://user:\(Self.cameraSecret)@/live" }
+            """.write(toFile: serve.dir + "/config.yaml", atomically: true, encoding: .utf8)
+        var status = ""
+        for _ in 0..<50 where !status.contains("malformed") {
+            try await Task.sleep(for: .milliseconds(100))
+            status = try await serve.request("GET", "/api/config/status", token: serve.viewer).body
+        }
+        #expect(status.contains("malformed URL"), "\(status)")
+        let validate = try await TestEnvironment.run(["validate", serve.dir + "/config.yaml"])
+        for text in [stream.body, status, validate.stdout + validate.stderr, serve.log] {
+            #expect(!text.contains("Zq9"), "a camera password leaked: \(text.prefix(300))")
+        }
+    }
+
+    @Test func errorAnswers_haveSecurityHeaders_bigBodiesAre413_andNoInternals() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        let missing = try await serve.request("GET", "/no/such/thing")
+        #expect(missing.status == 404 && missing.headers["content-security-policy"] != nil && missing.headers["x-frame-options"] == "DENY")
+        let big = try await serve.request("POST", "/api/tokens", body: #"{"name":""# + String(repeating: "x", count: 80_000) + #""}"#, token: serve.admin)
+        #expect(big.status == 413, "\(big.status)")
+        let bad = try await serve.request("POST", "/api/users", body: #"{"name":1}"#, token: serve.admin)
+        #expect(bad.status == 400 && !bad.body.contains("DecodingError") && !bad.body.contains("codingPath"), "\(bad.body)")
+        let weak = try await serve.request("POST", "/api/users", body: #"{"name":"olga","role":"viewer","password":"1234567890"}"#, token: serve.admin)
+        #expect(weak.status == 400, "\(weak.body)")
+    }
+}
+
+/// One HTTP answer.
+struct HTTPAnswer {
+    var status: Int
+    /// Header names lower-cased.
+    var headers: [String: String]
+    var body: String
+}
+
+/// A plain HTTP/1.1 request over a socket, read until the server closes.
+func httpRequest(_ method: String, port: Int, path: String, headers: [String: String] = [:], body: [UInt8]? = nil) async throws -> HTTPAnswer {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result {
+                let connection = try TCPConnection(host: "127.0.0.1", port: port, clock: ProbeClock(timeoutMs: 5000))
+                var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                for (name, value) in headers { head += "\(name): \(value)\r\n" }
+                if let body { head += "Content-Length: \(body.count)\r\n" }
+                try connection.write(Array((head + "\r\n").utf8) + (body ?? []))
+                var bytes: [UInt8] = []
+                while true {
+                    do { bytes += try connection.read(maximum: 65536) } catch let failure as TCPConnection.Failure where failure == .closed { break }
+                }
+                let text = String(decoding: bytes, as: UTF8.self)
+                let parts = text.components(separatedBy: "\r\n\r\n")
+                let lines = parts[0].components(separatedBy: "\r\n")
+                let status = lines.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+                var fields: [String: String] = [:]
+                for line in lines.dropFirst() {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    fields[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                }
+                return HTTPAnswer(status: status, headers: fields, body: parts.dropFirst().joined(separator: "\r\n\r\n"))
+            })
+        }.start()
+    }
+}
