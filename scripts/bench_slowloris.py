@@ -5,9 +5,11 @@
 and probes 40 healthy MJPEG cameras of the local multi-client server every 2 s. Then N slow clients connect
 to its web port, each sending a request header one byte every few seconds, and keep reconnecting when cut
 off. Meanwhile /healthz is timed once a second, and every check result is read back from the API: a camera
-check that is not `ok` during the attack is a false camera fault (target 0). All traffic is on 127.0.0.1.
+check that is not `ok` during the attack is a false camera fault (target 0). The slow clients come from
+127.0.0.1 and /healthz is asked from 127.0.0.2 (another client). All traffic is on the loopback.
 """
 import argparse
+import http.client
 import calendar
 import os
 import resource
@@ -58,9 +60,12 @@ def main():
     base = f"http://127.0.0.1:{port}"
 
     def get(path, timeout=30):
-        request = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + token})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        # The operator's own reads come from 127.0.0.3, not from the attacker's 127.0.0.1.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=("127.0.0.3", 0))
+        conn.request("GET", path, headers={"Authorization": "Bearer " + token})
+        body = conn.getresponse().read()
+        conn.close()
+        return json.loads(body)
 
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -98,7 +103,8 @@ def main():
                 held[0] -= 1
                 s.close()
 
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     attack_start = time.time()
     threads = [threading.Thread(target=slow_client, daemon=True) for _ in range(args.connections)]
     for t in threads:
@@ -108,13 +114,19 @@ def main():
     while time.time() - attack_start < args.seconds:
         started = time.time()
         try:
-            urllib.request.urlopen(base + "/healthz", timeout=10).read()
+            # Another client (127.0.0.2): the attacker's connections all come from 127.0.0.1.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.2", 0))
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            conn.close()
             health.append((time.time() - started) * 1000)
         except Exception:
             failed_health += 1
         time.sleep(max(0, 1 - (time.time() - started)))
     stop.set()
     attack_end = time.time()
+    for t in threads:
+        t.join(10)
 
     # Every check stored during the attack window, per camera.
     faults, overloaded, checks = 0, 0, 0

@@ -212,3 +212,15 @@ func httpRequest(_ method: String, port: Int, path: String, headers: [String: St
         }.start()
     }
 }
+
+@Suite struct ConnectionLimitTests {
+    @Test func oneAddress_getsItsShare_andTrustedProxiesAreExempt() {
+        let limits = ConnectionsByAddress(limit: 3, exempt: ["127.0.0.1"])
+        #expect((0..<5).map { _ in limits.open("203.0.113.9") } == [true, true, true, false, false])
+        #expect(limits.open("198.51.100.1"), "another client still gets in")
+        limits.close("203.0.113.9")
+        #expect(limits.open("203.0.113.9"), "a closed connection frees its place")
+        #expect((0..<10).allSatisfy { _ in limits.open("127.0.0.1") }, "the proxy carries every user")
+        #expect(limits.count("127.0.0.1") == 0)
+    }
+}

@@ -43,6 +43,8 @@ public struct Settings: Sendable, Equatable {
     public var trustedProxies: [String] = []
     /// Open web connections at most; more wait in the listen queue (file descriptors stay for probing).
     public var maxConnections = 256
+    /// Open web connections from one client address at most (trusted proxies are exempt).
+    public var maxConnectionsPerAddress = 32
     /// A web connection that sends no complete request for this long is closed (slow or idle clients).
     public var idleTimeout: Duration = .seconds(30)
     public init() {}

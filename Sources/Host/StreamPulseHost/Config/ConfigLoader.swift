@@ -216,6 +216,7 @@ private struct Parser {
                     case "preview_seconds": settings.previewSeconds = Double(int(v, min: 1) ?? Int(settings.previewSeconds))
                     case "trusted_proxies": settings.trustedProxies = stringList(v)
                     case "max_connections": settings.maxConnections = int(v, min: 8) ?? settings.maxConnections
+                    case "max_connections_per_address": settings.maxConnectionsPerAddress = int(v, min: 1) ?? settings.maxConnectionsPerAddress
                     case "idle_timeout": settings.idleTimeout = duration(v) ?? settings.idleTimeout
                     default: unknownKey(k, k.string ?? "", SettingKeys.children(of: "web"))
                     }

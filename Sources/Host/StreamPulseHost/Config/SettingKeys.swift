@@ -86,6 +86,8 @@ public enum SettingKeys {
                    "reverse proxies whose `X-Forwarded-For` names the client for sign-in throttling (none trusted by default)"),
         SettingKey("web.max_connections", \.maxConnections, .integer, "256", min: 8, .restart, sample: "64",
                    "open web connections at most; more wait in the listen queue, so file descriptors stay for probing"),
+        SettingKey("web.max_connections_per_address", \.maxConnectionsPerAddress, .integer, "32", min: 1, .restart, sample: "8",
+                   "open web connections from one client address at most (trusted proxies exempt): one slow client cannot take them all"),
         SettingKey("web.idle_timeout", \.idleTimeout, .duration, "30s", .restart, sample: "10s",
                    "a web connection that sends no complete request for this long is closed (slow or idle clients)"),
     ]

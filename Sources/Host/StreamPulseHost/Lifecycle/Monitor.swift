@@ -81,9 +81,12 @@ public struct Monitor: Sendable {
     public func run() async throws {
         let settings = web.settings.current
         let connections = FileLimits.webConnections(wanted: settings.maxConnections, logger: web.logger)
+        let perAddress = ConnectionsByAddress(limit: min(settings.maxConnectionsPerAddress, connections), exempt: settings.trustedProxies)
         let app = Application(
             router: APIServer.router(web),
-            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(settings.idleTimeout.milliseconds)))),
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: [PerAddressLimitHandler(perAddress)],
+                idleTimeout: .milliseconds(Int64(settings.idleTimeout.milliseconds)))),
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "StreamPulse",
                                  availableConnectionsDelegate: .maximum(connections, logger: httpLogger)),
             services: services,
