@@ -213,6 +213,44 @@ func httpRequest(_ method: String, port: Int, path: String, headers: [String: St
     }
 }
 
+extension SecurityTests {
+    @Test func liveUpdateStreams_areCappedPerAccount() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        var held: [TCPConnection] = []
+        for _ in 0..<8 {
+            let connection = try TCPConnection(host: "127.0.0.1", port: serve.port, clock: ProbeClock(timeoutMs: 5000))
+            try connection.write(Array("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(serve.viewer)\r\n\r\n".utf8))
+            _ = try connection.read(maximum: 4096)  // the head and the hello event: the stream runs
+            held.append(connection)
+        }
+        #expect(try await serve.request("GET", "/api/events", token: serve.viewer).status == 429, "a ninth stream on one token")
+        held.removeAll()  // closes them; the server notices at its next keep-alive (every 5 s)
+        var reopened = false
+        for _ in 0..<100 where !reopened {
+            try await Task.sleep(for: .milliseconds(200))
+            let connection = try TCPConnection(host: "127.0.0.1", port: serve.port, clock: ProbeClock(timeoutMs: 3000))
+            try connection.write(Array("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(serve.viewer)\r\n\r\n".utf8))
+            reopened = String(decoding: try connection.read(maximum: 4096), as: UTF8.self).hasPrefix("HTTP/1.1 200")
+        }
+        #expect(reopened, "closed streams free their places")
+    }
+
+    @Test func theDataFolder_andDatabase_areTheOwnersOnly_whateverTheUmask() async throws {
+        let previous = umask(0o022)
+        defer { umask(previous) }
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        var info = stat()
+        stat(serve.dir + "/data", &info)
+        #expect(info.st_mode & 0o777 == 0o700)
+        for file in ["streampulse.db", "streampulse.db-wal"] {
+            stat(serve.dir + "/data/" + file, &info)
+            #expect(info.st_mode & 0o077 == 0, "\(file) is \(String(info.st_mode & 0o777, radix: 8))")
+        }
+    }
+}
+
 @Suite struct ConnectionLimitTests {
     @Test func oneAddress_getsItsShare_andTrustedProxiesAreExempt() {
         let limits = ConnectionsByAddress(limit: 3, exempt: ["127.0.0.1"])
@@ -222,5 +260,36 @@ func httpRequest(_ method: String, port: Int, path: String, headers: [String: St
         #expect(limits.open("203.0.113.9"), "a closed connection frees its place")
         #expect((0..<10).allSatisfy { _ in limits.open("127.0.0.1") }, "the proxy carries every user")
         #expect(limits.count("127.0.0.1") == 0)
+    }
+}
+
+@Suite struct HostileTextTests {
+    @Test func cameraText_withANSIEscapesAndNewlines_isEscapedBeforeLogsAndAnswers() {
+        let scrubber = SecretScrubber()
+        scrubber.replace(with: ["hunter2"])
+        let text = scrubber.scrub("\u{1b}[31mRED\u{1b}[0m\nstream=other status=ok hunter2")
+        #expect(!text.contains("\u{1b}") && !text.contains("\n") && !text.contains("hunter2"))
+        #expect(text.contains("\\u{1b}[31mRED"))
+    }
+
+    @Test func csvCells_thatASpreadsheetWouldRun_areNeutralised() {
+        for formula in ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\t=1+1", "\r=1+1"] {
+            #expect(CSVExport.quote(formula).hasPrefix("'") || CSVExport.quote(formula).hasPrefix("\"'"), "\(formula.debugDescription)")
+        }
+        #expect(CSVExport.quote("-2.5") == "-2.5", "numbers stay numbers")
+    }
+
+    @Test func theOneTimePasswordFile_isNeverWrittenThroughASymlink() async throws {
+        let dir = TestEnvironment.temporaryDirectory("bootstrap")
+        let victim = dir + "/victim.txt"
+        try "precious\n".write(toFile: victim, atomically: true, encoding: .utf8)
+        symlink(victim, dir + "/admin-password.txt")
+        let accounts = Accounts(store: try SQLiteStore(path: dir + "/streampulse.db"), bcryptCost: 4)
+        let generated = try #require(try await accounts.bootstrap(dataDirectory: dir, environment: [:]))
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n", "the symlink's target is untouched")
+        var info = stat()
+        lstat(generated.file, &info)
+        #expect(info.st_mode & S_IFMT == S_IFREG && info.st_mode & 0o777 == 0o600)
+        #expect(try String(contentsOfFile: generated.file, encoding: .utf8).contains(generated.password))
     }
 }

@@ -251,6 +251,7 @@ class Dashboard(unittest.TestCase):
         self.d.find_element(By.ID, "change-again").send_keys(self.admin_password)
         self.d.find_element(By.ID, "change-submit").click()
         wait_for(lambda: self.d.find_element(By.ID, "dash-view").is_displayed(), what="the dashboard after the change")
+        self.assertFalse(os.path.exists(os.path.join(self.data, "admin-password.txt")), "the one-time password file is removed")
         # The generated password no longer works.
         self.assertEqual(self.http("/api/login", "POST", {"Content-Type": "application/json"}, {"name": "admin", "password": self.generated})[0], 401)
 

@@ -40,6 +40,7 @@ public struct Monitor: Sendable {
         if let listen { cfg.settings.listen = listen }
         scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password })
         try FileManager.default.createDirectory(atPath: cfg.settings.dataDir, withIntermediateDirectories: true)
+        chmod(cfg.settings.dataDir, 0o700)  // the database holds accounts and the one-time password file
         let address = try parseListen(cfg.settings.listen)
         logger.info("Monitoring \(cfg.streams.filter(\.enabled).count) streams from \(configPath) with \(plugins.plugins.count) plugins; data in \(cfg.settings.dataDir); API on http://\(address.host):\(address.port)")
 

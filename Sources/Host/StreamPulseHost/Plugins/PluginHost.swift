@@ -174,8 +174,19 @@ public final class SecretScrubber: Sendable {
     private let secrets = Mutex<[String]>([])
     public init() {}
     public func replace(with secrets: [String]) { self.secrets.withLock { $0 = secrets.filter { !$0.isEmpty } } }
+    /// The text without known secrets and with control characters (ANSI escapes from a hostile camera,
+    /// newlines that would forge log lines) shown as `\u{…}` escapes.
     public func scrub(_ text: String, extra: [String?] = []) -> String {
-        URLRedaction.scrub(text, secrets: secrets.withLock { $0 } + extra.compactMap { $0 })
+        Self.escapingControls(URLRedaction.scrub(text, secrets: secrets.withLock { $0 } + extra.compactMap { $0 }))
+    }
+
+    static func escapingControls(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if CharacterSet.controlCharacters.contains(scalar) { out += "\\u{\(String(scalar.value, radix: 16))}" } else { out.unicodeScalars.append(scalar) }
+        }
+        return out
     }
 }
 

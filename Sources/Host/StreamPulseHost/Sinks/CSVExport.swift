@@ -67,10 +67,11 @@ public enum CSVExport {
     }
 
     /// RFC 4180: quote a field holding a comma, a quote or a line break; double the quotes inside.
-    /// A leading =, +, - or @ is prefixed with ' so spreadsheets do not run it as a formula.
+    /// A leading =, +, -, @, tab or carriage return is prefixed with ' so spreadsheets do not run it as a
+    /// formula (a tab or CR before `=` is skipped by some spreadsheets, which then run the formula).
     public static func quote(_ field: String) -> String {
         var field = field
-        if let first = field.first, "=+-@".contains(first), Double(field) == nil { field = "'" + field }
+        if let first = field.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first), Double(field) == nil { field = "'" + field }
         guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
         return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }

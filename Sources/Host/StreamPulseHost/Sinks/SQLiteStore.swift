@@ -20,6 +20,8 @@ public final class SQLiteStore: Sendable {
         pool = try DatabasePool(path: path, configuration: configuration)
         let migrator = Self.migrator()
         if let migrateUpTo { try migrator.migrate(pool, upTo: migrateUpTo) } else { try migrator.migrate(pool) }
+        // Accounts, sessions and history are nobody else's business, whatever the umask.
+        for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
     }
 
     /// Schema versions, oldest first. Never edit a shipped migration: add a new one.

@@ -19,6 +19,8 @@ public struct WebServices: Sendable {
     let uptimes: UptimeCache
     let listing: StreamListCache
     let throttle = LoginGuard()
+    /// Live-update streams open per account or token (each holds a connection and a subscriber).
+    let liveStreams = ConnectionsByAddress(limit: 8, exempt: [])
 
     public init(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?, store: SQLiteStore?, sinks: SinkChain,
                 accounts: Accounts?, live: LiveHub, previews: PreviewHub, settings: LiveSettings, logger: Logger = Logger(label: "web")) {

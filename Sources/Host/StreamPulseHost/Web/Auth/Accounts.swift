@@ -339,6 +339,11 @@ public final class Accounts: Sendable {
 
     // MARK: First start
 
+    /// Where the first start writes the one-time admin password.
+    public static func bootstrapFile(in dataDirectory: String) -> String {
+        (dataDirectory as NSString).appendingPathComponent("admin-password.txt")
+    }
+
     /// With no users yet: creates `admin` with the password from `STREAMPULSE_ADMIN_PASSWORD`, or a random
     /// one that must be changed at first login, written to `admin-password.txt` (mode 0600) in the data folder.
     /// Returns the generated password (nil when none was generated).
@@ -350,8 +355,11 @@ public final class Accounts: Sendable {
         }
         let password = Self.randomPassword()
         try await createUser(name: "admin", role: .admin, password: password, mustChange: true)
-        let file = (dataDirectory as NSString).appendingPathComponent("admin-password.txt")
-        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let file = Self.bootstrapFile(in: dataDirectory)
+        // Never through a symlink or into a file someone else prepared: a stale file is removed (unlink
+        // removes a link, not its target) and the new one created exclusively.
+        unlink(file)
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
         if fd >= 0 {
             fchmod(fd, 0o600)
             let text = "user: admin\npassword: \(password)\n(you are asked to change it at first login; then delete this file)\n"

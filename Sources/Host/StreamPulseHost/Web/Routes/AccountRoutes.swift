@@ -75,6 +75,12 @@ enum AccountRoutes {
                 try await accounts.setPassword(userId: userId, password: body.new, mustChange: false)
                 let session = try accounts.createSession(userId: userId)
                 web.logger.info("user '\(identity.name)' changed their password")
+                // The one-time password of the first start is useless now: its file goes.
+                let bootstrap = Accounts.bootstrapFile(in: web.settings.current.dataDir)
+                if identity.mustChangePassword, FileManager.default.fileExists(atPath: bootstrap) {
+                    try? FileManager.default.removeItem(atPath: bootstrap)
+                    web.logger.notice("removed \(bootstrap): the one-time password was changed (it also appears once in this service's earlier log lines; rotate those logs if they are kept)")
+                }
                 var response = APIServer.json(SessionInfo(authenticated: true, user: identity.name, role: identity.role, mustChangePassword: false,
                                                           csrf: session.csrf, timezoneDefault: web.dashboardTimeZone()))
                 response.headers[.setCookie] = cookie(session.id, maxAge: Int(accounts.sessionLifetime), secure: web.settings.current.secureCookies)

@@ -7,11 +7,21 @@ import StreamPulseCore
 /// Live updates (viewer, Server-Sent Events) and the live preview (admin, multipart JPEG for an `<img>`).
 enum LiveRoutes {
     static func add(to router: some RouterMethods<WebContext>, _ web: WebServices) {
-        router.group(.viewer, web).get("/api/events") { _, _ -> Response in
+        router.group(.viewer, web).get("/api/events") { _, context -> Response in
+            // A few tabs per person are plenty; thousands on one token would only hold connections.
+            let holder = context.identity?.name ?? "?"
+            guard web.liveStreams.count(holder) < web.liveStreams.limit else {
+                return AccountRoutes.tooMany("\(web.liveStreams.limit) live-update streams are open for this account; close one", retryAfter: 5)
+            }
             var headers = HTTPFields()
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-store"
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                // Counted only while the stream really runs, so a request that never got this far leaks nothing.
+                guard web.liveStreams.open(holder) else {
+                    try? await writer.finish(nil)
+                    return
+                }
                 let subscriber = web.live.subscribe()
                 // An event stream never ends by itself: it ends when the server shuts down gracefully.
                 let stopping = StopFlag()
@@ -21,6 +31,7 @@ enum LiveRoutes {
                     stopping.set()
                 }
                 web.live.unsubscribe(subscriber)
+                web.liveStreams.close(holder)
                 try? await writer.finish(nil)
             })
         }
@@ -76,7 +87,9 @@ enum LiveRoutes {
                 quiet = 0
             } else {
                 quiet += 1
-                if quiet >= 30 {  // a comment every 15 s keeps proxies from closing an idle stream
+                // A comment every 5 s keeps proxies from closing an idle stream, and finds a client that left
+                // (the write fails), so its place under the per-account cap is freed.
+                if quiet >= 10 {
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                     quiet = 0
                 }
