@@ -58,6 +58,22 @@ def main():
     serve = subprocess.Popen([args.bin, "serve", "--config", config, "--data-dir", data, "--plugins-dir", args.plugins],
                              stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
     base = f"http://127.0.0.1:{port}"
+    try:
+        faults = attack(args, serve, port, token, streams)
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(20)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+        mjpeg.kill()
+        log.close()
+    print(open(os.path.join(work, "serve.log")).read().count("Too many open files"), "'Too many open files' lines in the serve log")
+    sys.exit(0 if faults == 0 else 1)
+
+
+def attack(args, serve, port, token, streams):
+    base = f"http://127.0.0.1:{port}"
 
     def get(path, timeout=30):
         # The operator's own reads come from 127.0.0.3, not from the attacker's 127.0.0.1.
@@ -147,12 +163,7 @@ def main():
     print(f"/healthz: {len(health)} answered, {failed_health} failed or >10 s; p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {max(health) if health else float('nan'):.1f} ms")
     print(f"camera checks during the attack: {checks}; false camera faults: {faults}; monitor_overloaded: {overloaded}")
     print(f"serve still running: {serve.poll() is None}")
-    serve.terminate()
-    serve.wait(20)
-    mjpeg.kill()
-    log.close()
-    print(open(os.path.join(work, "serve.log")).read().count("Too many open files"), "'Too many open files' lines in the serve log")
-    sys.exit(0 if faults == 0 else 1)
+    return faults
 
 
 if __name__ == "__main__":

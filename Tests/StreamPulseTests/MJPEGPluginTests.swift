@@ -32,6 +32,14 @@ import Testing
         #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 1.5)
     }
 
+    @Test func aRedirectToAnotherHost_isRefused_unlessTheStreamAllowsIt() async throws {
+        let refused = try #require(try await check("redirect-away").json)
+        #expect(refused["reason"] as? String == "protocol_error", "\(refused)")
+        #expect((refused["message"] as? String)?.contains("redirected to another host") == true, "\(refused)")
+        let allowed = try #require(try await check("redirect-away", ["--redirects", "any"]).json)
+        #expect(allowed["reason"] as? String == "ok", "\(allowed)")
+    }
+
     @Test func snapshotURL_isOK() async throws {
         let json = try #require(try await check("snapshot").json)
         #expect(json["reason"] as? String == "ok")

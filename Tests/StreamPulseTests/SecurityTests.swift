@@ -236,6 +236,66 @@ extension SecurityTests {
         #expect(reopened, "closed streams free their places")
     }
 
+    @Test func aDeletedUsersTokens_endWithThem_andTheListShowsWhoMadeEach() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        let made = try await serve.request("POST", "/api/users", body: #"{"name":"olga","role":"admin","password":"first-pass-for-olga"}"#,
+                                           token: serve.admin)
+        #expect(made.status == 201, "\(made.body)")
+        let olgaId = try #require((try JSONSerialization.jsonObject(with: Data(made.body.utf8)) as? [String: Any])?["id"] as? Int)
+        // Olga signs in, picks her own password, makes a token.
+        let login = try await serve.login("olga", "first-pass-for-olga", from: "198.51.100.20")
+        let cookie = try #require(login.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+        let csrf = try #require((try JSONSerialization.jsonObject(with: Data(login.body.utf8)) as? [String: Any])?["csrf"] as? String)
+        let changed = try await serve.request("POST", "/api/me/password", headers: ["Cookie": cookie, "X-CSRF-Token": csrf],
+                                              body: #"{"current":"first-pass-for-olga","new":"olgas-own-password"}"#)
+        #expect(changed.status == 200, "\(changed.body)")
+        let session = try #require(changed.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+        let newCsrf = try #require((try JSONSerialization.jsonObject(with: Data(changed.body.utf8)) as? [String: Any])?["csrf"] as? String)
+        let created = try await serve.request("POST", "/api/tokens", headers: ["Cookie": session, "X-CSRF-Token": newCsrf],
+                                              body: #"{"name":"olga's script\nstream=x status=ok","role":"viewer"}"#)
+        #expect(created.status == 400, "a token name with a newline is refused (it would forge log lines)")
+        let token = try await serve.request("POST", "/api/tokens", headers: ["Cookie": session, "X-CSRF-Token": newCsrf],
+                                            body: #"{"name":"olga's script","role":"viewer"}"#)
+        let secret = try #require((try JSONSerialization.jsonObject(with: Data(token.body.utf8)) as? [String: Any])?["token"] as? String)
+        #expect(try await serve.request("GET", "/api/streams", token: secret).status == 200)
+        let listed = try await serve.request("GET", "/api/tokens", token: serve.admin).body
+        #expect(listed.contains(#""owner":"olga""#), "\(listed)")
+        #expect(try await serve.request("DELETE", "/api/users/\(olgaId)", token: serve.admin).status == 200)
+        #expect(try await serve.request("GET", "/api/streams", token: secret).status == 401, "her token ended with her")
+    }
+
+    @Test func aFloodOfParallelGuesses_isShed_andTheOwnerStillSignsIn() async throws {
+        let serve = try await Self.serve()
+        defer { serve.stop() }
+        let (flood, owner) = try await withThrowingTaskGroup(of: (Int?, Duration?).self) { group in
+            for n in 0..<60 {  // from 60 addresses, so no per-address throttle applies: only the bcrypt queue bound
+                group.addTask { (try await serve.login("admin", "guess-\(n)-password", from: "203.0.113.\(n + 1)").status, nil) }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(50))
+                let begin = ContinuousClock.now
+                for _ in 0..<5 {
+                    let answer = try await serve.login("admin", Self.adminPassword, from: "198.51.100.77")
+                    if answer.status == 200 { return (nil, begin.duration(to: .now)) }
+                    #expect(answer.status == 429, "busy, not refused: \(answer.status)")
+                    try await Task.sleep(for: .seconds(1))
+                }
+                return (nil, nil)
+            }
+            var statuses: [Int] = [], owner: Duration?
+            for try await (status, took) in group {
+                if let status { statuses.append(status) }
+                if let took { owner = took }
+            }
+            return (statuses, owner)
+        }
+        #expect(flood.contains(429), "the flood is shed: \(flood)")
+        #expect(flood.allSatisfy { $0 == 401 || $0 == 429 })
+        let took = try #require(owner, "the owner signed in")
+        #expect(took < .seconds(4), "the owner waited \(took) (60 queued bcrypt checks took ~5 s before)")
+    }
+
     @Test func theDataFolder_andDatabase_areTheOwnersOnly_whateverTheUmask() async throws {
         let previous = umask(0o022)
         defer { umask(previous) }

@@ -21,6 +21,7 @@ Hostile:
   /truncated   parts whose JPEG lacks its end marker
   /corrupt     parts that are not JPEG at all
   /redirect    302 to /normal
+  /redirect-away  302 to http://127.0.0.2:PORT/normal (another host: the server also listens there)
   /status/NNN  that HTTP status
 
 Prints "READY port=P". Exits when its parent goes away.
@@ -149,6 +150,10 @@ async def handle(reader, writer, args):
             await stream(writer, normal, mangle=lambda j: b"GIF89a" + j[6:])
         elif path == "/redirect":
             head(writer, 302, "Found", ["Location: /normal", "Content-Length: 0"])
+        elif path == "/redirect-away":
+            # To another host (this server's second loopback address): refused unless the stream allows it.
+            port = writer.get_extra_info("sockname")[1]
+            head(writer, 302, "Found", [f"Location: http://127.0.0.2:{port}/normal", "Content-Length: 0"])
         elif path.startswith("/status/"):
             code = int(path.split("/")[2])
             head(writer, code, "Test Status", ["Content-Length: 0"])
@@ -170,7 +175,10 @@ async def main():
     args = parser.parse_args()
     render(args.cache)
     server = await asyncio.start_server(lambda r, w: handle(r, w, args), "127.0.0.1", args.port, backlog=1024)
-    print("READY port=%d" % server.sockets[0].getsockname()[1], flush=True)
+    port = server.sockets[0].getsockname()[1]
+    # The same cameras on a second loopback address: "another host" for the redirect tests.
+    await asyncio.start_server(lambda r, w: handle(r, w, args), "127.0.0.2", port, backlog=64)
+    print("READY port=%d" % port, flush=True)
     parent = os.getppid()
     while os.getppid() == parent:
         await asyncio.sleep(0.5)

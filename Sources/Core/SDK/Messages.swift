@@ -86,11 +86,14 @@ public struct ProbeOptions: Codable, Sendable, Equatable {
     public var thumbnail: Bool?
     /// Widest thumbnail or preview frame, in pixels.
     public var maxWidth: Int?
+    /// Follow HTTP redirects to another host. Nil or false: only redirects to the stream's own host are
+    /// followed (a camera must not send the monitor to fetch arbitrary addresses).
+    public var redirectsToOtherHosts: Bool?
 
     public init(
         transport: String? = nil, sampleFrames: Int? = nil, sampleSeconds: Double? = nil, minFps: Double? = nil,
         frozenThreshold: Double? = nil, blackThreshold: Double? = nil, maxFirstFrameMs: Double? = nil,
-        maxFrameBytes: Int? = nil, thumbnail: Bool? = nil, maxWidth: Int? = nil
+        maxFrameBytes: Int? = nil, thumbnail: Bool? = nil, maxWidth: Int? = nil, redirectsToOtherHosts: Bool? = nil
     ) {
         self.transport = transport
         self.sampleFrames = sampleFrames
@@ -102,6 +105,7 @@ public struct ProbeOptions: Codable, Sendable, Equatable {
         self.maxFrameBytes = maxFrameBytes
         self.thumbnail = thumbnail
         self.maxWidth = maxWidth
+        self.redirectsToOtherHosts = redirectsToOtherHosts
     }
 }
 

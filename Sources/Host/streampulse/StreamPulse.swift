@@ -104,12 +104,14 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: "Deadline for the whole probe, in seconds.") var timeout: Double = 10
     @Option(name: .long, help: "Use this plugin instead of the one for the URL's scheme.") var `protocol`: String?
     @Option(name: .long, help: "Write the probe's JPEG thumbnail to this file.") var thumbnail: String?
+    @Option(name: .long, help: "HTTP redirects to follow: same_host (default) or any.") var redirects: String = "same_host"
     @OptionGroup var options: PluginOptions
 
     func validate() throws {
         if deep && quick { throw ValidationError("--deep and --quick exclude each other.") }
-        if timeout <= 0 || timeout > 3600 { throw ValidationError("--timeout must be between 0 and 3600 seconds.") }
+        if !timeout.isFinite || timeout <= 0 || timeout > 3600 { throw ValidationError("--timeout must be between 0 and 3600 seconds.") }
         if passwordFile != nil && user == nil { throw ValidationError("--password-file needs --user.") }
+        if !["same_host", "any"].contains(redirects) { throw ValidationError("--redirects must be same_host or any.") }
     }
 
     func run() async throws {
@@ -141,7 +143,7 @@ struct Check: AsyncParsableCommand {
             pluginName = plugin.name
             let request = ProbeRequest(
                 streamId: "check", url: bareURL, credentials: credentials, mode: quick ? .quick : .deep,
-                timeoutMs: Int(timeout * 1000), options: ProbeOptions(thumbnail: thumbnail != nil))
+                timeoutMs: Int(timeout * 1000), options: ProbeOptions(thumbnail: thumbnail != nil, redirectsToOtherHosts: redirects == "any"))
             result = await plugin.probe(request)
         } else {
             let scheme = self.protocol ?? SchemeRouter.scheme(of: bareURL) ?? "?"

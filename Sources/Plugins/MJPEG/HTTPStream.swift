@@ -29,6 +29,8 @@ struct HTTPStream {
         case notHTTP
         case tooManyRedirects
         case badRedirect(String)
+        /// A redirect to another host, which the stream does not allow (the masked location).
+        case redirectRefused(String)
     }
 
     static let maxHead = 16 * 1024
@@ -40,8 +42,9 @@ struct HTTPStream {
     var leftover: [UInt8]
     var timings: Timings
 
-    /// Opens `target`, answering auth challenges and following redirects.
-    static func open(_ start: Target, credentials: Credentials?, clock: ProbeClock) throws(Failure) -> HTTPStream {
+    /// Opens `target`, answering auth challenges and following redirects — to the same host only, unless
+    /// `otherHosts` allows others.
+    static func open(_ start: Target, credentials: Credentials?, clock: ProbeClock, otherHosts: Bool = false) throws(Failure) -> HTTPStream {
         var target = start
         var credentials = credentials
         var authorization: String?
@@ -85,8 +88,10 @@ struct HTTPStream {
                 guard redirects <= maxRedirects else { throw .tooManyRedirects }
                 let resolved = URL(string: location, relativeTo: URL(string: target.url))?.absoluteString ?? location
                 guard let next = Target(url: resolved) else { throw .badRedirect(URLRedaction.mask(resolved)) }
-                // Credentials go only to the host they were configured for.
-                if next.host.lowercased() != start.host.lowercased() || next.port != start.port { credentials = nil }
+                let sameHost = next.host.lowercased() == start.host.lowercased()
+                guard sameHost || otherHosts else { throw .redirectRefused(URLRedaction.mask(resolved)) }
+                // Credentials go only to the host and port they were configured for.
+                if !sameHost || next.port != start.port { credentials = nil }
                 authorization = nil
                 target = next
                 continue

@@ -22,7 +22,8 @@ struct MJPEGProber: Prober {
         }
         return await pool.run(cancelling: clock) {
             var result = MJPEGSession(target: target, credentials: request.credentials, clock: clock,
-                                      maxFrameBytes: request.options.maxFrameBytes ?? Self.defaultMaxFrameBytes)
+                                      maxFrameBytes: request.options.maxFrameBytes ?? Self.defaultMaxFrameBytes,
+                                      otherHosts: request.options.redirectsToOtherHosts ?? false)
                 .probe(request)
             result.mode = request.mode
             result.timings.totalMs = clock.elapsedMs
@@ -49,6 +50,8 @@ struct MJPEGSession {
     let credentials: Credentials?
     let clock: ProbeClock
     let maxFrameBytes: Int
+    /// Whether redirects may lead to another host (`redirects: any` on the stream).
+    var otherHosts = false
 
     /// A complete JPEG frame and when it arrived.
     struct Frame { var bytes: [UInt8]; var info: JPEGInfo; var atMs: Double }
@@ -63,7 +66,7 @@ struct MJPEGSession {
     func open() -> Result<(HTTPStream, Source), ProbeResult> {
         let stream: HTTPStream
         do {
-            stream = try HTTPStream.open(target, credentials: credentials, clock: clock)
+            stream = try HTTPStream.open(target, credentials: credentials, clock: clock, otherHosts: otherHosts)
         } catch {
             return .failure(classify(error))
         }
@@ -110,6 +113,9 @@ struct MJPEGSession {
         case .notHTTP: return .failure(.protocolError, phase: .handshake, "The server does not answer in HTTP.")
         case .tooManyRedirects: return .failure(.protocolError, phase: .handshake, "More than \(HTTPStream.maxRedirects) redirects.")
         case .badRedirect(let location): return .failure(.protocolError, phase: .handshake, "Redirect to an unusable location \(location).")
+        case .redirectRefused(let location):
+            return .failure(.protocolError, phase: .handshake,
+                            "The camera redirected to another host (\(location)); not followed unless the stream sets `redirects: any`.")
         }
     }
 

@@ -82,6 +82,8 @@ public struct StreamConfig: Sendable, Equatable {
     public var thresholds = Thresholds()
     public var enabled = true
     public var transport: String?
+    /// `any` lets HTTP redirects lead to another host; by default only the stream's own host is followed.
+    public var redirects: String?
 
     /// The URL as shown to people: `scheme://***@host/…` when the config put credentials inside it.
     public var maskedURL: String {

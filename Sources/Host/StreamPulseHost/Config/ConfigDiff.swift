@@ -40,6 +40,7 @@ public struct ConfigDiff: Sendable, Equatable {
         var thresholds: Thresholds
         var enabled: Bool
         var transport: String?
+        var redirects: String?
         var username: String?
         var password: String?
     }
@@ -48,7 +49,7 @@ public struct ConfigDiff: Sendable, Equatable {
         let credentials = stream.credentialsName.flatMap { config.credentials[$0] }
         return Probing(
             url: stream.url, protocolName: stream.protocolName, interval: stream.interval, deepInterval: stream.deepInterval,
-            thresholds: stream.thresholds, enabled: stream.enabled, transport: stream.transport,
+            thresholds: stream.thresholds, enabled: stream.enabled, transport: stream.transport, redirects: stream.redirects,
             username: stream.inlineCredentials?.username ?? credentials?.username,
             password: stream.inlineCredentials?.password ?? credentials?.password)
     }

@@ -286,7 +286,7 @@ private struct Parser {
         guard let list = node.sequence else { problem(node, "streams must be a list"); return streams }
         var seen: [String: Node] = [:]
         let keys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "tags", "credentials",
-                    "thresholds", "enabled", "transport"]
+                    "thresholds", "enabled", "transport", "redirects"]
         for item in list {
             guard let map = item.mapping else { problem(item, "each stream must be a mapping with at least id and url"); continue }
             var stream = StreamConfig(id: "", name: "", url: "")
@@ -312,6 +312,10 @@ private struct Parser {
                 case "transport":
                     if let t = string(value)?.lowercased() {
                         if ["tcp", "udp", "auto"].contains(t) { stream.transport = t } else { problem(value, "transport must be tcp, udp or auto") }
+                    }
+                case "redirects":
+                    if let r = string(value)?.lowercased() {
+                        if ["same_host", "any"].contains(r) { stream.redirects = r } else { problem(value, "redirects must be same_host or any") }
                     }
                 default: unknownKey(key, name, keys)
                 }

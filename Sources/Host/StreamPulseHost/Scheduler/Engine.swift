@@ -344,7 +344,8 @@ public func makeProbeRequest(for stream: StreamConfig, config: Config, mode: Pro
         timeoutMs: Int(config.settings.timeout.milliseconds),
         options: ProbeOptions(
             transport: stream.transport, minFps: t.minFps, frozenThreshold: t.frozen, blackThreshold: t.black,
-            maxFirstFrameMs: t.maxFirstFrame?.milliseconds, thumbnail: mode == .deep ? true : nil))
+            maxFirstFrameMs: t.maxFirstFrame?.milliseconds, thumbnail: mode == .deep ? true : nil,
+            redirectsToOtherHosts: stream.redirects == "any" ? true : nil))
 }
 
 /// FNV-1a, stable across runs (Swift's Hasher is seeded per process).

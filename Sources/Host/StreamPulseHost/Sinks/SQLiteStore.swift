@@ -124,6 +124,10 @@ public final class SQLiteStore: Sendable {
                 t.column("value", .text).notNull()
             }
         }
+        migrator.registerMigration("v4-token-owners") { db in
+            // The user who made a token (NULL: made on the command line); a deleted user's tokens go too.
+            try db.alter(table: "api_tokens") { t in t.add(column: "created_by", .integer) }
+        }
         return migrator
     }
 

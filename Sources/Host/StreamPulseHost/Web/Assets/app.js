@@ -462,7 +462,8 @@ async function loadTokens() {
   $("s-tokens").replaceChildren(...tokens.map((t) => {
     const del = el("button", { text: "Revoke" });
     del.onclick = () => api(`/api/tokens/${t.id}`, { method: "DELETE" }).then(loadTokens).catch((e) => { $("s-message").textContent = e.message; });
-    return el("tr", {}, el("td", { text: t.name }), el("td", { text: t.role }), el("td", { text: t.last_used ? fmtTime(t.last_used) : "never" }), el("td", {}, del));
+    return el("tr", {}, el("td", { text: t.name }), el("td", { text: t.role }), el("td", { text: t.owner || "(command line)" }),
+      el("td", { text: t.last_used ? fmtTime(t.last_used) : "never" }), el("td", {}, del));
   }));
 }
 

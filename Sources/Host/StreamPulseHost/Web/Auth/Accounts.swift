@@ -43,6 +43,8 @@ public final class Accounts: Sendable {
         public var role: Role
         public var createdAt: Date
         public var lastUsed: Date?
+        /// The user who made it; nil when it was made with `streampulse token create`.
+        public var owner: String?
     }
 
     public enum Failure: Error, CustomStringConvertible, Equatable {
@@ -225,6 +227,8 @@ public final class Accounts: Sendable {
         try pool.write { db in
             try Self.keepAnAdmin(db, leaving: id)
             try db.execute(sql: "DELETE FROM sessions WHERE user_id = ?", arguments: [id])
+            // A deleted user's access ends with them: the tokens they made go too.
+            try db.execute(sql: "DELETE FROM api_tokens WHERE created_by = ?", arguments: [id])
             try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [id])
             guard db.changesCount == 1 else { throw Failure.notFound("No such user.") }
         }
@@ -285,24 +289,31 @@ public final class Accounts: Sendable {
     // MARK: API tokens
 
     /// Creates a token and returns it in clear: the only time it is ever shown.
-    public func createToken(name: String, role: Role) throws -> (token: String, info: Token) {
-        guard (1...64).contains(name.count) else { throw Failure.invalidName("A token name is 1–64 characters.") }
+    /// - Parameter owner: the user making it (its tokens end with the user); nil on the command line.
+    public func createToken(name: String, role: Role, owner: Int64? = nil) throws -> (token: String, info: Token) {
+        guard (1...64).contains(name.count), !name.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
+            throw Failure.invalidName("A token name is 1–64 characters, without control characters.")
+        }
         let token = "spt_" + Self.randomSecret()
         let now = Date()
-        let id = try pool.write { db -> Int64 in
-            try db.execute(sql: "INSERT INTO api_tokens (name, role, digest, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [name, role.rawValue, Self.digest(token), now.timeIntervalSince1970])
-            return db.lastInsertedRowID
+        let (id, ownerName) = try pool.write { db -> (Int64, String?) in
+            try db.execute(sql: "INSERT INTO api_tokens (name, role, digest, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [name, role.rawValue, Self.digest(token), now.timeIntervalSince1970, owner])
+            let id = db.lastInsertedRowID
+            return (id, try owner.flatMap { try String.fetchOne(db, sql: "SELECT name FROM users WHERE id = ?", arguments: [$0]) })
         }
-        return (token, Token(id: id, name: name, role: role, createdAt: now, lastUsed: nil))
+        return (token, Token(id: id, name: name, role: role, createdAt: now, lastUsed: nil, owner: ownerName))
     }
 
     public func tokens() throws -> [Token] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, name, role, created_at, last_used FROM api_tokens ORDER BY id").map { row in
+            try Row.fetchAll(db, sql: """
+                SELECT t.id, t.name, t.role, t.created_at, t.last_used, u.name AS owner
+                FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by ORDER BY t.id
+                """).map { row in
                 Token(id: row["id"], name: row["name"], role: Role(rawValue: row["role"]) ?? .viewer,
                       createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                      lastUsed: (row["last_used"] as Double?).map(Date.init(timeIntervalSince1970:)))
+                      lastUsed: (row["last_used"] as Double?).map(Date.init(timeIntervalSince1970:)), owner: row["owner"])
             }
         }
     }

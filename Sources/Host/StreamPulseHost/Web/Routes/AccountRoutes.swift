@@ -174,7 +174,7 @@ enum AccountRoutes {
             guard let accounts = web.accounts else { return APIServer.json(["error": "no accounts database"], status: .serviceUnavailable) }
             do {
                 let body = try await RequestSupport.decode(NewTokenBody.self, request)
-                let created = try accounts.createToken(name: body.name, role: body.role ?? .viewer)
+                let created = try accounts.createToken(name: body.name, role: body.role ?? .viewer, owner: context.identity?.userId)
                 web.logger.notice("API token '\(RequestSupport.loggable(body.name))' (\(created.info.role.rawValue)) created by '\(context.identity?.name ?? "?")'")
                 return APIServer.json(Created(token: created.token, info: created.info), status: .created)
             } catch { return try RequestSupport.failure(error) }
