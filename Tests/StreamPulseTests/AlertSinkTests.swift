@@ -110,7 +110,13 @@ import Testing
         broker.standardError = FileHandle.nullDevice
         try launchProcess(broker)
         defer { kill(broker.processIdentifier, SIGKILL); broker.waitUntilExit() }
-        try await Task.sleep(for: .milliseconds(500))
+        // Ready when it accepts a connection (not after a guessed pause: a loaded machine starts it late).
+        var listening = false
+        for _ in 0..<100 where !listening {
+            listening = (try? TCPConnection(host: "127.0.0.1", port: port, clock: ProbeClock(timeoutMs: 200))) != nil
+            if !listening { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(listening, "mosquitto listens")
         var config = SinkConfig(kind: .mqtt, name: "ha")
         config.port = port
         config.topicPrefix = "sp"

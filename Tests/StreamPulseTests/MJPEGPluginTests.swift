@@ -40,6 +40,16 @@ import Testing
         #expect(allowed["reason"] as? String == "ok", "\(allowed)")
     }
 
+    @Test func cameraText_withANSIEscapes_reachesTheOutputEscaped() async throws {
+        let run = try await check("ansi")
+        let json = try #require(run.json, "\(run.stdout)\(run.stderr)")
+        let message = json["message"] as? String ?? ""
+        #expect(!(run.stdout + run.stderr).contains("\u{1b}"), "\(run.stdout)")
+        #expect(message.contains("BOOM") || json["reason"] as? String == "server_error", "\(json)")
+        let text = try await TestEnvironment.run(["check", "http://127.0.0.1:\(cameras.mjpegPort)/ansi", "--plugins-dir", plugins])
+        #expect(!(text.stdout + text.stderr).contains("\u{1b}"), "\(text.stdout)")
+    }
+
     @Test func snapshotURL_isOK() async throws {
         let json = try #require(try await check("snapshot").json)
         #expect(json["reason"] as? String == "ok")

@@ -38,7 +38,9 @@ import Testing
         }
     }
 
-    static func serve() async throws -> Serve {
+    /// - Parameter adminPassword: nil lets serve generate the one-time password file.
+    static func serve(adminPassword: String? = adminPassword, streams: String? = nil,
+                      prepare: (String) throws -> Void = { _ in }) async throws -> Serve {
         let dir = TestEnvironment.temporaryDirectory("security")
         let port = try freePort()
         try """
@@ -47,15 +49,18 @@ import Testing
               interval: 60s
               web: { trusted_proxies: [127.0.0.1] }
             streams:
-              - { id: cam, url: "rtsp://user:\(cameraSecret)@127.0.0.1:9/live" }
+            \(streams ?? "  - { id: cam, url: \"rtsp://user:\(cameraSecret)@127.0.0.1:9/live\" }")
             """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
         let admin = try await TestEnvironment.apiToken(configDirectory: dir)
+        try prepare(dir + "/data")
         let viewerRun = try await TestEnvironment.run(["token", "create", "--name", "v", "--role", "viewer", "--data-dir", dir + "/data"])
         let viewer = viewerRun.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.executable)
         process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try TestEnvironment.pluginsDirectory()]
-        process.environment = ProcessInfo.processInfo.environment.merging(["STREAMPULSE_ADMIN_PASSWORD": adminPassword]) { $1 }
+        var environment = ProcessInfo.processInfo.environment
+        environment["STREAMPULSE_ADMIN_PASSWORD"] = adminPassword
+        process.environment = environment
         FileManager.default.createFile(atPath: dir + "/serve.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/serve.log"))
         process.standardOutput = log
@@ -294,6 +299,57 @@ extension SecurityTests {
         #expect(flood.allSatisfy { $0 == 401 || $0 == 429 })
         let took = try #require(owner, "the owner signed in")
         #expect(took < .seconds(4), "the owner waited \(took) (60 queued bcrypt checks took ~5 s before)")
+    }
+
+    @Test func theOneTimePasswordFile_isNotWrittenThroughASymlinkPlanted_inTheDataFolder() async throws {
+        let victim = TestEnvironment.temporaryDirectory("victim") + "/authorized_keys"
+        try "ssh-ed25519 AAAA precious\n".write(toFile: victim, atomically: true, encoding: .utf8)
+        let serve = try await Self.serve(adminPassword: nil) { data in symlink(victim, data + "/admin-password.txt") }
+        defer { serve.stop() }
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "ssh-ed25519 AAAA precious\n")
+        var info = stat()
+        lstat(serve.dir + "/data/admin-password.txt", &info)
+        #expect(info.st_mode & S_IFMT == S_IFREG && info.st_mode & 0o777 == 0o600, "a fresh 0600 file, not the link")
+        #expect(serve.log.contains("one-time password"))
+    }
+
+    /// fd starvation inside the monitor: its open-files limit is cut to what it already has open (prlimit), so
+    /// the next probe cannot get a socket. That check is `monitor_overloaded` (grey), never a camera fault.
+    @Test func probesStarvedOfFileDescriptors_areMonitorOverloaded_neverACameraFault() async throws {
+        let cameras = try TestCameras.start()
+        let serve = try await Self.serve(streams: "  - { id: cam, url: \"http://127.0.0.1:\(cameras.mjpegPort)/normal\", interval: 1s }")
+        defer { serve.stop() }
+        var status = ""
+        for _ in 0..<100 where !status.contains(#""status":"ok""#) {
+            try await Task.sleep(for: .milliseconds(100))
+            status = try await serve.request("GET", "/api/streams/cam", token: serve.viewer).body
+        }
+        #expect(status.contains(#""status":"ok""#), "green before: \(status)")
+        let pid = serve.process.processIdentifier
+        func limit(_ value: String) async throws {
+            let run = try await TestEnvironment.run(["--pid", "\(pid)", "--nofile=\(value)"], executable: "/usr/bin/prlimit")
+            #expect(run.status == 0, "prlimit: \(run.stderr)")
+        }
+        // The limit caps descriptor numbers: keep it at the lowest free number (a probe's socket may have been
+        // open when we looked), so no new descriptor can be had, until the engine logs the state change.
+        let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+        let hard = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+            .split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).dropFirst().first.flatMap { Int($0) })
+        for _ in 0..<100 where !serve.log.contains("reason=monitor_overloaded") {
+            let used = Set(try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init))
+            try await limit("\((0...).first { !used.contains($0) }!):\(hard)")
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await limit("\(hard):\(hard)")
+        #expect(serve.log.contains("stream=cam status=unknown reason=monitor_overloaded"), "\(serve.log.suffix(2000))")
+        var checks = ""
+        for _ in 0..<50 where !checks.contains("monitor_overloaded") {
+            try await Task.sleep(for: .milliseconds(200))
+            checks = (try? await serve.request("GET", "/api/streams/cam/checks?limit=100", token: serve.viewer).body) ?? ""
+        }
+        let reasons = Set(((try? JSONSerialization.jsonObject(with: Data(checks.utf8))) as? [[String: Any]] ?? []).compactMap { $0["reason"] as? String })
+        #expect(reasons.contains("monitor_overloaded"), "\(reasons)")
+        #expect(reasons.isSubset(of: ["ok", "monitor_overloaded"]), "no camera fault was recorded: \(reasons)")
     }
 
     @Test func theDataFolder_andDatabase_areTheOwnersOnly_whateverTheUmask() async throws {

@@ -149,9 +149,14 @@ final class BlackHoleSink: Sink {
         let config = try #require(ConfigLoader(environment: [:]).load(yaml: yaml, file: "c", baseDirectory: "/").config)
         let engine = Engine(config: config, plugins: host, logger: logs.logger(), startupSpread: .milliseconds(500), sinks: chain)
         let tasks = [Task { await engine.run() }, Task { await stuck.run() }, Task { await sqlite.run() }]
-        try await Task.sleep(for: .seconds(5))
-        let stats = await engine.stats()
-        // 20 streams at 1 s for ~4.5 s: about 90 checks, on schedule, despite the stuck sink.
+        // 20 streams at 1 s: about 90 checks in 5 s, despite the stuck sink. A blocked engine would stop
+        // after the first round (about 20 checks); a loaded machine only makes the 60 take a little longer.
+        let started = ContinuousClock.now
+        var stats = await engine.stats()
+        while stats.checks < 60, started.duration(to: .now) < .seconds(15) {
+            try await Task.sleep(for: .milliseconds(200))
+            stats = await engine.stats()
+        }
         #expect(stats.checks >= 60, "\(stats.checks) checks")
         // Generous: the suite runs other heavy tests at the same time on 2 cores. A blocked engine would
         // stop after the first round (about 20 checks), not run late.

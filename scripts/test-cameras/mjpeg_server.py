@@ -21,6 +21,7 @@ Hostile:
   /truncated   parts whose JPEG lacks its end marker
   /corrupt     parts that are not JPEG at all
   /redirect    302 to /normal
+  /ansi        500 with ANSI escapes in the reason phrase
   /redirect-away  302 to http://127.0.0.2:PORT/normal (another host: the server also listens there)
   /status/NNN  that HTTP status
 
@@ -150,6 +151,9 @@ async def handle(reader, writer, args):
             await stream(writer, normal, mangle=lambda j: b"GIF89a" + j[6:])
         elif path == "/redirect":
             head(writer, 302, "Found", ["Location: /normal", "Content-Length: 0"])
+        elif path == "/ansi":
+            # A hostile camera's status text: ANSI colour escapes and a forged log line.
+            head(writer, 500, "\x1b[31mBOOM\x1b[0m stream=other status=ok", ["Content-Length: 0"])
         elif path == "/redirect-away":
             # To another host (this server's second loopback address): refused unless the stream allows it.
             port = writer.get_extra_info("sockname")[1]

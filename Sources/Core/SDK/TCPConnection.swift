@@ -36,16 +36,24 @@ public final class TCPConnection {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         if connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) != 0 {
-            guard errno == EINPROGRESS else { let e = errno; close(fd); throw Self.classify(e) }
-            do { try wait(for: Int16(POLLOUT)) } catch { close(fd); throw error }
+            guard errno == EINPROGRESS else { let e = errno; release(); throw Self.classify(e) }
+            do { try wait(for: Int16(POLLOUT)) } catch { release(); throw error }
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-            if error != 0 { close(fd); throw Self.classify(error) }
+            if error != 0 { release(); throw Self.classify(error) }
         }
     }
 
-    deinit { close(fd) }
+    // A throwing initializer of a fully initialized class still runs deinit: the descriptor is closed
+    // exactly once (closing it twice would close whatever another thread opened under that number meanwhile —
+    // another camera's socket, the database).
+    deinit { release() }
+
+    private func release() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
 
     /// Bounds the following operations by a new clock (for connections that outlive one probe).
     public func setDeadline(_ clock: ProbeClock) {
