@@ -206,8 +206,6 @@ final class OrderLog: @unchecked Sendable {
         let sync = await service.measure()
         #expect(!sync.synced)
         #expect(sync.error?.contains("127.0.0.1:\(port)") == true)
-        let now = Date()
-        #expect(await service.corrected(now) == now)
     }
 }
 

@@ -15,7 +15,6 @@ public actor Lane {
     private var arrivals = 0
     private var windowStart = ContinuousClock.now
     private var rate = 0.0
-    public private(set) var started = 0
 
     public init(name: String, minimum: Int = 4, maximum: Int = 512) {
         self.name = name
@@ -30,11 +29,9 @@ public actor Lane {
         retune()
         if inFlight < limit {
             inFlight += 1
-            started += 1
             return
         }
         await withCheckedContinuation { waiters.append($0) }
-        started += 1
     }
 
     /// Frees a slot and feeds the probe's duration into the limit.

@@ -86,8 +86,8 @@ public final class MQTTSink: Sink {
     struct ChangeMessage: Encodable { var from: String; var to: String; var pending: Bool; var reason: String; var message: String; var at: Date }
 }
 
-/// The few MQTT 3.1.1 packets a publisher needs: CONNECT/CONNACK, PUBLISH (QoS 0/1)/PUBACK, PINGREQ,
-/// DISCONNECT. Blocking; every call bounded by a deadline.
+/// The few MQTT 3.1.1 packets a publisher needs: CONNECT/CONNACK, PUBLISH (QoS 0/1)/PUBACK and DISCONNECT
+/// (no PINGREQ yet: a broker drops a publisher that stays quiet for 1.5× its keep-alive, issue #15). Blocking; every call bounded by a deadline.
 final class MQTTClient: @unchecked Sendable {
     enum Failure: Error, CustomStringConvertible {
         case connect(String), refused(UInt8), protocolError(String), io(String)

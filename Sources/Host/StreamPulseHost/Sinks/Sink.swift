@@ -44,7 +44,8 @@ public enum SinkEvent: Sendable {
 /// Contract: `write` is called with batches, one at a time (never concurrently), in the order events were
 /// submitted. It may take as long as it needs: the chain buffers for it (bounded) and never blocks the
 /// engine or the other sinks. A batch is acknowledged when `write` returns without throwing; a thrown
-/// error is logged and the batch is retried a few times before it is counted as lost. `close` is called
+/// error is logged and the runner keeps the batch and retries it with backoff until it is written (a full
+/// disk or a receiver that is down loses nothing while the buffer holds). `close` is called
 /// once, after the last `write` has finished (on shutdown or when a reload removes the sink).
 public protocol Sink: Sendable {
     var name: String { get }

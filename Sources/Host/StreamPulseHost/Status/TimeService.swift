@@ -121,12 +121,6 @@ public actor TimeService {
         current = .unsynced(reason: "not measured yet")
     }
 
-    /// Corrects a local timestamp by the measured offset (unchanged while unsynced).
-    public func corrected(_ date: Date) -> Date {
-        guard current.synced, let offset = current.offsetSeconds else { return date }
-        return date.addingTimeInterval(offset)
-    }
-
     /// One measurement round: the first server that answers wins.
     @discardableResult
     public func measure() async -> TimeSync {
