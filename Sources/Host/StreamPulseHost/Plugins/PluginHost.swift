@@ -180,11 +180,20 @@ public final class SecretScrubber: Sendable {
         Self.escapingControls(URLRedaction.scrub(text, secrets: secrets.withLock { $0 } + extra.compactMap { $0 }))
     }
 
-    static func escapingControls(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else { return text }
+    /// Control and format characters as `\u{…}` escapes; with `backslashes`, `\` is doubled too, so a typed
+    /// `\u{0}` cannot pass for an escaped NUL.
+    static func escapingControls(_ text: String, backslashes: Bool = false) -> String {
+        let special = { (c: Unicode.Scalar) in CharacterSet.controlCharacters.contains(c) || (backslashes && c == "\\") }
+        guard text.unicodeScalars.contains(where: special) else { return text }
         var out = ""
         for scalar in text.unicodeScalars {
-            if CharacterSet.controlCharacters.contains(scalar) { out += "\\u{\(String(scalar.value, radix: 16))}" } else { out.unicodeScalars.append(scalar) }
+            if scalar == "\\" && backslashes {
+                out += "\\\\"
+            } else if special(scalar) {
+                out += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
         }
         return out
     }

@@ -25,15 +25,6 @@ public enum StreamStatus: String, Codable, Sendable, CaseIterable {
 /// Pure mapping from a probe's reason to the status it stands for (before retries are applied), derived
 /// from Core's reason table (`Reason.table`).
 public enum StatusModel {
-    /// Reasons meaning "the camera answers, but fix something to get a usable picture".
-    public static let degradedReasons = reasons(of: .degraded)
-    /// Reasons that say nothing about the camera.
-    public static let unknownReasons = reasons(of: .unknown)
-
-    static func reasons(of reasonClass: ReasonClass) -> Set<Reason> {
-        Set(Reason.table.filter { $0.reasonClass == reasonClass }.map(\.reason))
-    }
-
     /// The status a single result stands for. Reasons the table does not know count as down: a stream is
     /// never called up without knowing a picture arrived.
     public static func status(for reason: Reason) -> StreamStatus {

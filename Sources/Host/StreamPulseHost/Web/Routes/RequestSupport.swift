@@ -80,14 +80,8 @@ enum RequestSupport {
     /// A user-supplied name as it may appear in a log line: one line, at most 64 characters, control and
     /// format characters shown as `\u{…}` escapes (so a NUL or a newline can neither hide nor forge a line).
     static func loggable(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars.prefix(64) {
-            if CharacterSet.controlCharacters.contains(scalar) || scalar == "\\" {
-                out += scalar == "\\" ? "\\\\" : "\\u{\(String(scalar.value, radix: 16))}"
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
+        var head = ""
+        head.unicodeScalars.append(contentsOf: text.unicodeScalars.prefix(64))
+        return SecretScrubber.escapingControls(head, backslashes: true)
     }
 }
