@@ -106,8 +106,12 @@ import Testing
         #expect(await rig.eventually { await rig.ids() == ["a", "b", "c"] })
         try git("checkout", "-q", "main")
         #expect(await rig.eventually { await rig.ids() == ["a"] })
+        let committed = await rig.eventually {
+            let commit = await rig.service.status.gitCommit
+            return commit != nil && !(commit ?? "").hasSuffix("+changes")
+        }
         let commit = await rig.service.status.gitCommit
-        #expect(commit != nil && !(commit ?? "").hasSuffix("+changes"))
+        #expect(committed, "\(commit ?? "no commit")")
         await rig.stop()
     }
 

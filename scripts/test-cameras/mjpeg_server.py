@@ -113,6 +113,7 @@ async def handle(reader, writer, args):
             while True:
                 writer.write(junk)
                 await writer.drain()
+                await asyncio.sleep(0)  # drain() does not yield while the reader keeps up: let other cameras run
         elif path == "/huge":
             head(writer, headers=["Content-Type: multipart/x-mixed-replace; boundary=frame"])
             size = 64 * 1024 * 1024
@@ -121,6 +122,7 @@ async def handle(reader, writer, args):
             for _ in range(size // len(chunk)):
                 writer.write(chunk)
                 await writer.drain()
+                await asyncio.sleep(0)  # drain() does not yield while the reader keeps up: let other cameras run
         elif path == "/huge-nolength":
             head(writer, headers=["Content-Type: multipart/x-mixed-replace; boundary=frame"])
             writer.write(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8")
@@ -128,6 +130,7 @@ async def handle(reader, writer, args):
             while True:
                 writer.write(chunk)
                 await writer.drain()
+                await asyncio.sleep(0)  # drain() does not yield while the reader keeps up: let other cameras run
         elif path == "/endless-header":
             writer.write(b"HTTP/1.1 200 OK\r\n")
             while True:

@@ -63,7 +63,7 @@ public actor ConfigService {
         self.environment = environment
         self.activeHash = Self.contentHash(path: path, config: initial)
         status = ConfigStatus(
-            revision: activeHash, gitCommit: Self.gitCommit(for: path), lastReload: Date(), lastAttempt: Date(), errors: [],
+            revision: activeHash, gitCommit: nil, lastReload: Date(), lastAttempt: Date(), errors: [],
             warnings: initialProblems.filter { $0.severity == .warning }.map(\.description), streams: initial.streams.count)
     }
 
@@ -109,16 +109,26 @@ public actor ConfigService {
         let summary = "added \(diff.added.count), removed \(diff.removed.count), restarted \(diff.restarted.count), relabelled \(diff.relabelled.count)"
             + (changedSettings.isEmpty ? "" : "; settings applied: " + changedSettings.joined(separator: ", "))
         status.revision = hash
-        status.gitCommit = Self.gitCommit(for: path)
         status.lastReload = Date()
         status.streams = config.streams.count
         status.lastChange = summary
         logger.notice("config reloaded (\(reason)) in \(Int(started.duration(to: .now).milliseconds)) ms: \(summary)")
+        await refreshGitCommit()
         return diff
+    }
+
+    /// `git` runs on a thread of its own: waiting for a child process never holds a cooperative thread.
+    private static let gitThread = BlockingPool(name: "git", threads: 1, maxThreads: 1)
+
+    /// Reads the work tree's commit for `status` (off the cooperative pool).
+    public func refreshGitCommit() async {
+        let path = self.path
+        status.gitCommit = await Self.gitThread.run { Self.gitCommit(for: path) }
     }
 
     /// Watches the config directory, the secrets file's directory and the plugins folder until cancelled.
     public func watch(secretsPath: String?) async {
+        await refreshGitCommit()
         var directories = [directory, plugins.directory]
         if let secretsPath { directories.append((secretsPath as NSString).deletingLastPathComponent) }
         let watcher: DirectoryWatcher
