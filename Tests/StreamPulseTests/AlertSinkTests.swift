@@ -16,11 +16,75 @@ import Testing
         return .change(StateChange(streamId: id, from: a, to: b, at: at))
     }
 
-    func receiver(hang: Bool = false) throws -> (port: Int, out: String, process: Process) {
+    func receiver(hang: Bool = false, fail: Int = 0, tls: (cert: String, key: String)? = nil) throws -> (port: Int, out: String, process: Process) {
         let out = TestEnvironment.temporaryDirectory("hook") + "/bodies"
         FileManager.default.createFile(atPath: out, contents: nil)
-        let (process, ports) = try TestCameras.launch(TestEnvironment.root + "/scripts/test-cameras/http_receiver.py", ["--out", out] + (hang ? ["--hang"] : []))
+        var arguments = ["--out", out, "--fail", String(fail)] + (hang ? ["--hang"] : [])
+        if let tls { arguments += ["--cert", tls.cert, "--key", tls.key] }
+        let (process, ports) = try TestCameras.launch(TestEnvironment.root + "/scripts/test-cameras/http_receiver.py", arguments)
         return (ports["port"]!, out, process)
+    }
+
+    /// A private CA and a certificate for 127.0.0.1 signed by it (openssl), in a new folder.
+    func privateCA() async throws -> (ca: String, cert: String, key: String) {
+        let dir = TestEnvironment.temporaryDirectory("tls")
+        try "subjectAltName=IP:127.0.0.1\n".write(toFile: dir + "/ext.cnf", atomically: true, encoding: .utf8)
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for arguments in [
+            ["req", "-x509"] + ec + ["-keyout", dir + "/ca.key", "-out", dir + "/ca.pem", "-days", "2", "-subj", "/CN=StreamPulse test CA"],
+            ["req"] + ec + ["-keyout", dir + "/server.key", "-out", dir + "/server.csr", "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.pem", "-CAkey", dir + "/ca.key", "-CAcreateserial",
+             "-out", dir + "/server.pem", "-days", "2", "-extfile", dir + "/ext.cnf"],
+        ] {
+            let run = try await TestEnvironment.run([], executable: "/usr/bin/openssl", arguments: arguments)
+            #expect(run.status == 0, "openssl \(arguments.first ?? ""): \(run.stderr)")
+        }
+        return (dir + "/ca.pem", dir + "/server.pem", dir + "/server.key")
+    }
+
+    @Test func webhook_aFailedDelivery_isKept_showsFailing_andArrivesOnceTheReceiverAnswers() async throws {
+        let r = try receiver(fail: 2)
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        var options = WebhookOptions(url: "http://127.0.0.1:\(r.port)/hook/tok3n-in-the-path")
+        options.minDuration = .zero
+        let logs = CapturedLogs()
+        let runner = SinkRunner(sink: try WebhookSink(name: "ops", options: options, logger: logs.logger()), logger: logs.logger())
+        let task = Task { await runner.run() }
+        runner.submit(change("gate", .ok, .down))
+        // The receiver answers 500 twice: the runner shows the sink failing, keeps the alert and retries.
+        #expect(await eventuallyTrue { runner.stats.failing })
+        #expect(runner.stats.lastError?.contains("HTTP 500") == true, "\(runner.stats.lastError ?? "")")
+        #expect(await eventuallyTrue { lines(r.out).count == 1 && !runner.stats.failing }, "\(runner.stats)")
+        #expect(lines(r.out).first?.contains(#""stream_id":"gate""#) == true)
+        #expect(runner.stats.dropped == 0 && runner.stats.failedBatches == 2)
+        #expect(logs.all.contains { $0.contains("writing works again") })
+        #expect(!logs.all.joined().contains("tok3n"), "the URL's path never reaches the log")
+        #expect(!(runner.stats.lastError ?? "").contains("tok3n"))
+        runner.stop()
+        await task.value
+    }
+
+    @Test func webhook_overHTTPS_trustsTheConfiguredCA_andRefusesAnUnknownOne() async throws {
+        let pki = try await privateCA()
+        let r = try receiver(tls: (pki.cert, pki.key))
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        var options = WebhookOptions(url: "https://127.0.0.1:\(r.port)/hook")
+        options.minDuration = .zero
+        // Without the CA: the certificate is not trusted, the delivery throws (and nothing arrives).
+        let untrusting = try WebhookSink(name: "plain", options: options, logger: CapturedLogs().logger())
+        let refused = await #expect(throws: (any Error).self) { try await untrusting.write([change("gate", .ok, .down)]) }
+        #expect("\(refused.map { "\($0)" } ?? "")".contains("TLS"), "the cause is named: \(refused.map { "\($0)" } ?? "")")
+        await untrusting.close()
+        #expect(lines(r.out).isEmpty)
+        // With `ca_file`: delivered over TLS.
+        options.caFile = pki.ca
+        let trusting = try WebhookSink(name: "private-ca", options: options, logger: CapturedLogs().logger())
+        try await trusting.write([change("gate", .ok, .down)])
+        #expect(trusting.delivered == 1 && lines(r.out).count == 1)
+        await trusting.close()
+        // A CA file that cannot be read stops the sink at start, with the path named.
+        options.caFile = pki.ca + ".missing"
+        #expect(throws: SinkSetupError.self) { _ = try WebhookSink(name: "broken", options: options, logger: CapturedLogs().logger()) }
     }
 
     func lines(_ path: String) -> [String] {
@@ -30,51 +94,52 @@ import Testing
     @Test func webhook_postsAChangeThatHolds_andSuppressesAFlap() async throws {
         let r = try receiver()
         defer { kill(r.process.processIdentifier, SIGKILL) }
-        var config = SinkConfig(kind: .webhook, name: "ops")
-        config.url = "http://127.0.0.1:\(r.port)/hook"
-        config.minDuration = .seconds(2)
-        config.statuses = ["down", "ok"]
-        let sink = try WebhookSink(config: config, logger: CapturedLogs().logger())
+        var options = WebhookOptions(url: "http://127.0.0.1:\(r.port)/hook")
+        options.minDuration = .seconds(2)
+        options.statuses = ["down", "ok"]
+        let sink = try WebhookSink(name: "ops", options: options, logger: CapturedLogs().logger())
         // cam1 goes down and stays down; cam2 flaps down and back within the minimum duration.
         try await sink.write([change("cam1", .ok, .down), change("cam2", .ok, .down)])
         try await Task.sleep(for: .milliseconds(200))
         try await sink.write([change("cam2", .down, .degraded)])
         #expect(lines(r.out).isEmpty, "nothing before the minimum duration")
-        try await Task.sleep(for: .milliseconds(3000))
+        try await Task.sleep(for: .milliseconds(2100))
+        try await sink.write([])  // as the runner's tick does: cam1's state has held 2 s
         let posted = lines(r.out)
         #expect(posted.count == 1, "\(posted)")
         #expect(posted.first?.contains(#""stream_id":"cam1""#) == true && posted.first?.contains(#""status":"down""#) == true)
         #expect(sink.delivered == 1)
+        await sink.close()
     }
 
     @Test func webhook_filtersByStreamAndTag() async throws {
         let r = try receiver()
         defer { kill(r.process.processIdentifier, SIGKILL) }
-        var config = SinkConfig(kind: .webhook, name: "ops")
-        config.url = "http://127.0.0.1:\(r.port)/hook"
-        config.minDuration = .milliseconds(1)
-        config.tags = ["outdoor"]
-        let sink = try WebhookSink(config: config, logger: CapturedLogs().logger())
+        var options = WebhookOptions(url: "http://127.0.0.1:\(r.port)/hook")
+        options.minDuration = .milliseconds(1)
+        options.tags = ["outdoor"]
+        let sink = try WebhookSink(name: "ops", options: options, logger: CapturedLogs().logger())
         func snap(_ id: String, _ tags: [String]) -> StreamSnapshot {
             StreamSnapshot(id: id, name: id.uppercased(), url: "", protocol: nil, group: nil, tags: tags, enabled: true, status: .unknown, reason: "x",
                            phase: nil, message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0, latencyMs: nil)
         }
         try await sink.write([.streams([snap("yard", ["outdoor"]), snap("hall", ["indoor"])], at: Date()), change("yard", .ok, .down), change("hall", .ok, .down)])
-        try await Task.sleep(for: .milliseconds(600))
+        try await Task.sleep(for: .milliseconds(10))
+        try await sink.write([])  // as the runner's tick does: the 1 ms minimum has passed
         let posted = lines(r.out)
         #expect(posted.count == 1)
         #expect(posted.first?.contains(#""stream_name":"YARD""#) == true)
+        await sink.close()
     }
 
     @Test func aWebhookReceiverThatNeverAnswers_blocksOnlyItsOwnSink() async throws {
         let r = try receiver(hang: true)
         defer { kill(r.process.processIdentifier, SIGKILL) }
-        var config = SinkConfig(kind: .webhook, name: "stuck")
-        config.url = "http://127.0.0.1:\(r.port)/hook"
-        config.minDuration = .zero  // every change is due at once, so the runner itself waits on the receiver
+        var options = WebhookOptions(url: "http://127.0.0.1:\(r.port)/hook")
+        options.minDuration = .zero  // every change is due at once, so the runner itself waits on the receiver
         let logs = CapturedLogs()
         let store = try SQLiteStore(path: TestEnvironment.temporaryDirectory("db") + "/streampulse.db")
-        let stuck = SinkRunner(sink: try WebhookSink(config: config, logger: logs.logger()), capacity: 50, logger: logs.logger())
+        let stuck = SinkRunner(sink: try WebhookSink(name: "stuck", options: options, logger: logs.logger()), capacity: 50, logger: logs.logger())
         let sqlite = SinkRunner(sink: SQLiteSink(store: store, settings: LiveSettings(Settings()), logger: logs.logger()), logger: logs.logger())
         let chain = SinkChain([stuck, sqlite])
         let tasks = [Task { await stuck.run() }, Task { await sqlite.run() }]
@@ -97,6 +162,7 @@ import Testing
         sqlite.stop()
         await tasks[1].value
         tasks[0].cancel()
+        await tasks[0].value
     }
 
     @Test func mqtt_publishesRetainedStatus_events_andTheLastWill() async throws {
@@ -117,11 +183,11 @@ import Testing
             if !listening { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(listening, "mosquitto listens")
-        var config = SinkConfig(kind: .mqtt, name: "ha")
-        config.port = port
-        config.topicPrefix = "sp"
-        config.qos = 1
-        let sink = MQTTSink(config: config, logger: CapturedLogs().logger())
+        var options = MQTTOptions()
+        options.port = port
+        options.topicPrefix = "sp"
+        options.qos = 1
+        let sink = MQTTSink(name: "ha", options: options, logger: CapturedLogs().logger())
         try await sink.write([
             .result(ResultRecord(streamId: "gate", at: Date(), mode: .deep, status: .down, pending: false, reason: .timeout, phase: .handshake,
                                  message: "m", timings: Timings(), media: nil)),
@@ -175,12 +241,12 @@ import Testing
               - { type: webhook, name: bad, url: "ftp://x", statuses: [purple] }
             """, file: "c.yaml", baseDirectory: "/")
         let errors = result.errors.map(\.message)
-        #expect(errors.contains("unknown sink type 'pager'; expected webhook, mqtt or csv"))
-        #expect(errors.contains("webhook url must be http://host[:port]/path"))
+        #expect(errors.contains("unknown sink type 'pager'; expected webhook, mqtt, csv"))
+        #expect(errors.contains("webhook url must be http(s)://host[:port]/path"))
         #expect(errors.contains { $0.hasPrefix("unknown status 'purple'") })
         let ok = ConfigLoader(environment: [:]).load(yaml: "sinks:\n  - { type: webhook, name: ops, url: \"http://127.0.0.1:9000/hook\", min_duration: 1m }\n  - { type: csv, dir: daily }\n", file: "c", baseDirectory: "/")
-        #expect(ok.config?.sinks.map(\.kind) == [.webhook, .csv])
-        #expect(ok.config?.sinks.first?.minDuration == .seconds(60))
+        #expect(ok.config?.sinks.map(\.type) == ["webhook", "csv"])
+        #expect((ok.config?.sinks.first?.options as? WebhookOptions)?.minDuration == .seconds(60))
     }
 
     @Test func metrics_renderPerStreamGaugesAndEngineFigures() async throws {

@@ -63,7 +63,7 @@ import Testing
         #expect(configs.count == 24)
         #expect(configs.allSatisfy { $0 == configs[0] }, "every order gives one Config")
         #expect(configs[0].credentials["lobby"]?.password == "from-secrets")
-        #expect(configs[0].sinks.first?.credentials?.username == "admin")
+        #expect((configs[0].sinks.first?.options as? MQTTOptions)?.credentials?.username == "admin")
         #expect(configs[0].settings.interval == .seconds(45))
     }
 

@@ -97,28 +97,3 @@ extension Duration {
     public var seconds: Double { milliseconds / 1000 }
 }
 
-/// One sink of the chain, from `sinks:` in config.yaml.
-public struct SinkConfig: Sendable, Equatable {
-    public enum Kind: String, Sendable { case webhook, mqtt, csv }
-    public var kind: Kind
-    public var name: String
-    /// webhook: where to POST.
-    public var url: String?
-    /// mqtt: broker address.
-    public var host: String = "127.0.0.1"
-    public var port: Int = 1883
-    public var topicPrefix: String = "streampulse"
-    public var qos: Int = 1
-    /// Credentials name (mqtt username/password), resolved like camera credentials.
-    public var credentials: CredentialRef?
-    /// webhook: a state must hold this long before it is sent (flap suppression).
-    public var minDuration: Duration = .seconds(30)
-    public var retries: Int = 5
-    /// Filters; empty means all.
-    public var statuses: [String] = []
-    public var streams: [String] = []
-    public var tags: [String] = []
-    public var bufferSize: Int = 10_000
-    /// csv: the folder for the daily files (relative paths are inside the data folder).
-    public var directory: String = "csv"
-}

@@ -48,7 +48,7 @@ public struct ConfigLoader {
     }
 }
 
-private struct Parser {
+private struct Parser: ValueReading {
     let file: String
     let environment: [String: String]
     let knownSchemes: Set<String>?
@@ -97,53 +97,37 @@ private struct Parser {
         return config
     }
 
+    /// Each entry's common keys (`type`, `name`, `buffer`) are read here; the rest by its sink type.
     mutating func parseSinks(_ node: Node, credentials: [String: CredentialRef]) -> [SinkConfig] {
         guard let list = node.sequence else { problem(node, "sinks must be a list"); return [] }
+        let typeNames = SinkRegistry.types.map(\.name).joined(separator: ", ")
         var result: [SinkConfig] = []
         var names = Set<String>()
-        let keys = ["type", "name", "url", "host", "port", "topic_prefix", "qos", "credentials", "min_duration", "retries",
-                    "statuses", "streams", "tags", "buffer", "dir"]
         for item in list {
             guard let map = item.mapping else { problem(item, "each sink must be a mapping with a type"); continue }
-            guard let typeNode = map["type"], let typeName = typeNode.string else { problem(item, "sink without a type (webhook or mqtt)"); continue }
-            guard let kind = SinkConfig.Kind(rawValue: typeName) else {
-                problem(typeNode, "unknown sink type '\(typeName)'; expected webhook, mqtt or csv")
+            guard let typeNode = map["type"], let typeName = typeNode.string else { problem(item, "sink without a type (\(typeNames))"); continue }
+            guard let type = SinkRegistry.type(named: typeName) else {
+                problem(typeNode, "unknown sink type '\(typeName)'; expected \(typeNames)")
                 continue
             }
-            var sink = SinkConfig(kind: kind, name: typeName)
+            var name = typeName, buffer = 10_000
+            var values: [String: Node] = [:]
             for (key, value) in map {
                 switch key.string ?? "" {
                 case "type": break
-                case "name": sink.name = string(value) ?? sink.name
-                case "url":
-                    sink.url = string(value)
-                    if let url = sink.url, URLComponents(string: url)?.scheme?.lowercased() != "http" || URLComponents(string: url)?.host == nil {
-                        problem(value, "webhook url must be http://host[:port]/path")
-                    }
-                case "host": sink.host = string(value) ?? sink.host
-                case "port": sink.port = int(value, min: 1) ?? sink.port
-                case "topic_prefix": sink.topicPrefix = string(value) ?? sink.topicPrefix
-                case "qos":
-                    if let q = int(value, min: 0) { if q <= 1 { sink.qos = q } else { problem(value, "qos must be 0 or 1") } }
-                case "credentials":
-                    if let ref = string(value) {
-                        if let found = credentials[ref] { sink.credentials = found } else { problem(value, "unknown credentials '\(ref)'") }
-                    }
-                case "min_duration": sink.minDuration = duration(value) ?? sink.minDuration
-                case "retries": sink.retries = int(value, min: 0) ?? sink.retries
-                case "statuses":
-                    sink.statuses = stringList(value)
-                    for s in sink.statuses where StreamStatus(rawValue: s) == nil { problem(value, "unknown status '\(s)'; expected ok, degraded, down or unknown") }
-                case "streams": sink.streams = stringList(value)
-                case "tags": sink.tags = stringList(value)
-                case "buffer": sink.bufferSize = int(value, min: 1) ?? sink.bufferSize
-                case "dir": sink.directory = string(value) ?? sink.directory
-                default: unknownKey(key, key.string ?? "", keys)
+                case "name": name = string(value) ?? name
+                case "buffer": buffer = int(value, min: 1) ?? buffer
+                case let other: values[other] = value
                 }
             }
-            if kind == .webhook && sink.url == nil { problem(item, "webhook sink '\(sink.name)' needs a url") }
-            if !names.insert(sink.name).inserted { problem(item, "two sinks are named '\(sink.name)'; give each a distinct name") }
-            result.append(sink)
+            var entry = SinkEntry(name: name, file: file, node: item, values: values, credentials: credentials)
+            let options = type.parse(&entry)
+            problems += entry.problems
+            for (key, _) in map where values[key.string ?? ""] != nil && !entry.asked.contains(key.string ?? "") {
+                unknownKey(key, key.string ?? "", ["type", "name", "buffer"] + type.keys)
+            }
+            if !names.insert(name).inserted { problem(item, "two sinks are named '\(name)'; give each a distinct name") }
+            result.append(SinkConfig(type: type.name, name: name, bufferSize: buffer, options: options))
         }
         return result
     }
@@ -364,13 +348,6 @@ private struct Parser {
         return t
     }
 
-    // MARK: scalars
-
-    mutating func string(_ node: Node) -> String? {
-        guard let scalar = node.scalar else { problem(node, "expected text"); return nil }
-        return scalar.string
-    }
-
     mutating func expand(_ node: Node) -> String? {
         guard let text = string(node) else { return nil }
         var result = ""
@@ -379,44 +356,10 @@ private struct Parser {
             result += rest[..<start.lowerBound]
             guard let end = rest[start.upperBound...].firstIndex(of: "}") else { result += rest[start.lowerBound...]; rest = ""; break }
             let name = String(rest[start.upperBound..<end])
-            if let value = environment[name] { result += value } else { problem(node, "environment variable \(name) is not set"); return nil }
+            if let value = environment[name] { result += value } else { problem(node, "environment variable \(name) is not set", .error); return nil }
             rest = rest[rest.index(after: end)...]
         }
         return result + rest
-    }
-
-    mutating func stringList(_ node: Node) -> [String] {
-        if let scalar = node.scalar { return [scalar.string] }
-        guard let list = node.sequence else { problem(node, "expected a list of text"); return [] }
-        return list.compactMap { string($0) }
-    }
-
-    mutating func int(_ node: Node, min: Int) -> Int? {
-        guard let text = node.scalar?.string, let value = Int(text) else { problem(node, "expected a whole number"); return nil }
-        guard value >= min else { problem(node, "must be at least \(min)"); return nil }
-        return value
-    }
-
-    mutating func double(_ node: Node) -> Double? {
-        guard let text = node.scalar?.string, let value = Double(text) else { problem(node, "expected a number"); return nil }
-        return value
-    }
-
-    mutating func bool(_ node: Node) -> Bool? {
-        switch node.scalar?.string.lowercased() {
-        case "true", "yes", "on": return true
-        case "false", "no", "off": return false
-        default: problem(node, "expected true or false"); return nil
-        }
-    }
-
-    mutating func duration(_ node: Node) -> Duration? {
-        guard let text = node.scalar?.string else { problem(node, "expected a duration such as 30s, 5m, 1h or 500ms"); return nil }
-        guard let value = parseDuration(text), value > .zero else {
-            problem(node, "bad duration '\(text)'; use a number with ms, s, m or h (30s, 5m, 1h, 500ms)")
-            return nil
-        }
-        return value
     }
 
     func suggest(_ name: String, _ options: [String]) -> String {
@@ -457,4 +400,51 @@ func editDistance(_ a: String, _ b: String) -> Int {
         previous = current
     }
     return previous[b.count]
+}
+
+/// Scalar conversions shared by the loader and sink types (`SinkEntry`): each reports a problem at the
+/// node when the value does not fit.
+protocol ValueReading {
+    mutating func problem(_ node: Node?, _ message: String, _ severity: ConfigProblem.Severity)
+}
+
+extension ValueReading {
+    mutating func string(_ node: Node) -> String? {
+        guard let scalar = node.scalar else { problem(node, "expected text", .error); return nil }
+        return scalar.string
+    }
+
+    mutating func stringList(_ node: Node) -> [String] {
+        if let scalar = node.scalar { return [scalar.string] }
+        guard let list = node.sequence else { problem(node, "expected a list of text", .error); return [] }
+        return list.compactMap { string($0) }
+    }
+
+    mutating func int(_ node: Node, min: Int) -> Int? {
+        guard let text = node.scalar?.string, let value = Int(text) else { problem(node, "expected a whole number", .error); return nil }
+        guard value >= min else { problem(node, "must be at least \(min)", .error); return nil }
+        return value
+    }
+
+    mutating func double(_ node: Node) -> Double? {
+        guard let text = node.scalar?.string, let value = Double(text) else { problem(node, "expected a number", .error); return nil }
+        return value
+    }
+
+    mutating func bool(_ node: Node) -> Bool? {
+        switch node.scalar?.string.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: problem(node, "expected true or false", .error); return nil
+        }
+    }
+
+    mutating func duration(_ node: Node) -> Duration? {
+        guard let text = node.scalar?.string else { problem(node, "expected a duration such as 30s, 5m, 1h or 500ms", .error); return nil }
+        guard let value = parseDuration(text), value > .zero else {
+            problem(node, "bad duration '\(text)'; use a number with ms, s, m or h (30s, 5m, 1h, 500ms)", .error)
+            return nil
+        }
+        return value
+    }
 }

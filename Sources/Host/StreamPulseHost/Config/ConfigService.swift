@@ -128,7 +128,6 @@ public actor ConfigService {
 
     /// Watches the config directory, the secrets file's directory and the plugins folder until cancelled.
     public func watch(secretsPath: String?) async {
-        await refreshGitCommit()
         var directories = [directory, plugins.directory]
         if let secretsPath { directories.append((secretsPath as NSString).deletingLastPathComponent) }
         let watcher: DirectoryWatcher
@@ -137,6 +136,7 @@ public actor ConfigService {
             return
         }
         defer { watcher.stop() }
+        await refreshGitCommit()  // after the watch is in place: no edit made meanwhile is missed
         let configName = (path as NSString).lastPathComponent
         let secretsName = secretsPath.map { ($0 as NSString).lastPathComponent }
         let pluginsDir = (plugins.directory as NSString).standardizingPath

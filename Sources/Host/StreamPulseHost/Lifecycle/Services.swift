@@ -65,7 +65,9 @@ public struct SinkService: Service {
     public let manager: SinkManager
     public init(manager: SinkManager) { self.manager = manager }
     public func run() async throws {
+        async let runners: Void = manager.run()
         try? await gracefulShutdown()
         await manager.stopAll()
+        await runners
     }
 }
