@@ -130,24 +130,24 @@ import Testing
 
         // Sessions: only a digest is stored; expiry and idle timeout end them; a password change ends all.
         let now = Date()
-        let session = try accounts.createSession(userId: admin.id, now: now)
+        let session = try await accounts.createSession(userId: admin.id, now: now)
         #expect(try await store.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM sessions WHERE id_digest = ?", arguments: [session.id]) } == 0)
-        #expect(try accounts.session(session.id, now: now.addingTimeInterval(60))?.name == "admin")
-        #expect(try accounts.session(session.id, now: now.addingTimeInterval(700)) == nil, "idle longer than the idle timeout")
-        #expect(try accounts.session("forged", now: now) == nil)
-        let second = try accounts.createSession(userId: admin.id, now: Date())
+        await #expect(try accounts.session(session.id, now: now.addingTimeInterval(60))?.name == "admin")
+        await #expect(try accounts.session(session.id, now: now.addingTimeInterval(700)) == nil, "idle longer than the idle timeout")
+        await #expect(try accounts.session("forged", now: now) == nil)
+        let second = try await accounts.createSession(userId: admin.id, now: Date())
         try await accounts.setPassword(userId: admin.id, password: "a-brand-new-password", mustChange: false)
-        #expect(try accounts.session(second.id) == nil)
+        await #expect(try accounts.session(second.id) == nil)
 
         // Tokens: shown once, stored as a digest, revocable.
-        let created = try accounts.createToken(name: "prom", role: .viewer)
-        #expect(try accounts.token(created.token)?.role == .viewer)
+        let created = try await accounts.createToken(name: "prom", role: .viewer)
+        await #expect(try accounts.token(created.token)?.role == .viewer)
         #expect(try await store.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM api_tokens WHERE digest = ?", arguments: [created.token]) } == 0)
-        try accounts.revokeToken(id: created.info.id)
-        #expect(try accounts.token(created.token) == nil)
+        try await accounts.revokeToken(id: created.info.id)
+        await #expect(try accounts.token(created.token) == nil)
 
         // The last admin cannot be removed or demoted; weak passwords are refused.
-        #expect(throws: Accounts.Failure.lastAdmin) { try accounts.setRole(userId: admin.id, role: .viewer) }
+        await #expect(throws: Accounts.Failure.lastAdmin) { try await accounts.setRole(userId: admin.id, role: .viewer) }
         await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "x", role: .viewer, password: "short", mustChange: true) }
         await #expect(throws: Accounts.Failure.self) { try await accounts.createUser(name: "<b>", role: .viewer, password: "long-enough-pw", mustChange: true) }
         for weak in ["          ", "1234567890", "aaaaaaaaaaaa", "ababababab", "Password123", "qwertyuiop"] {

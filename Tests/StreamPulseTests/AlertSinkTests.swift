@@ -156,7 +156,7 @@ import Testing
         }
         #expect(start.duration(to: .now) < .milliseconds(200), "submitting never waits")
         try await Task.sleep(for: .milliseconds(800))
-        #expect(try store.resultCount() == 500)
+        await #expect(try store.resultCount() == 500)
         #expect(stuck.stats.queued == stuck.capacity)
         #expect(stuck.stats.dropped == 1000 - stuck.capacity)
         sqlite.stop()

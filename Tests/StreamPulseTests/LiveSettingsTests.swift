@@ -58,7 +58,7 @@ import Testing
         // No plugins: nothing is probed, and the settings are what is under test.
         let monitor = try await Monitor.assemble(configPath: dir + "/config.yaml", pluginsDirectory: dir, logger: CapturedLogs().logger(),
                                                  environment: ["STREAMPULSE_ADMIN_PASSWORD": "an-admin-password"], bcryptCost: 4)
-        let token = try #require(monitor.web.accounts).createToken(name: "t", role: .admin).token
+        let token = try await #require(monitor.web.accounts).createToken(name: "t", role: .admin).token
         return Fixture(dir: dir, monitor: monitor, token: token)
     }
 

@@ -79,12 +79,12 @@ import Testing
         #expect(error.contains("full"), "\(error)")
         #expect(logs.all.contains { $0.contains("sink sqlite") && $0.contains("keeping them and retrying") && $0.contains("full") }, "\(logs.all.suffix(3))")
         // Reads (the dashboard's history, CSV export) still work while writes fail.
-        #expect(try store.checks(stream: "cam1", from: nil, to: nil, limit: 5).count == 5)
+        await #expect(try store.checks(stream: "cam1", from: nil, to: nil, limit: 5).count == 5)
         #expect(runner.stats.dropped == 0)
         // Space returns: the kept batch and everything queued behind it is written; nothing was lost.
         _ = try await store.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA max_page_count = 1073741823") }
         #expect(await eventuallyTrue(15) { runner.stats.written == 5_200 && !runner.stats.failing })
-        #expect(try store.resultCount() == 5_200)
+        await #expect(try store.resultCount() == 5_200)
         #expect(logs.all.contains { $0.contains("writing works again") })
         // The data file turns read-only (SQLite's query_only on the writer: SQLITE_READONLY, as a read-only
         // mount gives): same path — a clear error, nothing dropped, writes resume when it is writable again.
@@ -95,8 +95,8 @@ import Testing
         #expect(runner.stats.dropped == 0)
         _ = try await store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 0") }
         #expect(await eventuallyTrue(15) { runner.stats.written == 5_300 && !runner.stats.failing })
-        #expect(try store.resultCount() == 5_300)
-        #expect(try store.integrityCheck() == "ok")
+        await #expect(try store.resultCount() == 5_300)
+        await #expect(try store.integrityCheck() == "ok")
         runner.stop()
         await task.value
     }

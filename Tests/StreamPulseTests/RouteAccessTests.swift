@@ -53,10 +53,10 @@ import Testing
         let web = WebServices(engine: engine, config: service, plugins: plugins, time: nil, store: store, sinks: SinkChain(),
                               accounts: accounts, live: LiveHub(), previews: PreviewHub(engine: engine, settings: settings),
                               settings: settings, logger: logs.logger())
-        let viewer = try accounts.createToken(name: "v", role: .viewer).token
-        let admin = try accounts.createToken(name: "a", role: .admin).token
+        let viewer = try await accounts.createToken(name: "v", role: .viewer).token
+        let admin = try await accounts.createToken(name: "a", role: .admin).token
         let user = try await accounts.createUser(name: "newbie", role: .admin, password: "a-long-first-password", mustChange: true)
-        let session = try accounts.createSession(userId: user.id)
+        let session = try await accounts.createSession(userId: user.id)
         return Fixture(web: web, viewer: viewer, admin: admin, fresh: (session.id, session.csrf))
     }
 

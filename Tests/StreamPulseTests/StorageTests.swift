@@ -46,12 +46,12 @@ import Testing
         batch.append(result("b", now - 3600, .ok))
         batch.append(result("b", now - 1800, .ok, pending: true))
         try await store.write(batch)
-        let uptime = try #require(try store.uptimes(now: now)["a"])
+        let uptime = try await #require(try store.uptimes(now: now)["a"])
         #expect(uptime.day == 3.0 / 4)
         // The 7-day window uses whole UTC days overlapping it: the 24 h rows plus days 2–6.
         #expect(uptime.week == 4.0 / 8)
         #expect(uptime.month == 8.0 / 12)
-        #expect(try store.uptimes(now: now)["b"]?.day == 0.5)
+        await #expect(try store.uptimes(now: now)["b"]?.day == 0.5)
     }
 
     @Test func retention_prunesOldRows_inBatches_andKeepsRecentOnes() async throws {
@@ -60,7 +60,7 @@ import Testing
         try await store.write((0..<2_500).map { result("a", now - 40 * 86400 - Double($0), .ok) } + [result("a", now - 60, .ok)])
         let deleted = try await store.prune(rawDays: 30, rollupDays: 400, now: now, batch: 1_000)
         #expect(deleted == 2_500)
-        #expect(try store.resultCount() == 1)
+        await #expect(try store.resultCount() == 1)
     }
 
     @Test func streams_areUpserted_andRetiredWhenGone_keepingHistory() async throws {
@@ -75,7 +75,7 @@ import Testing
         #expect(rows.map { $0["name"] as String } == ["A renamed", "B"])
         #expect((rows[0]["retired_at"] as Double?) == nil)
         #expect((rows[1]["retired_at"] as Double?) != nil)
-        #expect(try store.checks(stream: "b", from: nil, to: nil).count == 1)
+        await #expect(try store.checks(stream: "b", from: nil, to: nil).count == 1)
     }
 
     @Test func csv_quotesPerRFC4180_usesTheTimeZoneOffset_andDefusesFormulas() async throws {
@@ -161,7 +161,7 @@ final class BlackHoleSink: Sink {
         // Generous: the suite runs other heavy tests at the same time on 2 cores. A blocked engine would
         // stop after the first round (about 20 checks), not run late.
         #expect(stats.lagP99Ms < 2000)
-        #expect(try store.resultCount() >= 50)
+        await #expect(try store.resultCount() >= 50)
         #expect(stuck.stats.dropped > 0)
         #expect(sqlite.stats.dropped == 0)
         for task in tasks { task.cancel() }
@@ -189,7 +189,7 @@ final class BlackHoleSink: Sink {
         process.waitUntilExit()
         #expect(acknowledged >= 1_000)
         let store = try SQLiteStore(path: dir + "/data/streampulse.db")
-        #expect(try store.integrityCheck() == "ok")
+        await #expect(try store.integrityCheck() == "ok")
         let rows = try await store.pool.read { db in
             try Int.fetchOne(db, sql: "SELECT (SELECT COUNT(*) FROM results) + (SELECT COUNT(*) FROM state_changes)") ?? 0
         }

@@ -125,7 +125,7 @@ struct BenchSQLite: AsyncParsableCommand {
         }
         let seconds = start.duration(to: .now).seconds
         let uptimeStart = ContinuousClock.now
-        let uptimes = try store.uptimes(now: base.addingTimeInterval(Double(rows) * 0.006))
+        let uptimes = try await store.uptimes(now: base.addingTimeInterval(Double(rows) * 0.006))
         print(String(format: "rows=%d batch=%d rows_per_s=%.0f uptime_query_ms=%.1f (streams=%d)", rows, batch, Double(rows) / seconds,
                      uptimeStart.duration(to: .now).milliseconds, uptimes.count))
     }

@@ -272,7 +272,7 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             guard let role = Role(rawValue: role) else { fail("--role must be viewer or admin") }
             let accounts = try openAccounts(dataDir)
-            let created = try accounts.createToken(name: name, role: role)
+            let created = try await accounts.createToken(name: name, role: role)
             print(created.token)
             FileHandle.standardError.write(Data("Token '\(name)' (\(role.rawValue)) created; it is shown only now. Use: Authorization: Bearer <token>\n".utf8))
         }
@@ -282,7 +282,7 @@ struct TokenCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens (never their values).")
         @Option var dataDir: String = "data"
         func run() async throws {
-            for token in try openAccounts(dataDir).tokens() {
+            for token in try await openAccounts(dataDir).tokens() {
                 print("\(token.id)\t\(token.name)\t\(token.role.rawValue)\tcreated \(token.createdAt)\tlast used \(token.lastUsed.map { "\($0)" } ?? "never")")
             }
         }
@@ -292,7 +292,7 @@ struct TokenCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a token by id.")
         @Argument var id: Int64
         @Option var dataDir: String = "data"
-        func run() async throws { try openAccounts(dataDir).revokeToken(id: id) }
+        func run() async throws { try await openAccounts(dataDir).revokeToken(id: id) }
     }
 
     static func openAccounts(_ dataDir: String) throws -> Accounts {

@@ -122,7 +122,7 @@ public struct Monitor: Sendable {
         do {
             if let generated = try await accounts.bootstrap(dataDirectory: dataDirectory, environment: environment) {
                 logger.notice("Created dashboard user 'admin' with the one-time password \(generated.password) (also in \(generated.file), mode 0600); it must be changed at first sign-in.")
-            } else if try accounts.userCount() > 0, environment["STREAMPULSE_ADMIN_PASSWORD"] != nil {
+            } else if try await accounts.userCount() > 0, environment["STREAMPULSE_ADMIN_PASSWORD"] != nil {
                 logger.info("Dashboard users exist; STREAMPULSE_ADMIN_PASSWORD is only used on the first start.")
             }
         } catch {

@@ -10,11 +10,11 @@ actor UptimeCache {
 
     init(store: SQLiteStore?) { self.store = store }
 
-    func current() -> [String: SQLiteStore.Uptime] {
+    func current() async -> [String: SQLiteStore.Uptime] {
         guard let store else { return [:] }
         if computed.duration(to: .now) > .seconds(30) {
-            cached = (try? store.uptimes()) ?? cached
-            computed = .now
+            computed = .now  // before the read: callers meanwhile get the previous figures, not a second read
+            cached = (try? await store.uptimes()) ?? cached
         }
         return cached
     }

@@ -43,8 +43,8 @@ public struct WebServices: Sendable {
     var serverTimeZone: TimeZone { TimeZone(identifier: settings.current.timezone) ?? .gmt }
 
     /// The dashboard's default time zone: the admin's choice in Settings, else settings.timezone.
-    func dashboardTimeZone() -> String {
-        (try? accounts?.setting("timezone_default")) ?? settings.current.timezone
+    func dashboardTimeZone() async -> String {
+        (try? await accounts?.setting("timezone_default")) ?? settings.current.timezone
     }
 }
 

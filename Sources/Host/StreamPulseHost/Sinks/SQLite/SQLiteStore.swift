@@ -229,9 +229,9 @@ public final class SQLiteStore: Sendable {
 
     /// Uptime of every stream: 24 h from hourly rollups, 7 d and 30 d from daily rollups (whole hours/days
     /// that overlap the window; the current hour/day is included as it is kept current at write time).
-    public func uptimes(now: Date = Date()) throws -> [String: Uptime] {
+    public func uptimes(now: Date = Date()) async throws -> [String: Uptime] {
         let t = now.timeIntervalSince1970
-        return try pool.read { db in
+        return try await pool.read { db in
             var result: [String: Uptime] = [:]
             func fold(_ sql: String, _ since: Double, _ set: (inout Uptime, Double?) -> Void) throws {
                 for row in try Row.fetchAll(db, sql: sql, arguments: [since]) {
@@ -292,8 +292,8 @@ public final class SQLiteStore: Sendable {
     }
 
     /// Checks of one stream, newest first, in a time range; `before` (an id) pages backwards.
-    public func checks(stream: String, from: Date?, to: Date?, before: Int64? = nil, limit: Int = 100) throws -> [Check] {
-        try pool.read { db in
+    public func checks(stream: String, from: Date?, to: Date?, before: Int64? = nil, limit: Int = 100) async throws -> [Check] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT * FROM results WHERE stream_id = ? AND at >= ? AND at <= ? AND id < ?
                 ORDER BY id DESC LIMIT ?
@@ -316,8 +316,8 @@ public final class SQLiteStore: Sendable {
         public var hasThumbnail: Bool
     }
 
-    public func changes(stream: String, from: Date?, to: Date?, limit: Int = 200) throws -> [Change] {
-        try pool.read { db in
+    public func changes(stream: String, from: Date?, to: Date?, limit: Int = 200) async throws -> [Change] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT id, stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail IS NOT NULL AS has_thumb
                 FROM state_changes WHERE stream_id = ? AND at >= ? AND at <= ? ORDER BY id DESC LIMIT ?
@@ -330,15 +330,15 @@ public final class SQLiteStore: Sendable {
         }
     }
 
-    public func thumbnail(change id: Int64) throws -> Data? {
-        try pool.read { db in try Data.fetchOne(db, sql: "SELECT thumbnail FROM state_changes WHERE id = ?", arguments: [id]) }
+    public func thumbnail(change id: Int64) async throws -> Data? {
+        try await pool.read { db in try Data.fetchOne(db, sql: "SELECT thumbnail FROM state_changes WHERE id = ?", arguments: [id]) }
     }
 
-    public func resultCount() throws -> Int {
-        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM results") ?? 0 }
+    public func resultCount() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM results") ?? 0 }
     }
 
-    public func integrityCheck() throws -> String {
-        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    public func integrityCheck() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
     }
 }

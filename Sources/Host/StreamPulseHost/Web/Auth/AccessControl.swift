@@ -156,10 +156,10 @@ public struct IdentityMiddleware: RouterMiddleware {
                                                    trusted: settings.current.trustedProxies)
         if let accounts {
             if let auth = request.headers[.authorization], auth.lowercased().hasPrefix("bearer ") {
-                context.identity = try? accounts.token(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+                context.identity = try? await accounts.token(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces))
                 if context.identity == nil { return APIServer.json(["error": "invalid API token"], status: .unauthorized) }
             } else if let id = request.cookies[Self.cookieName]?.value, !id.isEmpty {
-                context.identity = try? accounts.session(id)
+                context.identity = try? await accounts.session(id)
                 context.sessionId = context.identity == nil ? nil : id
             }
         }

@@ -157,12 +157,12 @@ public final class Accounts: Sendable {
 
     // MARK: Users
 
-    public func userCount() throws -> Int {
-        try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM users") ?? 0 }
+    public func userCount() async throws -> Int {
+        try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM users") ?? 0 }
     }
 
-    public func users() throws -> [User] {
-        try pool.read { db in
+    public func users() async throws -> [User] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT id, name, role, must_change, created_at FROM users ORDER BY name").map(Self.user)
         }
     }
@@ -215,16 +215,16 @@ public final class Accounts: Sendable {
         }
     }
 
-    public func setRole(userId: Int64, role: Role) throws {
-        try pool.write { db in
+    public func setRole(userId: Int64, role: Role) async throws {
+        try await pool.write { db in
             if role != .admin { try Self.keepAnAdmin(db, leaving: userId) }
             try db.execute(sql: "UPDATE users SET role = ? WHERE id = ?", arguments: [role.rawValue, userId])
             guard db.changesCount == 1 else { throw Failure.notFound("No such user.") }
         }
     }
 
-    public func deleteUser(id: Int64) throws {
-        try pool.write { db in
+    public func deleteUser(id: Int64) async throws {
+        try await pool.write { db in
             try Self.keepAnAdmin(db, leaving: id)
             try db.execute(sql: "DELETE FROM sessions WHERE user_id = ?", arguments: [id])
             // A deleted user's access ends with them: the tokens they made go too.
@@ -248,10 +248,10 @@ public final class Accounts: Sendable {
         public var expires: Date
     }
 
-    public func createSession(userId: Int64, now: Date = Date()) throws -> NewSession {
+    public func createSession(userId: Int64, now: Date = Date()) async throws -> NewSession {
         let id = Self.randomSecret(), csrf = Self.randomSecret()
         let expires = now.addingTimeInterval(sessionLifetime)
-        try pool.write { db in
+        try await pool.write { db in
             try db.execute(sql: "INSERT INTO sessions (id_digest, user_id, csrf, created_at, expires_at, last_seen) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [Self.digest(id), userId, csrf, now.timeIntervalSince1970, expires.timeIntervalSince1970, now.timeIntervalSince1970])
             // Expired sessions are swept on every login.
@@ -263,9 +263,9 @@ public final class Accounts: Sendable {
 
     /// The identity behind a session cookie, or nil when unknown, expired or idle too long.
     /// `last_seen` is written at most once a minute per session.
-    public func session(_ id: String, now: Date = Date()) throws -> Identity? {
+    public func session(_ id: String, now: Date = Date()) async throws -> Identity? {
         let digest = Self.digest(id)
-        let row = try pool.read { db in
+        let row = try await pool.read { db in
             try Row.fetchOne(db, sql: """
                 SELECT s.csrf, s.expires_at, s.last_seen, u.id, u.name, u.role, u.must_change
                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_digest = ?
@@ -276,27 +276,27 @@ public final class Accounts: Sendable {
         let expires: Double = row["expires_at"], lastSeen: Double = row["last_seen"]
         guard expires > t, lastSeen > t - idleTimeout else { return nil }
         if t - lastSeen > 60 {
-            try? pool.write { try $0.execute(sql: "UPDATE sessions SET last_seen = ? WHERE id_digest = ?", arguments: [t, digest]) }
+            try? await pool.write { try $0.execute(sql: "UPDATE sessions SET last_seen = ? WHERE id_digest = ?", arguments: [t, digest]) }
         }
         return Identity(userId: row["id"], name: row["name"], role: Role(rawValue: row["role"]) ?? .viewer, csrf: row["csrf"],
                         mustChangePassword: row["must_change"])
     }
 
-    public func endSession(_ id: String) throws {
-        try pool.write { try $0.execute(sql: "DELETE FROM sessions WHERE id_digest = ?", arguments: [Self.digest(id)]) }
+    public func endSession(_ id: String) async throws {
+        try await pool.write { try $0.execute(sql: "DELETE FROM sessions WHERE id_digest = ?", arguments: [Self.digest(id)]) }
     }
 
     // MARK: API tokens
 
     /// Creates a token and returns it in clear: the only time it is ever shown.
     /// - Parameter owner: the user making it (its tokens end with the user); nil on the command line.
-    public func createToken(name: String, role: Role, owner: Int64? = nil) throws -> (token: String, info: Token) {
+    public func createToken(name: String, role: Role, owner: Int64? = nil) async throws -> (token: String, info: Token) {
         guard (1...64).contains(name.count), !name.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
             throw Failure.invalidName("A token name is 1–64 characters, without control characters.")
         }
         let token = "spt_" + Self.randomSecret()
         let now = Date()
-        let (id, ownerName) = try pool.write { db -> (Int64, String?) in
+        let (id, ownerName) = try await pool.write { db -> (Int64, String?) in
             try db.execute(sql: "INSERT INTO api_tokens (name, role, digest, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
                            arguments: [name, role.rawValue, Self.digest(token), now.timeIntervalSince1970, owner])
             let id = db.lastInsertedRowID
@@ -305,8 +305,8 @@ public final class Accounts: Sendable {
         return (token, Token(id: id, name: name, role: role, createdAt: now, lastUsed: nil, owner: ownerName))
     }
 
-    public func tokens() throws -> [Token] {
-        try pool.read { db in
+    public func tokens() async throws -> [Token] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT t.id, t.name, t.role, t.created_at, t.last_used, u.name AS owner
                 FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by ORDER BY t.id
@@ -318,21 +318,21 @@ public final class Accounts: Sendable {
         }
     }
 
-    public func revokeToken(id: Int64) throws {
-        try pool.write { db in
+    public func revokeToken(id: Int64) async throws {
+        try await pool.write { db in
             try db.execute(sql: "DELETE FROM api_tokens WHERE id = ?", arguments: [id])
             guard db.changesCount == 1 else { throw Failure.notFound("No such token.") }
         }
     }
 
-    public func token(_ token: String, now: Date = Date()) throws -> Identity? {
+    public func token(_ token: String, now: Date = Date()) async throws -> Identity? {
         guard token.hasPrefix("spt_") else { return nil }
         let digest = Self.digest(token)
-        guard let row = try pool.read({ try Row.fetchOne($0, sql: "SELECT id, name, role, last_used FROM api_tokens WHERE digest = ?", arguments: [digest]) })
+        guard let row = try await pool.read({ try Row.fetchOne($0, sql: "SELECT id, name, role, last_used FROM api_tokens WHERE digest = ?", arguments: [digest]) })
         else { return nil }
         let lastUsed: Double? = row["last_used"]
         if (lastUsed ?? 0) < now.timeIntervalSince1970 - 60 {
-            try? pool.write { try $0.execute(sql: "UPDATE api_tokens SET last_used = ? WHERE digest = ?", arguments: [now.timeIntervalSince1970, digest]) }
+            try? await pool.write { try $0.execute(sql: "UPDATE api_tokens SET last_used = ? WHERE digest = ?", arguments: [now.timeIntervalSince1970, digest]) }
         }
         return Identity(userId: nil, name: "token:" + (row["name"] as String), role: Role(rawValue: row["role"]) ?? .viewer, csrf: nil,
                         mustChangePassword: false)
@@ -340,12 +340,12 @@ public final class Accounts: Sendable {
 
     // MARK: Settings (dashboard defaults editable by admins)
 
-    public func setting(_ key: String) throws -> String? {
-        try pool.read { try String.fetchOne($0, sql: "SELECT value FROM settings_kv WHERE key = ?", arguments: [key]) }
+    public func setting(_ key: String) async throws -> String? {
+        try await pool.read { try String.fetchOne($0, sql: "SELECT value FROM settings_kv WHERE key = ?", arguments: [key]) }
     }
 
-    public func setSetting(_ key: String, _ value: String) throws {
-        try pool.write { try $0.execute(sql: "INSERT OR REPLACE INTO settings_kv (key, value) VALUES (?, ?)", arguments: [key, value]) }
+    public func setSetting(_ key: String, _ value: String) async throws {
+        try await pool.write { try $0.execute(sql: "INSERT OR REPLACE INTO settings_kv (key, value) VALUES (?, ?)", arguments: [key, value]) }
     }
 
     // MARK: First start
@@ -359,7 +359,7 @@ public final class Accounts: Sendable {
     /// one that must be changed at first login, written to `admin-password.txt` (mode 0600) in the data folder.
     /// Returns the generated password (nil when none was generated).
     public func bootstrap(dataDirectory: String, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (password: String, file: String)? {
-        guard try userCount() == 0 else { return nil }
+        guard try await userCount() == 0 else { return nil }
         if let given = environment["STREAMPULSE_ADMIN_PASSWORD"], !given.isEmpty {
             try await createUser(name: "admin", role: .admin, password: given, mustChange: false)
             return nil

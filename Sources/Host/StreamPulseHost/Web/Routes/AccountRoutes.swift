@@ -33,7 +33,7 @@ enum AccountRoutes {
     static func addSessions(to router: some RouterMethods<WebContext>, _ web: WebServices) {
         let open = router.group(.anyone, web)
         open.get("/api/session") { _, context -> Response in
-            let zone = web.dashboardTimeZone()
+            let zone = await web.dashboardTimeZone()
             guard let identity = context.identity else { return APIServer.json(SessionInfo(authenticated: false, timezoneDefault: zone)) }
             return APIServer.json(SessionInfo(authenticated: true, user: identity.name, role: identity.role,
                                               mustChangePassword: identity.mustChangePassword, csrf: identity.csrf, timezoneDefault: zone))
@@ -47,7 +47,7 @@ enum AccountRoutes {
 
         let account = router.group(.account, web)
         account.post("/api/logout") { _, context -> Response in
-            if let id = context.sessionId { try? web.accounts?.endSession(id) }
+            if let id = context.sessionId { try? await web.accounts?.endSession(id) }
             var response = APIServer.json(["status": "signed out"])
             response.headers[.setCookie] = cookie("", maxAge: 0, secure: web.settings.current.secureCookies)
             return response
@@ -73,7 +73,7 @@ enum AccountRoutes {
                 web.throttle.state.withLock { $0.succeeded(user: name, address: address) }
                 guard body.new != body.current else { return APIServer.json(["error": "choose a different password"], status: .badRequest) }
                 try await accounts.setPassword(userId: userId, password: body.new, mustChange: false)
-                let session = try accounts.createSession(userId: userId)
+                let session = try await accounts.createSession(userId: userId)
                 web.logger.info("user '\(identity.name)' changed their password")
                 // The one-time password of the first start is useless now: its file goes.
                 let bootstrap = Accounts.bootstrapFile(in: web.settings.current.dataDir)
@@ -81,7 +81,7 @@ enum AccountRoutes {
                     try? FileManager.default.removeItem(atPath: bootstrap)
                     web.logger.notice("removed \(bootstrap): the one-time password was changed (it also appears once in this service's earlier log lines; rotate those logs if they are kept)")
                 }
-                var response = APIServer.json(SessionInfo(authenticated: true, user: identity.name, role: identity.role, mustChangePassword: false,
+                var response = await APIServer.json(SessionInfo(authenticated: true, user: identity.name, role: identity.role, mustChangePassword: false,
                                                           csrf: session.csrf, timezoneDefault: web.dashboardTimeZone()))
                 response.headers[.setCookie] = cookie(session.id, maxAge: Int(accounts.sessionLifetime), secure: web.settings.current.secureCookies)
                 return response
@@ -115,9 +115,9 @@ enum AccountRoutes {
             return APIServer.json(["error": "wrong user name or password"], status: .unauthorized)
         }
         web.throttle.state.withLock { $0.succeeded(user: canonical, address: address) }
-        let session = try accounts.createSession(userId: user.id)
+        let session = try await accounts.createSession(userId: user.id)
         web.logger.info("user '\(user.name)' signed in from \(address)")
-        var response = APIServer.json(SessionInfo(authenticated: true, user: user.name, role: user.role, mustChangePassword: user.mustChange,
+        var response = await APIServer.json(SessionInfo(authenticated: true, user: user.name, role: user.role, mustChangePassword: user.mustChange,
                                                   csrf: session.csrf, timezoneDefault: web.dashboardTimeZone()))
         response.headers[.setCookie] = cookie(session.id, maxAge: Int(accounts.sessionLifetime), secure: web.settings.current.secureCookies)
         return response
@@ -131,7 +131,7 @@ enum AccountRoutes {
 
     static func addUsers(to admin: some RouterMethods<WebContext>, _ web: WebServices) {
         admin.get("/api/users") { _, _ -> Response in
-            APIServer.json(try web.accounts?.users() ?? [])
+            await APIServer.json(try web.accounts?.users() ?? [])
         }
         admin.post("/api/users") { request, context -> Response in
             guard let accounts = web.accounts else { return APIServer.json(["error": "no accounts database"], status: .serviceUnavailable) }
@@ -149,7 +149,7 @@ enum AccountRoutes {
             }
             do {
                 let body = try await RequestSupport.decode(UserPatch.self, request)
-                if let role = body.role { try accounts.setRole(userId: id, role: role) }
+                if let role = body.role { try await accounts.setRole(userId: id, role: role) }
                 if let password = body.password { try await accounts.setPassword(userId: id, password: password, mustChange: true) }
                 return APIServer.json(["status": "updated"])
             } catch { return try RequestSupport.failure(error) }
@@ -160,7 +160,7 @@ enum AccountRoutes {
             }
             guard id != context.identity?.userId else { return APIServer.json(["error": "you cannot delete yourself"], status: .badRequest) }
             do {
-                try accounts.deleteUser(id: id)
+                try await accounts.deleteUser(id: id)
                 return APIServer.json(["status": "deleted"])
             } catch { return try RequestSupport.failure(error) }
         }
@@ -168,13 +168,13 @@ enum AccountRoutes {
 
     static func addTokens(to admin: some RouterMethods<WebContext>, _ web: WebServices) {
         admin.get("/api/tokens") { _, _ -> Response in
-            APIServer.json(try web.accounts?.tokens() ?? [])
+            await APIServer.json(try web.accounts?.tokens() ?? [])
         }
         admin.post("/api/tokens") { request, context -> Response in
             guard let accounts = web.accounts else { return APIServer.json(["error": "no accounts database"], status: .serviceUnavailable) }
             do {
                 let body = try await RequestSupport.decode(NewTokenBody.self, request)
-                let created = try accounts.createToken(name: body.name, role: body.role ?? .viewer, owner: context.identity?.userId)
+                let created = try await accounts.createToken(name: body.name, role: body.role ?? .viewer, owner: context.identity?.userId)
                 web.logger.notice("API token '\(RequestSupport.loggable(body.name))' (\(created.info.role.rawValue)) created by '\(context.identity?.name ?? "?")'")
                 return APIServer.json(Created(token: created.token, info: created.info), status: .created)
             } catch { return try RequestSupport.failure(error) }
@@ -184,7 +184,7 @@ enum AccountRoutes {
                 return APIServer.json(["error": "bad id"], status: .badRequest)
             }
             do {
-                try accounts.revokeToken(id: id)
+                try await accounts.revokeToken(id: id)
                 return APIServer.json(["status": "revoked"])
             } catch { return try RequestSupport.failure(error) }
         }

@@ -13,7 +13,7 @@ enum HistoryRoutes {
         viewer.get("/api/streams/{id}/checks") { request, context -> Response in
             let id = try context.parameters.require("id")
             guard let store else { return noDatabase }
-            let checks = try store.checks(
+            let checks = try await store.checks(
                 stream: id, from: try RequestSupport.time(request, "from"), to: try RequestSupport.time(request, "to"),
                 before: try RequestSupport.int(request, "before", in: 0...Int.max).map(Int64.init),
                 limit: try RequestSupport.int(request, "limit", in: 1...maxChecks) ?? 100)
@@ -22,10 +22,10 @@ enum HistoryRoutes {
         viewer.get("/api/streams/{id}/changes") { request, context -> Response in
             let id = try context.parameters.require("id")
             guard let store else { return noDatabase }
-            return APIServer.json(try store.changes(stream: id, from: try RequestSupport.time(request, "from"), to: try RequestSupport.time(request, "to")))
+            return await APIServer.json(try store.changes(stream: id, from: try RequestSupport.time(request, "from"), to: try RequestSupport.time(request, "to")))
         }
         viewer.get("/api/changes/{id}/thumbnail.jpg") { _, context -> Response in
-            guard let store, let id = Int64(try context.parameters.require("id")), let jpeg = try store.thumbnail(change: id) else {
+            guard let store, let id = Int64(try context.parameters.require("id")), let jpeg = try await store.thumbnail(change: id) else {
                 return APIServer.json(["error": "no thumbnail"], status: .notFound)
             }
             var headers = HTTPFields()

@@ -16,7 +16,7 @@ enum SettingsRoutes {
         let admin = router.group(.admin, web)
         admin.get("/api/settings") { _, _ -> Response in
             let current = web.settings.current
-            return APIServer.json(Answer(timezoneDefault: web.dashboardTimeZone(), maxPreviews: current.maxPreviews,
+            return await APIServer.json(Answer(timezoneDefault: web.dashboardTimeZone(), maxPreviews: current.maxPreviews,
                                            previewSeconds: current.previewSeconds, secureCookies: current.secureCookies))
         }
         admin.put("/api/settings") { request, _ -> Response in
@@ -26,7 +26,7 @@ enum SettingsRoutes {
                 guard TimeZone(identifier: body.timezoneDefault) != nil else {
                     return APIServer.json(["error": "unknown time zone '\(RequestSupport.loggable(body.timezoneDefault))'"], status: .badRequest)
                 }
-                try accounts.setSetting("timezone_default", body.timezoneDefault)
+                try await accounts.setSetting("timezone_default", body.timezoneDefault)
                 return APIServer.json(["status": "saved"])
             } catch { return try RequestSupport.failure(error) }
         }
