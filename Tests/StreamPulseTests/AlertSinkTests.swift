@@ -231,6 +231,29 @@ import Testing
         #expect(first[1].hasPrefix("2025-06-15T23:30:00-04:00,gate,,ok,false,ok,sample,deep,\"Pictures decoded, fine\""))
     }
 
+    /// The sink added through the registry alone (its folder plus one line in `SinkRegistry.types`), run from
+    /// config.yaml through the manager as `serve` runs it.
+    @Test func jsonlSink_fromTheConfig_appendsOneObjectPerLine() async throws {
+        let dir = TestEnvironment.temporaryDirectory("jsonl")
+        let loaded = ConfigLoader(environment: [:]).load(yaml: "sinks:\n  - { type: jsonl, name: ship, file: logs/sp.jsonl }\n", file: "c", baseDirectory: dir)
+        let config = try #require(loaded.config, "\(loaded.problems)")
+        #expect(ConfigLoader(environment: [:]).load(yaml: "sinks:\n  - { type: jsonl, fil: x }\n", file: "c", baseDirectory: dir)
+            .errors.map(\.message) == ["unknown key 'fil'; did you mean 'file'?"])
+        let manager = SinkManager(chain: SinkChain(), logger: CapturedLogs().logger())
+        await manager.setLocation(dataDirectory: dir, timeZone: .gmt)
+        await manager.apply(config.sinks)
+        let running = Task { await manager.run() }
+        manager.chain.submit(.result(ResultRecord(streamId: "gate", at: Date(), mode: .deep, status: .down, pending: false, reason: .timeout,
+                                                  phase: .handshake, message: "no answer", timings: Timings(totalMs: 5000), media: nil)))
+        manager.chain.submit(change("gate", .ok, .down))
+        await manager.stopAll()
+        await running.value
+        let written = lines(dir + "/logs/sp.jsonl")
+        #expect(written.count == 2, "\(written)")
+        #expect(written.first?.contains(#""kind":"result""#) == true && written.first?.contains(#""reason":"timeout""#) == true)
+        #expect(written.last?.contains(#""kind":"change""#) == true && written.last?.contains(#""to":"down""#) == true)
+    }
+
     @Test func sinksSection_isParsed_andValidated() {
         let result = ConfigLoader(environment: [:]).load(yaml: """
             sinks:
@@ -241,7 +264,7 @@ import Testing
               - { type: webhook, name: bad, url: "ftp://x", statuses: [purple] }
             """, file: "c.yaml", baseDirectory: "/")
         let errors = result.errors.map(\.message)
-        #expect(errors.contains("unknown sink type 'pager'; expected webhook, mqtt, csv"))
+        #expect(errors.contains("unknown sink type 'pager'; expected webhook, mqtt, csv, jsonl"))
         #expect(errors.contains("webhook url must be http(s)://host[:port]/path"))
         #expect(errors.contains { $0.hasPrefix("unknown status 'purple'") })
         let ok = ConfigLoader(environment: [:]).load(yaml: "sinks:\n  - { type: webhook, name: ops, url: \"http://127.0.0.1:9000/hook\", min_duration: 1m }\n  - { type: csv, dir: daily }\n", file: "c", baseDirectory: "/")

@@ -13,24 +13,24 @@ import Testing
                              phase: .connect, message: message, timings: Timings(totalMs: 12.5), media: MediaFacts(codec: "h264", width: 640, height: 480)))
     }
 
-    @Test func aVersion1Database_isUpgraded_andItsRowsBackfillTheRollups() throws {
+    @Test func aVersion1Database_isUpgraded_andItsRowsBackfillTheRollups() async throws {
         let path = TestEnvironment.temporaryDirectory("db") + "/old.db"
         let old = try SQLiteStore(path: path, migrateUpTo: "v1-streams-results-changes")
         let hour = 1_700_000_000.0
-        try old.pool.write { db in
+        try await old.pool.write { db in
             for (i, status) in ["ok", "ok", "down", "ok"].enumerated() {
                 try db.execute(sql: "INSERT INTO results (stream_id, at, mode, status, reason, message) VALUES ('cam', ?, 'deep', ?, ?, 'm')",
                                arguments: [hour + Double(i), status, status == "ok" ? "ok" : "timeout"])
             }
         }
-        let applied = try old.pool.read { db in try SQLiteStore.migrator().appliedIdentifiers(db) }
+        let applied = try await old.pool.read { db in try SQLiteStore.migrator().appliedIdentifiers(db) }
         #expect(applied == ["v1-streams-results-changes"])
         let upgraded = try SQLiteStore(path: path)
         let rollup = try upgraded.pool.read { db in try Row.fetchOne(db, sql: "SELECT checks, ok FROM rollups_hourly WHERE stream_id = 'cam'") }
         #expect(rollup?["checks"] as Int? == 4)
         #expect(rollup?["ok"] as Int? == 3)
-        #expect(try upgraded.checks(stream: "cam", from: nil, to: nil).count == 4)
-        #expect(try upgraded.integrityCheck() == "ok")
+        #expect(try await upgraded.checks(stream: "cam", from: nil, to: nil).count == 4)
+        #expect(try await upgraded.integrityCheck() == "ok")
     }
 
     @Test func uptimeWindows_matchHandComputedValues() async throws {

@@ -7,7 +7,7 @@ import Logging
 /// Every runner is a child task of `run()` (which `SinkService` runs in the service group): no sink
 /// outlives the manager, and shutdown waits for each to write what it holds.
 public actor SinkManager {
-    public let chain: SinkChain
+    public nonisolated let chain: SinkChain
     private let logger: Logger
     private var configured: [String: (config: SinkConfig, runner: SinkRunner)] = [:]
     private var builtIn: [SinkRunner] = []

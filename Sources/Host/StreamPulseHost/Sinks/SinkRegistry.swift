@@ -5,6 +5,7 @@ public enum SinkRegistry {
         .webhook,
         .mqtt,
         .csv,
+        .jsonl,
     ]
 
     public static func type(named name: String) -> SinkType? { types.first { $0.name == name } }
