@@ -59,6 +59,23 @@ import Testing
         "settings:\n  interval: 2s\n  timeout: 1s\n" + extra + "streams:\n" + ids.map { "  - id: \($0)\n    name: \(name) \($0)\n    url: http://127.0.0.1:1/\($0)\n" }.joined()
     }
 
+    /// An in-place save is a truncate then a write: a reload that reads between the two sees an empty file,
+    /// which must not be taken for "no streams" (seen: the whole fleet dropped mid-save in the config storm).
+    @Test func anEmptyFile_isNeverApplied_butStreamsEmptyIs() async throws {
+        let rig = try await Rig(yaml: Self.yaml(["a", "b"]))
+        try "".write(toFile: rig.path, atomically: false, encoding: .utf8)
+        #expect(await rig.eventually { await rig.service.status.errors.first?.contains("is empty") == true })
+        #expect(await rig.ids() == ["a", "b"], "the last good config stays active")
+        let attempted = await rig.service.status.lastAttempt
+        try "  \n".write(toFile: rig.path, atomically: false, encoding: .utf8)
+        #expect(await rig.eventually { await rig.service.status.lastAttempt != attempted }, "the watcher tried it")
+        #expect(await rig.ids() == ["a", "b"])
+        try "streams: []\n".write(toFile: rig.path, atomically: false, encoding: .utf8)
+        #expect(await rig.eventually { await rig.ids().isEmpty }, "an explicit empty list removes every stream")
+        #expect(await rig.service.status.errors.isEmpty)
+        await rig.stop()
+    }
+
     @Test func inPlaceWrite_isApplied() async throws {
         let rig = try await Rig(yaml: Self.yaml(["a"]))
         try Self.yaml(["a", "b"]).write(toFile: rig.path, atomically: false, encoding: .utf8)

@@ -73,7 +73,7 @@ struct RTSPTarget: Sendable {
 
     /// The URL with credentials inside, for FFmpeg only (it takes no separate credentials). Never logged.
     func urlWithCredentials(_ credentials: Credentials?) -> String {
-        guard let credentials, let schemeEnd = url.range(of: "://") else { return url }
+        guard let credentials, let schemeEnd = URLRedaction.schemeSeparator(in: url) else { return url }
         let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
         let user = credentials.username.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
         let pass = credentials.password.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""

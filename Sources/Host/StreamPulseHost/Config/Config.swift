@@ -87,7 +87,7 @@ public struct StreamConfig: Sendable, Equatable {
 
     /// The URL as shown to people: `scheme://***@host/…` when the config put credentials inside it.
     public var maskedURL: String {
-        guard inlineCredentials != nil, let schemeEnd = url.range(of: "://") else { return url }
+        guard inlineCredentials != nil, let schemeEnd = URLRedaction.schemeSeparator(in: url) else { return url }
         return String(url[..<schemeEnd.upperBound]) + "***@" + String(url[schemeEnd.upperBound...])
     }
 }

@@ -71,7 +71,9 @@ private struct Parser: ValueReading {
         var config = Config()
         let root: Node?
         do {
-            root = try Yams.compose(yaml: yaml)
+            // The basic resolver: every value is read as text and converted here, so no scalar runs through
+            // Yams' tag regexes (they dominated reloading a 10,000-stream file).
+            root = try Yams.compose(yaml: yaml, .basic)
         } catch let error as YamlError {
             problems.append(syntaxProblem(error))
             return config
@@ -253,7 +255,7 @@ private struct Parser: ValueReading {
         if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
             problem(node, "secrets file \(path) is readable by other users; run chmod 600 on it", .warning)
         }
-        guard let root = try? Yams.compose(yaml: String(decoding: data, as: UTF8.self)), let map = root.mapping else {
+        guard let root = try? Yams.compose(yaml: String(decoding: data, as: UTF8.self), .basic), let map = root.mapping else {
             problem(node, "secrets file \(path) is not a YAML mapping of credential names")
             return [:]
         }

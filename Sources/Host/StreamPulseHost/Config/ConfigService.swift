@@ -80,6 +80,14 @@ public actor ConfigService {
             logger.debug("config \(path) is missing for now (\(reason)); keeping the active config")
             return nil
         }
+        // A save caught between truncating the file and writing it reads as an empty file, which would
+        // parse as "no streams" and stop monitoring the whole fleet: an empty file is never applied.
+        let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        if text.allSatisfy(\.isWhitespace) {
+            status.errors = ["\(path) is empty (a save in progress?); the last good config stays active. To remove every stream, write `streams: []`."]
+            logger.warning("config reload (\(reason)) skipped: \(path) is empty; the last good config stays active")
+            return nil
+        }
         let result = loader.load(path: path)
         guard let config = result.config else {
             status.errors = result.errors.map(\.description)

@@ -8,7 +8,7 @@ public struct SchemeRouter: Sendable, Equatable {
 
     /// The scheme of a URL, lower case, or nil when it has none.
     public static func scheme(of url: String) -> String? {
-        guard let end = url.range(of: "://") else { return nil }
+        guard let end = URLRedaction.schemeSeparator(in: url) else { return nil }
         let scheme = url[..<end.lowerBound]
         guard let first = scheme.first, first.isLetter,
               scheme.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." })
