@@ -61,7 +61,8 @@ public actor ConfigService {
         self.scrubber = scrubber
         self.logger = logger
         self.environment = environment
-        self.activeHash = Self.contentHash(path: path, config: initial)
+        self.activeHash = Self.contentHash(
+            text: FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "", config: initial)
         status = ConfigStatus(
             revision: activeHash, gitCommit: nil, lastReload: Date(), lastAttempt: Date(), errors: [],
             warnings: initialProblems.filter { $0.severity == .warning }.map(\.description), streams: initial.streams.count)
@@ -80,15 +81,20 @@ public actor ConfigService {
             logger.debug("config \(path) is missing for now (\(reason)); keeping the active config")
             return nil
         }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            status.errors = ["\(path): cannot read the file; the last good config stays active"]
+            logger.error("config reload (\(reason)) rejected: cannot read \(path); the last good config stays active")
+            return nil
+        }
+        let text = String(decoding: data, as: UTF8.self)
         // A save caught between truncating the file and writing it reads as an empty file, which would
         // parse as "no streams" and stop monitoring the whole fleet: an empty file is never applied.
-        let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
         if text.allSatisfy(\.isWhitespace) {
             status.errors = ["\(path) is empty (a save in progress?); the last good config stays active. To remove every stream, write `streams: []`."]
             logger.warning("config reload (\(reason)) skipped: \(path) is empty; the last good config stays active")
             return nil
         }
-        let result = loader.load(path: path)
+        let result = loader.load(yaml: text, file: path, baseDirectory: (path as NSString).deletingLastPathComponent)
         guard let config = result.config else {
             status.errors = result.errors.map(\.description)
             for problem in result.errors { logger.error("config reload (\(reason)) rejected, last good config stays active: \(problem.description)") }
@@ -96,7 +102,7 @@ public actor ConfigService {
         }
         status.errors = []
         status.warnings = result.problems.filter { $0.severity == .warning }.map(\.description)
-        let hash = Self.contentHash(path: path, config: config)
+        let hash = Self.contentHash(text: text, config: config)
         guard hash != activeHash else {
             logger.debug("config unchanged (\(reason)); nothing to do")
             return nil
@@ -167,9 +173,8 @@ public actor ConfigService {
     }
 
     /// Hash of the file and the secrets it resolved to: `touch` and no-op saves change nothing.
-    static func contentHash(path: String, config: Config) -> String {
-        let bytes = FileManager.default.contents(atPath: path) ?? Data()
-        var text = String(decoding: bytes, as: UTF8.self)
+    static func contentHash(text: String, config: Config) -> String {
+        var text = text
         for (name, credential) in config.credentials.sorted(by: { $0.key < $1.key }) {
             text += "\n\(name)\u{0}\(credential.username)\u{0}\(credential.password)"
         }
