@@ -24,6 +24,11 @@ let package = Package(
         .executable(name: "streampulse", targets: ["streampulse"]),
         // The SDK plugin authors depend on (see examples/snapshot-prober).
         .library(name: "StreamPulseCore", targets: ["StreamPulseCore"]),
+        // The parsers and classifiers the bundled probers use (response heads, Basic/Digest, connect
+        // failures, multipart, JPEG markers), for third-party probers; pure Swift, no FFmpeg.
+        .library(name: "StreamPulseProberKit", targets: ["StreamPulseProberKit"]),
+        // Runs a Prober in process through its C table (a fake host) plus a loopback TCP server, for tests.
+        .library(name: "StreamPulseProberTesting", targets: ["StreamPulseProberTesting"]),
         .library(name: "StreamPulseRTSP", type: .dynamic, targets: ["RTSPPlugin"]),
         .library(name: "StreamPulseMJPEG", type: .dynamic, targets: ["MJPEGPlugin"]),
         // Test-only plugins: an impostor claiming `rtsp`, and one that hangs/throws/answers garbage.
@@ -60,6 +65,18 @@ let package = Package(
             path: "Sources/Core/SDK",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "StreamPulseProberKit",
+            dependencies: ["StreamPulseCore", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Sources/Core/ProberKit",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "StreamPulseProberTesting",
+            dependencies: ["StreamPulseCore", "PluginABI"],
+            path: "Sources/Core/ProberTesting",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Plugins
         .systemLibrary(
@@ -70,7 +87,7 @@ let package = Package(
         ),
         .target(
             name: "ProberSupport",
-            dependencies: ["StreamPulseCore", "CFFmpeg"],
+            dependencies: ["StreamPulseCore", "StreamPulseProberKit", "CFFmpeg"],
             path: "Sources/Plugins/Support",
             swiftSettings: swiftSettings
         ),
@@ -152,7 +169,7 @@ let package = Package(
         .testTarget(
             name: "StreamPulseTests",
             dependencies: [
-                "StreamPulseHost", "StreamPulseCore", "ProberSupport",
+                "StreamPulseHost", "StreamPulseCore", "ProberSupport", "StreamPulseProberKit", "StreamPulseProberTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -15,10 +15,20 @@ let package = Package(
     targets: [
         .target(
             name: "SnapshotProber",
-            dependencies: [.product(name: "StreamPulseCore", package: "StreamPulse")],
+            dependencies: [
+                .product(name: "StreamPulseCore", package: "StreamPulse"),
+                // The parsers the bundled probers use: response heads, connect-failure classes, JPEG checks.
+                .product(name: "StreamPulseProberKit", package: "StreamPulse"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)],
             // Bind the plugin's own copy of the SDK first (see docs/plugin-protocol.md, "Linking").
             linkerSettings: [.unsafeFlags(["-Xlinker", "-Bsymbolic"])]
+        ),
+        // Runs the prober in process through its C table against tiny loopback servers: `swift test`.
+        .testTarget(
+            name: "SnapshotProberTests",
+            dependencies: ["SnapshotProber", .product(name: "StreamPulseProberTesting", package: "StreamPulse")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]
 )

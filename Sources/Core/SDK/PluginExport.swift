@@ -11,31 +11,36 @@ import Synchronization
 /// public func streampulsePluginEntry() -> UnsafeRawPointer { PluginExport.entry(MyProber.self) }
 /// ```
 public enum PluginExport {
-    private static let table = Mutex<UnsafeRawPointer?>(nil)
+    /// One table per `Prober` type (a plugin library has one; an in-process test may build several).
+    private static let tables = Mutex<[ObjectIdentifier: UnsafeRawPointer]>([:])
 
     /// Returns this plugin's `sp_plugin_v1` table, creating it on the first call. The table lives forever.
+    ///
+    /// Every function in the table tolerates what a careless host might pass: a NULL request pointer (read as
+    /// an empty request, answered `invalid_request`), a NULL completion (the call is refused with id 0), a NULL
+    /// frame callback (frames are dropped) and a NULL context (ignored). None of them can crash the host.
     public static func entry<P: Prober>(_ type: P.Type) -> UnsafeRawPointer {
-        table.withLock { cached in
-            if let cached { return cached }
+        tables.withLock { tables in
+            if let cached = tables[ObjectIdentifier(type)] { return cached }
             let runtime = PluginRuntime(descriptor: P.descriptor, make: { P(context: $0) })
             let pointer = UnsafeMutablePointer<sp_plugin_v1>.allocate(capacity: 1)
             pointer.initialize(to: sp_plugin_v1(
                 abi_version: PluginProtocol.version,
                 struct_size: UInt32(MemoryLayout<sp_plugin_v1>.size),
                 context: Unmanaged.passRetained(runtime).toOpaque(),
-                describe: { context in PluginRuntime.from(context).descriptorJSON },
-                set_log: { context, user, log in PluginRuntime.from(context).setLog(user: user, log: log) },
+                describe: { context in PluginRuntime.from(context)?.descriptorJSON ?? PluginRuntime.emptyJSON },
+                set_log: { context, user, log in PluginRuntime.from(context)?.setLog(user: user, log: log) },
                 probe: { context, bytes, length, user, done in
-                    PluginRuntime.from(context).startProbe(Data(bytes: bytes!, count: length), user: user, done: done)
+                    PluginRuntime.from(context)?.startProbe(PluginRuntime.copy(bytes, length), user: user, done: done) ?? 0
                 },
                 preview: { context, bytes, length, user, frame, done in
-                    PluginRuntime.from(context).startPreview(
-                        Data(bytes: bytes!, count: length), user: user, frame: frame, done: done)
+                    PluginRuntime.from(context)?.startPreview(PluginRuntime.copy(bytes, length), user: user, frame: frame, done: done) ?? 0
                 },
-                cancel: { context, id in PluginRuntime.from(context).cancel(id) }
+                cancel: { context, id in PluginRuntime.from(context)?.cancel(id) }
             ))
-            cached = UnsafeRawPointer(pointer)
-            return cached!
+            let table = UnsafeRawPointer(pointer)
+            tables[ObjectIdentifier(type)] = table
+            return table
         }
     }
 }
@@ -63,9 +68,19 @@ final class PluginRuntime: Sendable {
         self.descriptorJSON = UnsafePointer(strdup(json)!)
     }
 
-    static func from(_ context: UnsafeMutableRawPointer?) -> PluginRuntime {
-        // The host passes back the `context` member of the table, which holds a retained PluginRuntime.
-        Unmanaged<PluginRuntime>.fromOpaque(context!).takeUnretainedValue()
+    /// `"{}"`, answered by `describe` for a NULL context.
+    nonisolated(unsafe) static let emptyJSON: UnsafePointer<CChar> = UnsafePointer(strdup("{}")!)
+
+    /// The runtime behind the `context` member of the table (which holds a retained PluginRuntime).
+    static func from(_ context: UnsafeMutableRawPointer?) -> PluginRuntime? {
+        guard let context else { return nil }
+        return Unmanaged<PluginRuntime>.fromOpaque(context).takeUnretainedValue()
+    }
+
+    /// The request bytes as `Data`; a NULL pointer or zero length is an empty request.
+    static func copy(_ bytes: UnsafePointer<UInt8>?, _ length: Int) -> Data {
+        guard let bytes, length > 0 else { return Data() }
+        return Data(bytes: bytes, count: length)
     }
 
     func setLog(user: UnsafeMutableRawPointer?, log: sp_log_fn?) {
@@ -99,7 +114,8 @@ final class PluginRuntime: Sendable {
     }
 
     func startProbe(_ json: Data, user: UnsafeMutableRawPointer?, done: sp_done_fn?) -> UInt64 {
-        let reply = Callback(user: user, function: done!)
+        guard let done else { return 0 }  // nobody to answer: refuse the call
+        let reply = Callback(user: user, function: done)
         let request: ProbeRequest
         do {
             request = try Wire.decode(ProbeRequest.self, from: json)
@@ -113,8 +129,9 @@ final class PluginRuntime: Sendable {
     }
 
     func startPreview(_ json: Data, user: UnsafeMutableRawPointer?, frame: sp_frame_fn?, done: sp_done_fn?) -> UInt64 {
-        let reply = Callback(user: user, function: done!)
-        let sendFrame = Callback(user: user, function: frame!)
+        guard let done else { return 0 }  // nobody to answer: refuse the call
+        let reply = Callback(user: user, function: done)
+        let sendFrame = frame.map { Callback(user: user, function: $0) }
         let request: PreviewRequest
         do {
             request = try Wire.decode(PreviewRequest.self, from: json)
@@ -128,7 +145,7 @@ final class PluginRuntime: Sendable {
         return start(timeoutMs: budget, phase: .preview, reply: reply, beforeDone: { open.withLock { $0 = false } }) { prober in
             try await prober.preview(request) { jpeg in
                 open.withLock { isOpen in
-                    guard isOpen else { return }
+                    guard isOpen, let sendFrame else { return }
                     jpeg.withUnsafeBytes { raw in
                         sendFrame.function(sendFrame.user, raw.bindMemory(to: UInt8.self).baseAddress, raw.count)
                     }
@@ -157,24 +174,28 @@ final class PluginRuntime: Sendable {
             return id
         }
         let prober = instance()
-        let task = Task.detached { [self] in
-            let watchdog = Task.detached {
-                // A prober that overruns gets a grace period before the SDK answers for it.
-                try? await Task.sleep(for: .milliseconds(timeoutMs + 500))
-                if !Task.isCancelled {
-                    finish(.failure(.timeout, phase: phase, "The plugin did not finish within its \(timeoutMs) ms deadline."))
-                }
-            }
-            let result: ProbeResult
+        // The work runs in its own task so the watchdog can cancel it: a prober that overruns its deadline
+        // (plus a grace period) is answered for and told to stop, not left running. The watchdog is not a
+        // child of the call, so it still answers when the host cancels a prober that ignores cancellation.
+        let job = Task.detached { [descriptor] () -> ProbeResult in
             do {
-                result = try await work(prober)
+                return try await work(prober)
             } catch let failure as ProbeFailure {
-                result = failure.result
+                return failure.result
             } catch is CancellationError {
-                result = .failure(.cancelled, phase: phase, "The probe was cancelled.")
+                return .failure(.cancelled, phase: phase, "The probe was cancelled.")
             } catch {
-                result = .failure(.pluginError, phase: .plugin, "The \(descriptor.name) plugin failed: \(error)")
+                return .failure(.pluginError, phase: .plugin, "The \(descriptor.name) plugin failed: \(error)")
             }
+        }
+        let watchdog = Task.detached {
+            try? await Task.sleep(for: .milliseconds(timeoutMs + 500))
+            guard !Task.isCancelled else { return }
+            finish(.failure(.timeout, phase: phase, "The plugin did not finish within its \(timeoutMs) ms deadline."))
+            job.cancel()
+        }
+        let task = Task.detached { [self] in
+            let result = await withTaskCancellationHandler { await job.value } onCancel: { job.cancel() }
             watchdog.cancel()
             finish(Task.isCancelled && result.reason != .ok ? ProbeResult.failure(.cancelled, phase: result.phase ?? phase, "The probe was cancelled.") : result)
             calls.withLock { _ = $0.tasks.removeValue(forKey: id) }

@@ -1,5 +1,6 @@
 import Foundation
 import StreamPulseCore
+import StreamPulseProberKit
 
 /// Probes cameras that only offer a still JPEG over HTTP, under the `snapshot://` scheme:
 /// `snapshot://camera.local:8080/cgi-bin/snapshot.jpg` fetches `http://camera.local:8080/cgi-bin/snapshot.jpg`
@@ -43,36 +44,39 @@ struct SnapshotProber: Prober {
         do {
             connection = try TCPConnection(host: host, port: port, clock: clock)
         } catch {
-            throw error == .refused
-                ? ProbeFailure(.connectionRefused, phase: .connect, "Connection refused by \(host):\(port).")
-                : ProbeFailure(.timeout, phase: .connect, "Cannot connect to \(host):\(port): \(error).")
+            return connectFailure(error, host: host, port: port)
         }
         var timings = Timings(connectMs: clock.elapsedMs)
         try connection.write(Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8))
         var response: [UInt8] = []
         while response.count < 16 * 1024 * 1024 {
-            do { response += try connection.read(maximum: 65536) } catch { if error == .closed { break } else { throw error } }
+            do { response += try connection.read(maximum: 65536) } catch {
+                if error == .closed { break }
+                if error == .timedOut { throw ProbeFailure(.timeout, phase: timings.firstByteMs == nil ? .handshake : .firstFrame, "No complete answer within the deadline.") }
+                throw error
+            }
             if timings.firstByteMs == nil { timings.firstByteMs = clock.elapsedMs }
         }
-        guard let split = response.indices.first(where: { response[$0...].starts(with: [13, 10, 13, 10]) }) else {
+        guard let end = ResponseHead.endOfHead(in: response), let head = try? ResponseHead.parse(response[..<end], protocols: ["HTTP/"]) else {
             throw ProbeFailure(.protocolError, phase: .handshake, "No complete HTTP answer.")
         }
-        let head = String(decoding: response[..<split], as: UTF8.self)
-        let body = Array(response[(split + 4)...])
-        let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        switch status {
+        let body = response[end...]
+        switch head.status {
         case 200: break
         case 401: throw ProbeFailure(.unauthorized, phase: .authenticate, "The camera wants credentials (HTTP 401).")
         case 404: throw ProbeFailure(.notFound, phase: .handshake, "No snapshot at \(path) (HTTP 404).")
-        default: throw ProbeFailure(.protocolError, phase: .handshake, "HTTP \(status).")
+        default: throw ProbeFailure(.protocolError, phase: .handshake, "HTTP \(head.status).")
         }
-        guard body.starts(with: [0xFF, 0xD8]), body.suffix(2) == [0xFF, 0xD9] else {
-            throw ProbeFailure(.corruptJpeg, phase: .firstFrame, "The snapshot is not a complete JPEG (\(body.count) bytes).")
+        let info: JPEGInfo
+        do {
+            info = try JPEGInfo.inspect(body)
+        } catch {
+            throw ProbeFailure(.corruptJpeg, phase: .firstFrame, "The snapshot is not a complete JPEG (\(body.count) bytes: \(error)).")
         }
         timings.firstFrameMs = clock.elapsedMs
         context.logger.debug("snapshot of \(body.count) bytes")
         return ProbeResult(reason: .ok, phase: .firstFrame, message: "Snapshot received: a complete \(body.count)-byte JPEG.",
-                           timings: timings, media: MediaFacts(codec: "jpeg"))
+                           timings: timings, media: MediaFacts(codec: "jpeg", width: info.width, height: info.height))
     }
 }
 

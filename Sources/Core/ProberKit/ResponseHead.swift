@@ -1,3 +1,5 @@
+import Foundation
+
 /// The status line and headers of an RTSP or HTTP response.
 public struct ResponseHead: Sendable, Equatable {
     public var version: String

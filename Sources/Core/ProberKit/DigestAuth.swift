@@ -1,4 +1,4 @@
-import CFFmpeg
+import Crypto
 import Foundation
 import StreamPulseCore
 
@@ -67,16 +67,14 @@ public struct AuthChallenge: Sendable, Equatable {
                 fields.append("response=\"\(md5Hex("\(ha1):\(nonce):\(ha2)"))\"")
             }
             if let opaque = parameters["opaque"] { fields.append("opaque=\"\(opaque)\"") }
-            fields.append("algorithm=MD5")
+            // No `algorithm` field: MD5 is the default, and strict parsers (live555, inside many cameras)
+            // reject the whole header when a parameter other than qop/nc is unquoted. FFmpeg omits it too.
             return "Digest " + fields.joined(separator: ", ")
         }
     }
 }
 
-/// Lower-case hex MD5 of a UTF-8 string (libavutil's implementation).
+/// Lower-case hex MD5 of a UTF-8 string (swift-crypto's implementation; Digest auth needs nothing stronger).
 public func md5Hex(_ text: String) -> String {
-    var digest = [UInt8](repeating: 0, count: 16)
-    let bytes = Array(text.utf8)
-    bytes.withUnsafeBufferPointer { av_md5_sum(&digest, $0.baseAddress, $0.count) }
-    return digest.map { String(format: "%02x", $0) }.joined()
+    Insecure.MD5.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
 }
