@@ -139,3 +139,41 @@ final class FrameCounter: @unchecked Sendable {
     var count: Int { lock.withLock { frames.count } }
     var all: [Data] { lock.withLock { frames } }
 }
+
+/// Live previews run as child tasks of the hub's service: viewers share one upstream session, shutdown ends it.
+@Suite struct PreviewHubTests {
+    @Test func viewersShareOneSession_andShutdownEndsIt() async throws {
+        let dir = TestEnvironment.temporaryDirectory("plugins")
+        try FileManager.default.copyItem(atPath: TestEnvironment.product("StreamPulseTestMisbehaving"), toPath: dir + "/misbehaving.so")
+        let host = PluginHost(directory: dir, logger: CapturedLogs().logger())
+        host.scan()
+        let config = try #require(ConfigLoader(environment: [:]).load(yaml: """
+            settings: { interval: 1h }
+            streams: [{ id: p, url: "misbehave://x/long" }]
+            """, file: "c.yaml", baseDirectory: "/").config)
+        let engine = Engine(config: config, plugins: host, logger: CapturedLogs().logger())
+        let hub = PreviewHub(engine: engine, settings: LiveSettings(config.settings))
+        await #expect(throws: PreviewHub.Refusal.stopped) { _ = try await hub.join("p", seconds: 30) }
+
+        let service = Task { await hub.run() }
+        // The hub refuses until its run loop is up; joining is retried on that one refusal only.
+        var first: AsyncStream<Data>?
+        while first == nil {
+            do { first = try await hub.join("p", seconds: 30) } catch .stopped { await Task.yield() }
+        }
+        await #expect(throws: PreviewHub.Refusal.unknownStream) { _ = try await hub.join("nope", seconds: 5) }
+        let second = try await hub.join("p", seconds: 30)
+        var a = first!.makeAsyncIterator(), b = second.makeAsyncIterator()
+        #expect(await a.next() != nil)
+        #expect(await b.next() != nil)
+        #expect(hub.upstreamSessionsStarted == 1)
+        #expect(hub.activeSessions == 1)
+
+        service.cancel()  // what graceful shutdown does to PreviewService
+        while await a.next() != nil {}
+        while await b.next() != nil {}
+        await service.value
+        #expect(hub.activeSessions == 0)
+        await #expect(throws: PreviewHub.Refusal.stopped) { _ = try await hub.join("p", seconds: 5) }
+    }
+}

@@ -5,7 +5,9 @@ import Testing
 
 /// The shared picture of the fleet behind `/api/streams`.
 @Suite struct StreamListTests {
-    @Test func aReload_isVisibleInTheSharedList_atOnce() async throws {
+    /// With the rebuild service running (as in `serve`, where the reload itself starts the rebuild) and
+    /// without it (a monitor assembled in a test, where the request builds the picture).
+    @Test(arguments: [true, false]) func aReload_isVisibleInTheSharedList_atOnce(serviceRunning: Bool) async throws {
         let host = PluginHost(directory: TestEnvironment.temporaryDirectory("noplugins"), logger: CapturedLogs().logger())
         func config(_ ids: [String]) throws -> Config {
             try #require(ConfigLoader(environment: [:]).load(
@@ -14,6 +16,8 @@ import Testing
         }
         let engine = Engine(config: try config(["a", "b"]), plugins: host, logger: CapturedLogs().logger())
         let listing = StreamListCache(engine: engine, uptimes: UptimeCache(store: nil))
+        let service = serviceRunning ? Task { await listing.run() } : nil
+        defer { service?.cancel() }
         func ids() async throws -> [String] {
             let data = Data(buffer: await listing.current())
             return try (JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }

@@ -3,7 +3,7 @@ import StreamPulseCore
 
 /// Test fixture for the host's defences: `misbehave://x/hang` ignores cancellation and never finishes,
 /// `/throw` throws, `/slow` honours cancellation, `/ok` answers at once, and `/log` logs the password it
-/// was given (the host must scrub it).
+/// was given (the host must scrub it). Previews send three frames, or (`/long`) one every 20 ms until the end.
 struct MisbehavingProber: Prober {
     static let descriptor = PluginDescriptor(
         name: "misbehaving", version: "0.0.1", schemes: ["misbehave"],
@@ -37,6 +37,17 @@ struct MisbehavingProber: Prober {
     }
 
     func preview(_ request: PreviewRequest, send: @escaping @Sendable (Data) -> Void) async throws -> ProbeResult {
+        if request.url.hasSuffix("/long") {
+            // A frame every 20 ms until the preview's time is up or it is cancelled.
+            let end = ContinuousClock.now + .milliseconds(Int(request.seconds * 1000))
+            var index = 0
+            while ContinuousClock.now < end {
+                send(Data([0xFF, 0xD8, UInt8(index % 256), 0xFF, 0xD9]))
+                index += 1
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return ProbeResult(reason: .ok, message: "\(index) frames")
+        }
         for index in 0..<3 { send(Data([0xFF, 0xD8, UInt8(index), 0xFF, 0xD9])) }
         return ProbeResult(reason: .ok, message: "three frames")
     }

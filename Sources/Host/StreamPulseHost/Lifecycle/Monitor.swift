@@ -70,6 +70,7 @@ public struct Monitor: Sendable {
         // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
         var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),
                                        ConfigWatchService(config: config, secretsPath: secretsPath)]
+        services += [PreviewService(previews: web.previews), FleetPictureService(listing: web.listing)]
         if let time { services.append(TimeSyncService(time: time)) }
         services.append(MemoryTrimService())
         var httpLogger = logger

@@ -11,6 +11,23 @@ public struct EngineService: Service {
     }
 }
 
+/// Rebuilds the shared fleet picture behind `/api/streams` and `/api/summary` when it is wanted.
+struct FleetPictureService: Service {
+    let listing: StreamListCache
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await listing.run() }
+    }
+}
+
+/// Runs the dashboard's live preview sessions: graceful shutdown ends them.
+public struct PreviewService: Service {
+    public let previews: PreviewHub
+    public init(previews: PreviewHub) { self.previews = previews }
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await previews.run() }
+    }
+}
+
 /// Watches the config, secrets and plugins folders; SIGHUP also reloads.
 public struct ConfigWatchService: Service {
     public let config: ConfigService

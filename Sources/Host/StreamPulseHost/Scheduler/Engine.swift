@@ -113,6 +113,13 @@ public actor Engine {
     /// Counts applied reloads that changed anything; readers of the stream list compare it without
     /// waiting on the engine, so a reload is visible in every listing at once.
     public nonisolated let configGeneration = Atomic<Int>(0)
+    private nonisolated let appliedObservers = Mutex<[@Sendable () -> Void]>([])
+
+    /// Calls `observer` (synchronously, so it must only signal) after each reload that changed the streams,
+    /// once `configGeneration` has moved on. The shared fleet picture uses it to rebuild at once.
+    public nonisolated func onConfigApplied(_ observer: @escaping @Sendable () -> Void) {
+        appliedObservers.withLock { $0.append(observer) }
+    }
     /// Lanes' bounds; the maximum also caps threads a plugin's pool grows to.
     public var laneMinimum = 4
     public var laneMaximum = 512
@@ -258,7 +265,10 @@ public actor Engine {
         }
         for id in diff.restarted { heartbeats.forget(id) }
         perform(actions)
-        if !diff.isEmpty { configGeneration.add(1, ordering: .releasing) }
+        if !diff.isEmpty {
+            configGeneration.add(1, ordering: .releasing)
+            for observer in appliedObservers.withLock({ $0 }) { observer() }
+        }
         wake.fire()
         return diff
     }
@@ -283,22 +293,16 @@ public actor Engine {
 
     // MARK: Live preview
 
-    /// Runs a live preview of a configured stream (never of an arbitrary URL) within the camera host's
-    /// session budget, handing JPEG frames to `onFrame`. Nil when the stream is unknown.
-    public func preview(id: String, seconds: Double, onFrame: @escaping @Sendable (Data) -> Void) async -> ProbeResult? {
+    /// What a live preview of a configured stream needs: its plugin, the request (with the stream's
+    /// credentials and deadline) and the camera host whose session budget it runs in. Nil when the stream is
+    /// unknown; previews of arbitrary URLs are never possible. `PreviewHub` runs the session.
+    public func previewPlan(id: String, seconds: Double) -> PreviewPlan? {
         guard let stream = machine.stream(id) else { return nil }
-        guard let plugin = plugins.plugin(for: stream.url, protocolName: stream.protocolName) else {
-            return .failure(.noPlugin, phase: .preview, "No loaded plugin handles this stream.")
-        }
         let probe = makeProbeRequest(for: stream, config: machine.config, mode: .deep)
         let request = PreviewRequest(streamId: id, url: stream.url, credentials: probe.credentials, seconds: seconds,
                                      timeoutMs: probe.timeoutMs)
-        let host = URLComponents(string: stream.url)?.host ?? stream.url
-        let budgets = self.budgets
-        await budgets.acquire(host)
-        let result = await plugin.preview(request, onFrame: onFrame)
-        await budgets.release(host)
-        return result
+        return PreviewPlan(plugin: plugins.plugin(for: stream.url, protocolName: stream.protocolName), request: request,
+                           host: URLComponents(string: stream.url)?.host ?? stream.url, budgets: budgets)
     }
 
     /// Engine figures; `include` narrows the lag percentiles to some streams (benchmarks).

@@ -20,9 +20,10 @@ actor UptimeCache {
     }
 }
 
-/// The encoded stream list, shared by every client. Rebuilt at most every 2 s and only when the engine's
-/// state changed; while one rebuild runs (≈ 0.1–0.3 s for 10,000 streams) every request is answered from
-/// the previous copy, so 20 dashboards polling 10,000 streams never queue behind an encode.
+/// The encoded stream list, shared by every client. Rebuilt by `run()` (the `FleetPictureService`) at most
+/// every 2 s when read and the engine's state changed, and at once after a reload; while one rebuild runs
+/// (≈ 0.1–0.3 s for 10,000 streams) every request is answered from the previous copy, so 20 dashboards
+/// polling 10,000 streams never queue behind an encode.
 actor StreamListCache {
     let engine: Engine
     let uptimes: UptimeCache
@@ -42,16 +43,35 @@ actor StreamListCache {
     private var cachedGeneration = -1
     private var version = -1
     private var built = ContinuousClock.now
-    private var rebuilding: Task<Entry, Never>?
+    /// Requests waiting for a picture newer than the cached one.
+    private var waiters: [CheckedContinuation<Entry, Never>] = []
+    /// Fired when a rebuild is wanted: a stale picture was read, or a reload changed the streams.
+    private nonisolated let wanted = Signal()
+    private var running = false
 
     init(engine: Engine, uptimes: UptimeCache) {
         self.engine = engine
         self.uptimes = uptimes
+        engine.onConfigApplied { [wanted] in wanted.fire() }
+    }
+
+    /// Rebuilds the picture whenever one is wanted, until cancelled (`FleetPictureService`). After a reload
+    /// the rebuild starts at once, so `/api/streams` shows the new streams as soon as the engine has them.
+    func run() async {
+        running = true
+        defer { running = false }
+        while !Task.isCancelled {
+            await wanted.wait()
+            guard !Task.isCancelled else { break }
+            finished(await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, age: built.duration(to: .now)))
+        }
+        let stranded = waiters
+        waiters = []
+        for waiter in stranded { waiter.resume(returning: cached ?? Self.empty) }
     }
 
     /// The whole list, encoded.
     func current() async -> ByteBuffer { await entry().buffer }
-
 
     /// One stream's JSON from the shared picture (nil when it is not in it, e.g. added by a reload just now).
     func piece(_ id: String) async -> ByteBuffer? {
@@ -63,20 +83,26 @@ actor StreamListCache {
     func picture() async -> Entry { await entry() }
 
     private func entry() async -> Entry {
-        // Requests never wait on the engine once a picture exists: a stale one starts a rebuild and is
+        // Requests never wait on the engine once a picture exists: a stale one asks for a rebuild and is
         // answered meanwhile. After a reload, though, the picture's list of streams is wrong: requests
-        // wait for one taken after the reload (≈ 0.1–0.3 s for 10,000 streams).
+        // wait for one taken after the reload (≈ 0.1–0.3 s for 10,000 streams, started by the reload).
         let generation = engine.configGeneration.load(ordering: .acquiring)
         if let cached, cachedGeneration >= generation {
-            if rebuilding == nil && built.duration(to: .now) >= .seconds(2) { startRebuild() }
+            if built.duration(to: .now) >= .seconds(2) { wanted.fire() }
             return cached
         }
-        for _ in 0..<3 {
-            if rebuilding == nil { startRebuild() }
-            let entry = await rebuilding!.value
-            if cachedGeneration >= generation { return entry }
+        guard running else {
+            // No rebuild service (a monitor assembled but not served, as in-process tests do): build here.
+            let result = await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, age: built.duration(to: .now))
+            finished(result)
+            return result.entry
         }
-        return cached!
+        for _ in 0..<3 {
+            wanted.fire()
+            let entry = await withCheckedContinuation { waiters.append($0) }
+            if cachedGeneration >= generation || !running { return entry }
+        }
+        return cached ?? Self.empty
     }
 
     struct Summary: Encodable, Sendable {
@@ -92,15 +118,23 @@ actor StreamListCache {
     /// Counts per colour and engine figures: the cheapest answer to "is everything fine?".
     func summary() async -> Summary { await entry().summary }
 
-    private func startRebuild() {
-        let engine = self.engine, uptimes = self.uptimes
-        let previous = cached, previousVersion = version, age = built.duration(to: .now)
-        rebuilding = Task.detached {
+    /// A picture with no streams (answered only if the service stops while a request waits).
+    static let empty = Entry(buffer: ByteBuffer(string: "[]"), list: [], pieces: [], index: [:], byStatus: [:],
+                             summary: Summary(streams: 0, ok: 0, degraded: 0, pending: 0, down: 0, unknown: 0, engine: EngineStats(streams: 0, checks: 0, inFlight: 0, lagP50Ms: 0, lagP99Ms: 0, lanes: [:])))
+
+    /// What one rebuild produces: the picture and the engine state it was taken at.
+    struct Built: Sendable {
+        var entry: Entry
+        var version: Int
+        var generation: Int
+    }
+
+    /// Takes and encodes a new picture (off the actor: `nonisolated`); keeps `previous` when nothing changed.
+    nonisolated static func build(engine: Engine, uptimes: UptimeCache, previous: Entry?, previousVersion: Int, age: Duration) async -> Built {
             let generation = engine.configGeneration.load(ordering: .acquiring)
             let engineVersion = await engine.version
             if let previous, engineVersion == previousVersion && age < .seconds(30) {
-                await self.finished(previous, version: engineVersion, generation: generation)  // nothing changed: keep it
-                return previous
+                return Built(entry: previous, version: engineVersion, generation: generation)  // nothing changed: keep it
             }
             let figures = await uptimes.current()
             let list = await engine.snapshot().map { s in
@@ -127,16 +161,16 @@ actor StreamListCache {
             let summary = Summary(streams: list.count, ok: count("ok"), degraded: count("degraded"), pending: count("pending"),
                                   down: count("down"), unknown: count("unknown"), engine: await engine.stats())
             let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, byStatus: byStatus, summary: summary)
-            await self.finished(entry, version: engineVersion, generation: generation)
-            return entry
-        }
+            return Built(entry: entry, version: engineVersion, generation: generation)
     }
 
-    private func finished(_ entry: Entry, version engineVersion: Int, generation: Int) {
-        cached = entry
-        cachedGeneration = generation
-        version = engineVersion
+    private func finished(_ result: Built) {
+        cached = result.entry
+        cachedGeneration = result.generation
+        version = result.version
         built = .now
-        rebuilding = nil
+        let woken = waiters
+        waiters = []
+        for waiter in woken { waiter.resume(returning: result.entry) }
     }
 }

@@ -59,17 +59,46 @@ public final class LiveHub: Sink, Sendable {
     }
 }
 
+/// Everything one preview session needs, taken from the engine's config at the moment it starts.
+public struct PreviewPlan: Sendable {
+    /// The stream's plugin (nil: no loaded plugin handles it).
+    public var plugin: LoadedPlugin?
+    public var request: PreviewRequest
+    /// The camera host whose session budget the preview counts against.
+    public var host: String
+    let budgets: HostBudgets
+}
+
 /// Live previews for the dashboard: one upstream plugin session per stream, shared by every viewer
-/// that joins while it runs, with a global cap on concurrent sessions. The engine runs each session
-/// inside the camera host's session budget, so previews never exceed what the camera is allowed.
+/// that joins while it runs, with a global cap on concurrent sessions. Each session runs inside the camera
+/// host's session budget (shared with the engine's probes), so previews never exceed what the camera is
+/// allowed. Sessions are child tasks of `run()`, which `PreviewService` runs in the ServiceGroup: shutdown
+/// cancels them.
 public final class PreviewHub: Sendable {
     public enum Refusal: Error, Equatable {
         case unknownStream
         case busy(Int)
+        /// The hub is not running (not started yet, or shutting down).
+        case stopped
     }
 
     final class Session: Sendable {
         let viewers = Mutex<(next: Int, continuations: [Int: AsyncStream<Data>.Continuation], last: Data?, ended: Bool)>((0, [:], nil, false))
+
+        func send(_ frame: Data) {
+            viewers.withLock { viewers in
+                viewers.last = frame
+                for continuation in viewers.continuations.values { continuation.yield(frame) }
+            }
+        }
+
+        func end() {
+            let continuations = viewers.withLock { viewers -> [AsyncStream<Data>.Continuation] in
+                viewers.ended = true
+                return Array(viewers.continuations.values)
+            }
+            for continuation in continuations { continuation.finish() }
+        }
     }
 
     private let engine: Engine
@@ -79,6 +108,8 @@ public final class PreviewHub: Sendable {
     private let sessions = Mutex<[String: Session]>([:])
     /// Upstream sessions started since launch (tests check that viewers share one).
     private let started = Atomic<Int>(0)
+    private let running = Atomic<Bool>(false)
+    private let jobs = AsyncStream<@Sendable () async -> Void>.makeStream()
 
     public init(engine: Engine, settings: LiveSettings) {
         self.engine = engine
@@ -88,14 +119,26 @@ public final class PreviewHub: Sendable {
     public var upstreamSessionsStarted: Int { started.load(ordering: .relaxed) }
     public var activeSessions: Int { sessions.withLock { $0.count } }
 
+    /// Runs every preview session as a child task until cancelled (graceful shutdown).
+    public func run() async {
+        running.store(true, ordering: .releasing)
+        defer { running.store(false, ordering: .releasing) }
+        await withDiscardingTaskGroup { group in
+            for await job in jobs.stream {
+                group.addTask { await job() }
+            }
+        }
+    }
+
     /// Frames of stream `id` for up to `seconds`; joins a running session when there is one.
-    public func join(_ id: String, seconds: Double) async throws -> AsyncStream<Data> {
-        guard await engine.snapshot(id: id) != nil else { throw Refusal.unknownStream }
+    public func join(_ id: String, seconds: Double) async throws(Refusal) -> AsyncStream<Data> {
+        guard running.load(ordering: .acquiring) else { throw .stopped }
+        guard let plan = await engine.previewPlan(id: id, seconds: seconds) else { throw .unknownStream }
         let (stream, continuation) = AsyncStream<Data>.makeStream(bufferingPolicy: .bufferingNewest(2))
-        let (session, isNew) = try sessions.withLock { sessions -> (Session, Bool) in
+        let (session, isNew) = try sessions.withLock { sessions throws(Refusal) -> (Session, Bool) in
             if let running = sessions[id] { return (running, false) }
             let cap = maxSessions
-            guard sessions.count < cap else { throw Refusal.busy(cap) }
+            guard sessions.count < cap else { throw .busy(cap) }
             let session = Session()
             sessions[id] = session
             return (session, true)
@@ -110,20 +153,18 @@ public final class PreviewHub: Sendable {
         if !joined { continuation.finish() }
         guard isNew else { return stream }
         started.add(1, ordering: .relaxed)
-        let engine = self.engine
-        Task {
-            _ = await engine.preview(id: id, seconds: seconds) { frame in
-                session.viewers.withLock { viewers in
-                    viewers.last = frame
-                    for continuation in viewers.continuations.values { continuation.yield(frame) }
-                }
+        let queued = jobs.continuation.yield { [self] in
+            if let plugin = plan.plugin {
+                await plan.budgets.acquire(plan.host)
+                _ = await plugin.preview(plan.request, onFrame: session.send)
+                await plan.budgets.release(plan.host)
             }
-            self.sessions.withLock { _ = $0.removeValue(forKey: id) }
-            let continuations = session.viewers.withLock { viewers -> [AsyncStream<Data>.Continuation] in
-                viewers.ended = true
-                return Array(viewers.continuations.values)
-            }
-            for continuation in continuations { continuation.finish() }
+            sessions.withLock { _ = $0.removeValue(forKey: id) }
+            session.end()
+        }
+        if case .terminated = queued {
+            sessions.withLock { _ = $0.removeValue(forKey: id) }
+            session.end()
         }
         return stream
     }

@@ -39,12 +39,17 @@ enum LiveRoutes {
             let id = try context.parameters.require("id")
             let seconds = try RequestSupport.double(request, "seconds", in: 1...30) ?? min(web.settings.current.previewSeconds, 30)
             let frames: AsyncStream<Data>
-            do {
+            do throws(PreviewHub.Refusal) {
                 frames = try await web.previews.join(id, seconds: seconds)
-            } catch PreviewHub.Refusal.unknownStream {
-                return APIServer.json(["error": "no stream with id '\(id)'"], status: .notFound)
-            } catch PreviewHub.Refusal.busy(let cap) {
-                return APIServer.json(["error": "\(cap) previews are running (the limit); try again in a few seconds"], status: .tooManyRequests)
+            } catch {
+                switch error {
+                case .unknownStream:
+                    return APIServer.json(["error": "no stream with id '\(id)'"], status: .notFound)
+                case .busy(let cap):
+                    return APIServer.json(["error": "\(cap) previews are running (the limit); try again in a few seconds"], status: .tooManyRequests)
+                case .stopped:
+                    return APIServer.json(["error": "previews are not running (the monitor is starting or shutting down)"], status: .serviceUnavailable)
+                }
             }
             web.logger.info("preview of stream=\(id) for \(Int(seconds)) s by '\(context.identity?.name ?? "?")'")
             var headers = HTTPFields()
