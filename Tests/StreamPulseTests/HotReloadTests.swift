@@ -34,7 +34,7 @@ import Testing
             let engine = engine, service = service, secretsPath = dir + "/secrets.yaml"
             tasks.append(Task { await engine.run() })
             tasks.append(Task { await service.watch(secretsPath: secretsPath) })
-            try await Task.sleep(for: .milliseconds(300))  // the watcher is in place
+            await service.untilWatching()
         }
 
         func stop() async {
@@ -95,7 +95,7 @@ import Testing
     @Test func deleteThenRecreate_isApplied_andTheGapChangesNothing() async throws {
         let rig = try await Rig(yaml: Self.yaml(["a", "b"]))
         try FileManager.default.removeItem(atPath: rig.path)
-        try await Task.sleep(for: .milliseconds(400))
+        #expect(await rig.eventually { await rig.service.handledBatches >= 1 })
         #expect(await rig.ids() == ["a", "b"], "a missing file keeps the active config")
         try Self.yaml(["b"]).write(toFile: rig.path, atomically: false, encoding: .utf8)
         #expect(await rig.eventually { await rig.ids() == ["b"] })
@@ -147,7 +147,7 @@ import Testing
         let service = ConfigService(path: dir + "/config.yaml", initial: await engine.currentConfig, initialProblems: [], engine: engine,
                                     plugins: host, scrubber: SecretScrubber(), logger: rig.logs.logger(), environment: [:])
         let watch = Task { await service.watch(secretsPath: nil) }
-        try await Task.sleep(for: .milliseconds(300))
+        await service.untilWatching()
         try fm.createDirectory(atPath: dir + "/..v2", withIntermediateDirectories: true)
         try Self.yaml(["a", "z"]).write(toFile: dir + "/..v2/config.yaml", atomically: false, encoding: .utf8)
         try fm.createSymbolicLink(atPath: dir + "/..data_tmp", withDestinationPath: "..v2")
@@ -165,15 +165,17 @@ import Testing
             try await Task.sleep(for: .milliseconds(12))
         }
         #expect(await rig.eventually { await rig.ids().count == 21 })
-        try await Task.sleep(for: .milliseconds(400))
-        #expect(await rig.service.appliedReloads == 1)
+        // One more, distinct change as a marker: once it is applied, every batch of the burst was handled.
+        try Self.yaml(["a"]).write(toFile: rig.path, atomically: false, encoding: .utf8)
+        #expect(await rig.eventually { await rig.ids() == ["a"] })
+        #expect(await rig.service.appliedReloads == 2, "one reload for the burst, one for the marker")
         await rig.stop()
     }
 
     @Test func touch_withoutChanges_reloadsNothing() async throws {
         let rig = try await Rig(yaml: Self.yaml(["a"]))
         try Self.yaml(["a"]).write(toFile: rig.path, atomically: false, encoding: .utf8)
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(await rig.eventually { await rig.service.handledBatches >= 1 })
         #expect(await rig.service.appliedReloads == 0)
         await rig.stop()
     }

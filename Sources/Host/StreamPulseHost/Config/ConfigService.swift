@@ -42,6 +42,24 @@ public actor ConfigService {
     public private(set) var status = ConfigStatus(errors: [], warnings: [], streams: 0)
     /// Reloads applied since start, and the last diff applied (for tests and the API).
     public private(set) var appliedReloads = 0
+    /// Batches of file events the watcher has handled (each one reloaded or found nothing to do).
+    public private(set) var handledBatches = 0
+    private var watching = false
+    private var watchWaiters: [CheckedContinuation<Void, Never>] = []
+
+    /// Returns once `watch` has its inotify watches in place (edits made after this are seen).
+    public func untilWatching() async {
+        if watching { return }
+        await withCheckedContinuation { watchWaiters.append($0) }
+    }
+
+    private func setWatching(_ on: Bool) {
+        watching = on
+        guard on else { return }
+        let waiters = watchWaiters
+        watchWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
     public private(set) var lastDiff: ConfigDiff?
     /// Quiet time after the last event before acting.
     public var debounce: Duration = .milliseconds(150)
@@ -149,7 +167,8 @@ public actor ConfigService {
             logger.error("Hot reload is off: \(error)")
             return
         }
-        defer { watcher.stop() }
+        defer { watcher.stop(); setWatching(false) }
+        setWatching(true)
         await refreshGitCommit()  // after the watch is in place: no edit made meanwhile is missed
         let configName = (path as NSString).lastPathComponent
         let secretsName = secretsPath.map { ($0 as NSString).lastPathComponent }
@@ -169,6 +188,7 @@ public actor ConfigService {
                 if !plugins.scan().isEmpty { await engine.pluginsChanged() }
             }
             if configTouched { await reload(reason: "file change") }
+            handledBatches += 1
         }
     }
 
