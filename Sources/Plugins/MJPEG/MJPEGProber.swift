@@ -21,14 +21,11 @@ struct MJPEGProber: Prober {
             return .failure(.invalidRequest, phase: .request, "'\(URLRedaction.mask(request.url))' is not an http:// URL with a host.")
         }
         return await pool.run(cancelling: clock) {
-            var result = MJPEGSession(target: target, credentials: request.credentials, clock: clock,
-                                      maxFrameBytes: request.options.maxFrameBytes ?? Self.defaultMaxFrameBytes,
-                                      otherHosts: request.options.redirectsToOtherHosts ?? false)
+            MJPEGSession(target: target, credentials: request.credentials, clock: clock,
+                         maxFrameBytes: request.options.maxFrameBytes ?? Self.defaultMaxFrameBytes,
+                         otherHosts: request.options.redirectsToOtherHosts ?? false)
                 .probe(request)
-            result.mode = request.mode
-            result.timings.totalMs = clock.elapsedMs
-            result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
-            return result
+                .finished(mode: request.mode, clock: clock, credentials: request.credentials)
         }
     }
 

@@ -26,13 +26,10 @@ struct RTSPProber: Prober {
             return .failure(.invalidRequest, phase: .request, "'\(URLRedaction.mask(request.url))' is not an rtsp:// URL with a host.")
         }
         return await pool.run(cancelling: clock) {
-            var result = request.mode == .quick
+            let result = request.mode == .quick
                 ? RTSPQuickProbe(target: target, credentials: request.credentials, clock: clock).run()
                 : RTSPDeepProbe(target: target, request: request, clock: clock).run()
-            result.mode = request.mode
-            result.timings.totalMs = clock.elapsedMs
-            result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
-            return result
+            return result.finished(mode: request.mode, clock: clock, credentials: request.credentials)
         }
     }
 
@@ -42,9 +39,8 @@ struct RTSPProber: Prober {
             return .failure(.invalidRequest, phase: .request, "'\(URLRedaction.mask(request.url))' is not an rtsp:// URL with a host.")
         }
         return await pool.run(cancelling: clock) {
-            var result = RTSPPreview(target: target, request: request, clock: clock, send: send).run()
-            result.message = URLRedaction.scrub(result.message, secrets: [request.credentials?.password ?? ""])
-            return result
+            RTSPPreview(target: target, request: request, clock: clock, send: send).run()
+                .finished(mode: nil, clock: clock, credentials: request.credentials)
         }
     }
 }
