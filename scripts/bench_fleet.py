@@ -135,6 +135,10 @@ class Monitor:
                     return int(line.split()[1]) / 1024
         return 0
 
+    def threads(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Threads:")), 0)
+
     def sqlite_written(self):
         return next((s["written"] for s in self.get("/api/sinks") if s["name"] == "sqlite"), 0)
 
@@ -177,15 +181,19 @@ def measure_reload(mon):
             applied = time.time()
             # Visible means in the stream list (/api/streams), the fleet picture every dashboard reads.
             visible = None
+            reads = []
             while time.time() < applied + 5 and visible is None:
+                t_read = time.time()
                 listed = [s for s in mon.get("/api/streams") if s["id"] == f"c{target}"]
+                reads.append((time.time() - t_read) * 1000)
                 if listed and listed[0]["name"].endswith("(renamed)"):
                     visible = time.time()
                 else:
                     time.sleep(0.02)
             change = status.get("last_change", "")
             if visible is not None:
-                change += f"; visible in /api/streams after {(visible - start) * 1000:.0f} ms"
+                change += (f"; visible in /api/streams after {(visible - start) * 1000:.0f} ms "
+                           f"({len(reads)} list reads of {', '.join(f'{r:.0f}' for r in reads)} ms)")
             return (applied - start) * 1000, change, visible is not None
         time.sleep(0.005)
     return float("nan"), "timed out", False
@@ -202,11 +210,23 @@ def fleet(args, binary, plugins):
         print(f"\n== {n} streams ({n // 2} RTSP + {n - n // 2} MJPEG), interval {args.interval}, deep every {args.deep}; "
               f"warm-up {warmup} s (the first round is all deep probes), then {args.measure} s measured", flush=True)
         startup_cpu0 = mon.cpu_seconds()
-        time.sleep(warmup)
+        # Sample the first round: where the RSS peak falls, and how many threads and probes it holds then.
+        peak = {"rss": 0.0}
+        t_start = time.time()
+        while time.time() < t_start + warmup:
+            time.sleep(5)
+            rss = mon.rss_mb()
+            if rss > peak["rss"]:
+                engine = mon.get("/api/engine")
+                peak = {"rss": rss, "at": time.time() - t_start, "threads": mon.threads(), "in_flight": engine["in_flight"],
+                        "checks": engine["checks"]}
         warm = mon.get("/api/engine")
         print(f"   warm-up: {warm['checks']} checks, lag p50 {warm['lag_p50_ms']:.1f} ms p99 {warm['lag_p99_ms']:.1f} ms, "
               f"CPU {100 * (mon.cpu_seconds() - startup_cpu0) / warmup:.0f}% of one core, in flight {warm['in_flight']}, "
               f"RSS {mon.rss_mb():.0f} MB (peak {mon.rss_mb('VmHWM'):.0f} MB)", flush=True)
+        if "at" in peak:
+            print(f"   first-round RSS peak sampled: {peak['rss']:.0f} MB at {peak['at']:.0f} s, {peak['threads']} threads, "
+                  f"{peak['in_flight']} probes in flight, {peak['checks']} checks done", flush=True)
         mon.post("/api/settings/engine-stats/reset")
         cpu0, rows0, t0 = mon.cpu_seconds(), mon.sqlite_written(), time.time()
         cam_cpu0 = sum(mon.cpu_seconds(p) for p in cameras.pids())

@@ -9,9 +9,9 @@ import Testing
     /// without it (a monitor assembled in a test, where the request builds the picture).
     @Test(arguments: [true, false]) func aReload_isVisibleInTheSharedList_atOnce(serviceRunning: Bool) async throws {
         let host = PluginHost(directory: TestEnvironment.temporaryDirectory("noplugins"), logger: CapturedLogs().logger())
-        func config(_ ids: [String]) throws -> Config {
+        func config(_ ids: [String], name: String = "Cam") throws -> Config {
             try #require(ConfigLoader(environment: [:]).load(
-                yaml: "streams:\n" + ids.map { "  - { id: \($0), url: \"rtsp://127.0.0.1/\($0)\" }\n" }.joined(),
+                yaml: "streams:\n" + ids.map { "  - { id: \($0), name: \"\(name) \($0)\", url: \"rtsp://127.0.0.1/\($0)\" }\n" }.joined(),
                 file: "c.yaml", baseDirectory: "/").config)
         }
         let engine = Engine(config: try config(["a", "b"]), plugins: host, logger: CapturedLogs().logger())
@@ -22,6 +22,10 @@ import Testing
             let data = Data(buffer: await listing.current())
             return try (JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
         }
+        func names() async throws -> [String] {
+            let data = Data(buffer: await listing.current())
+            return try (JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        }
         #expect(try await ids() == ["a", "b"])
         await engine.apply(try config(["a", "b", "c"]))
         // No waiting for the 2 s refresh: the first request after the reload sees the new stream.
@@ -29,5 +33,8 @@ import Testing
         #expect(await listing.summary().streams == 3)
         await engine.apply(try config(["c"]))
         #expect(try await ids() == ["c"])
+        // A rename changes no probe result (the engine's version): the picture must still follow the reload.
+        await engine.apply(try config(["c"], name: "Renamed"))
+        #expect(try await names() == ["Renamed c"])
     }
 }

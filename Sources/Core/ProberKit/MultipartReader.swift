@@ -80,80 +80,103 @@ public struct MultipartReader: Sendable {
         }
     }
 
+    /// What one step of the reader did.
+    private enum Step { case next, needMore, part(Part) }
+
     private mutating func next() throws(Failure) -> Part? {
         while true {
+            let step: Step
             switch state {
-            case .seekingBoundary:
-                guard let found = find(delimiter, from: max(start, scanned)) else {
-                    // Keep only what could still be the beginning of a delimiter.
-                    let keep = min(pending.count, delimiter.count)
-                    skipped += max(0, buffer.count - keep - start)
-                    start = max(start, buffer.count - keep)
-                    scanned = start
-                    if skipped > maxPartBytes + maxHeaderBytes { throw .noBoundary(bytesSeen: bytesSeen) }
-                    return nil
-                }
-                // The boundary line ends at the next LF; "--boundary--" closes the stream.
-                guard let lineEnd = find([0x0A], from: found + delimiter.count) else {
-                    if buffer.count - found > 256 { throw .badHeader }
-                    return nil
-                }
-                start = lineEnd + 1
-                scanned = start
-                skipped = 0
-                state = .headers
-            case .headers:
-                guard let end = headerEnd(from: start) else {
-                    if pending.count > maxHeaderBytes { throw .headersTooLarge }
-                    return nil
-                }
-                let headerBytes = buffer[start..<end.headerEnd]
-                guard end.headerEnd - start <= maxHeaderBytes else { throw .headersTooLarge }
-                var headers: [(String, String)] = []
-                for raw in headerBytes.split(separator: 0x0A) {
-                    var line = raw
-                    if line.last == 0x0D { line = line.dropLast() }
-                    if line.isEmpty { continue }
-                    guard let colon = line.firstIndex(of: 0x3A) else { throw .badHeader }
-                    headers.append((
-                        String(decoding: line[..<colon], as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased(),
-                        String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespaces)))
-                }
-                var length: Int?
-                if let value = headers.first(where: { $0.0 == "content-length" })?.1 {
-                    guard let declared = Int(value), declared >= 0 else { throw .badHeader }
-                    guard declared <= maxPartBytes else { throw .partTooLarge(declared) }
-                    length = declared
-                }
-                start = end.bodyStart
-                scanned = start
-                state = .body(headers: headers, length: length)
-            case .body(let headers, let length):
-                if let length {
-                    guard pending.count >= length else { return nil }
-                    let body = Array(buffer[start..<start + length])
-                    start += length
-                    scanned = start
-                    state = .seekingBoundary
-                    return Part(headers: headers, body: body)
-                }
-                // No Content-Length: the body ends at the line break before the next delimiter.
-                guard let found = find(delimiter, from: max(start, scanned)) else {
-                    scanned = max(start, buffer.count - delimiter.count)
-                    if pending.count > maxPartBytes { throw .partTooLarge(pending.count) }
-                    return nil
-                }
-                var end = found
-                if end > start, buffer[end - 1] == 0x0A { end -= 1 }
-                if end > start, buffer[end - 1] == 0x0D { end -= 1 }
-                guard end - start <= maxPartBytes else { throw .partTooLarge(end - start) }
-                let body = Array(buffer[start..<end])
-                start = found
-                scanned = start
-                state = .seekingBoundary
-                return Part(headers: headers, body: body)
+            case .seekingBoundary: step = try seekBoundary()
+            case .headers: step = try readHeaders()
+            case .body(let headers, let length): step = try readBody(headers: headers, length: length)
+            }
+            switch step {
+            case .next: continue
+            case .needMore: return nil
+            case .part(let part): return part
             }
         }
+    }
+
+    /// Skips to the line after the next boundary delimiter (bounded: garbage without one fails).
+    private mutating func seekBoundary() throws(Failure) -> Step {
+        guard let found = find(delimiter, from: max(start, scanned)) else {
+            // Keep only what could still be the beginning of a delimiter.
+            let keep = min(pending.count, delimiter.count)
+            skipped += max(0, buffer.count - keep - start)
+            start = max(start, buffer.count - keep)
+            scanned = start
+            if skipped > maxPartBytes + maxHeaderBytes { throw .noBoundary(bytesSeen: bytesSeen) }
+            return .needMore
+        }
+        // The boundary line ends at the next LF; "--boundary--" closes the stream.
+        guard let lineEnd = find([0x0A], from: found + delimiter.count) else {
+            if buffer.count - found > 256 { throw .badHeader }
+            return .needMore
+        }
+        start = lineEnd + 1
+        scanned = start
+        skipped = 0
+        state = .headers
+        return .next
+    }
+
+    /// Reads one part's headers (bounded) and its declared Content-Length, if any.
+    private mutating func readHeaders() throws(Failure) -> Step {
+        guard let end = headerEnd(from: start) else {
+            if pending.count > maxHeaderBytes { throw .headersTooLarge }
+            return .needMore
+        }
+        let headerBytes = buffer[start..<end.headerEnd]
+        guard end.headerEnd - start <= maxHeaderBytes else { throw .headersTooLarge }
+        var headers: [(String, String)] = []
+        for raw in headerBytes.split(separator: 0x0A) {
+            var line = raw
+            if line.last == 0x0D { line = line.dropLast() }
+            if line.isEmpty { continue }
+            guard let colon = line.firstIndex(of: 0x3A) else { throw .badHeader }
+            headers.append((
+                String(decoding: line[..<colon], as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased(),
+                String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespaces)))
+        }
+        var length: Int?
+        if let value = headers.first(where: { $0.0 == "content-length" })?.1 {
+            guard let declared = Int(value), declared >= 0 else { throw .badHeader }
+            guard declared <= maxPartBytes else { throw .partTooLarge(declared) }
+            length = declared
+        }
+        start = end.bodyStart
+        scanned = start
+        state = .body(headers: headers, length: length)
+        return .next
+    }
+
+    /// Reads one part's body: `length` bytes, or up to the line break before the next delimiter.
+    private mutating func readBody(headers: [(String, String)], length: Int?) throws(Failure) -> Step {
+        if let length {
+            guard pending.count >= length else { return .needMore }
+            let body = Array(buffer[start..<start + length])
+            start += length
+            scanned = start
+            state = .seekingBoundary
+            return .part(Part(headers: headers, body: body))
+        }
+        // No Content-Length: the body ends at the line break before the next delimiter.
+        guard let found = find(delimiter, from: max(start, scanned)) else {
+            scanned = max(start, buffer.count - delimiter.count)
+            if pending.count > maxPartBytes { throw .partTooLarge(pending.count) }
+            return .needMore
+        }
+        var end = found
+        if end > start, buffer[end - 1] == 0x0A { end -= 1 }
+        if end > start, buffer[end - 1] == 0x0D { end -= 1 }
+        guard end - start <= maxPartBytes else { throw .partTooLarge(end - start) }
+        let body = Array(buffer[start..<end])
+        start = found
+        scanned = start
+        state = .seekingBoundary
+        return .part(Part(headers: headers, body: body))
     }
 
     /// End of the header block (blank line, CRLF or bare LF) starting at `from`.

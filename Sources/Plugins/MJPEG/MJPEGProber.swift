@@ -201,41 +201,64 @@ struct MJPEGSession {
         case .failure(var failure): failure.timings = timings; return failure
         }
         timings.firstFrameMs = first.atMs
-        let decoder = JPEGDecoder()
         let options = request.options
-        var media = MediaFacts(codec: "mjpeg", width: first.info.width, height: first.info.height)
-        var frames = [first]
-        var lastFrame = first
-        var totalBytes = first.bytes.count
-        var allIdentical = true
-        var ended: ProbeResult?
         var isSnapshot = false
         if case .snapshot = source { isSnapshot = true }
-        if request.mode == .deep && !isSnapshot {
-            let window = (options.sampleSeconds ?? 1.0) * 1000
-            let maxFrames = max(2, options.sampleFrames ?? 30)
-            while frames.count < maxFrames, clock.elapsedMs - first.atMs < window, clock.remainingMs > 200 {
-                switch nextFrame(&source, framesSoFar: frames.count) {
-                case .success(let frame):
-                    if frame.bytes != lastFrame.bytes { allIdentical = false }
-                    totalBytes += frame.bytes.count
-                    lastFrame = frame
-                    frames.append(frame)
-                case .failure(let failure):
-                    ended = failure
-                }
-                if ended != nil { break }
-            }
-        }
-        if let ended, ended.reason == .cancelled || ended.reason == .truncatedFrame || ended.reason == .corruptJpeg || ended.reason == .frameTooLarge {
+        let window = request.mode == .deep && !isSnapshot ? collect(&source, after: first, options: options) : FrameWindow(first: first)
+        if let ended = window.ended, [.cancelled, .truncatedFrame, .corruptJpeg, .frameTooLarge].contains(ended.reason) {
             var failure = ended
             failure.timings = timings
             return failure
         }
+        return verdict(window, request: request, timings: timings, isSnapshot: isSnapshot)
+    }
+
+    /// The frames of a deep probe's sampling window, after the first.
+    struct FrameWindow {
+        var frames: [Frame]
+        var totalBytes: Int
+        var allIdentical = true
+        /// A read that failed mid-window.
+        var ended: ProbeResult?
+        var first: Frame { frames[0] }
+        var last: Frame { frames[frames.count - 1] }
+
+        init(first: Frame) {
+            frames = [first]
+            totalBytes = first.bytes.count
+        }
+    }
+
+    /// Reads frames for `sample_seconds` (at most `sample_frames`) after `first`.
+    private func collect(_ source: inout Source, after first: Frame, options: ProbeOptions) -> FrameWindow {
+        var window = FrameWindow(first: first)
+        let length = (options.sampleSeconds ?? 1.0) * 1000
+        let maxFrames = max(2, options.sampleFrames ?? 30)
+        while window.frames.count < maxFrames, clock.elapsedMs - first.atMs < length, clock.remainingMs > 200 {
+            switch nextFrame(&source, framesSoFar: window.frames.count) {
+            case .success(let frame):
+                if frame.bytes != window.last.bytes { window.allIdentical = false }
+                window.totalBytes += frame.bytes.count
+                window.frames.append(frame)
+            case .failure(let failure):
+                window.ended = failure
+                return window
+            }
+        }
+        return window
+    }
+
+    /// The verdict on a window: black, frozen, too slow or too late — or pictures decoded — with the facts.
+    private func verdict(_ window: FrameWindow, request: ProbeRequest, timings: Timings, isSnapshot: Bool) -> ProbeResult {
+        let options = request.options
+        let decoder = JPEGDecoder()
+        let first = window.first, lastFrame = window.last, frames = window.frames, allIdentical = window.allIdentical
+        let ended = window.ended
+        var media = MediaFacts(codec: "mjpeg", width: first.info.width, height: first.info.height)
         let span = (lastFrame.atMs - first.atMs) / 1000
         if frames.count >= 2, span > 0 {
             media.fps = ((Double(frames.count - 1) / span) * 100).rounded() / 100
-            media.bitrateBps = Double(totalBytes - first.bytes.count) * 8 / span
+            media.bitrateBps = Double(window.totalBytes - first.bytes.count) * 8 / span
         }
         var samples: [LumaSample] = []
         if request.mode == .deep {

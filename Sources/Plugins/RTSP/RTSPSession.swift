@@ -269,64 +269,89 @@ struct RTSPDeepProbe {
         case .failure(let failure): return failure
         }
         let width = Int(first.pointee.width), height = Int(first.pointee.height)
+        let thumbnail = request.options.thumbnail == true ? JPEGEncoder(maxWidth: request.options.maxWidth ?? 320).encode(first) : nil
+        let window = sample(session, first: first)
+        if let failure = window.failure, failure.reason == .cancelled { return failure }
+        return verdict(window, session: session, width: width, height: height, thumbnail: thumbnail)
+    }
+
+    /// What the sampling window saw.
+    struct Window {
+        var samples: [LumaSample]
+        var packets = 0
+        /// Timestamps of the first and last timed packets in the window, and how many had one.
+        var firstSeconds: Double?, lastSeconds: Double?, timedPackets = 0
+        var spanSeconds = 0.0
+        var bytes = 0
+        /// A read that failed mid-window (the window ends there; only a cancellation ends the probe).
+        var failure: ProbeResult?
+
+        /// From packet timestamps inside the window only: the first picture's own timestamp is often missing
+        /// or guessed (it is the first packet after joining). Falls back to packets per second of wall time.
+        var fps: Double? {
+            if timedPackets >= 3, let a = firstSeconds, let b = lastSeconds, b > a { return Double(timedPackets - 1) / (b - a) }
+            if packets >= 2, spanSeconds > 0 { return Double(packets) / spanSeconds }
+            return nil
+        }
+        var bitrate: Double? { spanSeconds > 0 ? Double(bytes) * 8 / spanSeconds : nil }
+    }
+
+    /// Reads the window after the first picture: every packet counted, keyframes decoded at most every
+    /// `sampleSpacingMs` for the picture checks.
+    func sample(_ session: RTSPSession, first: UnsafePointer<AVFrame>) -> Window {
         let options = request.options
-        let thumbnail = options.thumbnail == true ? JPEGEncoder(maxWidth: options.maxWidth ?? 320).encode(first) : nil
-        var samples = [LumaSample(frame: first)].compactMap { $0 }
+        var window = Window(samples: [LumaSample(frame: first)].compactMap { $0 })
         let start = clock.elapsedMs
         var lastSampleAt = start
         let bytesAtStart = session.bytesRead
-        var packets = 0
-        // fps from packet timestamps inside the window only: the first picture's own timestamp is often
-        // missing or guessed (it is the first packet after joining).
-        var firstSeconds: Double?, lastSeconds: Double?, timedPackets = 0
         let maxPackets = max(2, options.sampleFrames ?? 250)
-        let window = (options.sampleSeconds ?? 1.0) * 1000
-        var sampleFailure: ProbeResult?
-        while packets < maxPackets, clock.remainingMs > 300 {
+        let length = (options.sampleSeconds ?? 1.0) * 1000
+        while window.packets < maxPackets, clock.remainingMs > 300 {
             let elapsed = clock.elapsedMs - start
-            if elapsed >= window && (samples.count >= 2 || elapsed >= Self.maxWindowMs) { break }
+            if elapsed >= length && (window.samples.count >= 2 || elapsed >= Self.maxWindowMs) { break }
             let readStart = clock.elapsedMs
             defer {
                 // Caught up with the live stream (the read had to wait): let packets gather in the socket
                 // buffer instead of waking up for each one. Wake-ups, not decoding, dominate the window's CPU.
                 if clock.elapsedMs - readStart > 2, !clock.isCancelled {
                     // Never sleep past the end of the window while it can still close on time.
-                    let untilWindowEnd = window - (clock.elapsedMs - start)
+                    let untilWindowEnd = length - (clock.elapsedMs - start)
                     let pause = min(Self.batchPauseMs, clock.remainingMs - 400, untilWindowEnd > 0 ? untilWindowEnd : Self.batchPauseMs)
                     if pause > 0 { usleep(UInt32(pause * 1000)) }
                 }
             }
             switch session.readVideoPacket() {
             case .failure(let failure):
-                sampleFailure = failure
+                window.failure = failure
             case .video(let key, let seconds, _):
-                packets += 1
+                window.packets += 1
                 if let seconds {
-                    if firstSeconds == nil { firstSeconds = seconds }
-                    lastSeconds = seconds
-                    timedPackets += 1
+                    if window.firstSeconds == nil { window.firstSeconds = seconds }
+                    window.lastSeconds = seconds
+                    window.timedPackets += 1
                 }
                 let picture = key && clock.elapsedMs - lastSampleAt >= Self.sampleSpacingMs ? session.decodeCurrentPacket() : nil
                 if let picture, let sample = LumaSample(frame: picture) {
-                    samples.append(sample)
+                    window.samples.append(sample)
                     lastSampleAt = clock.elapsedMs
                 }
             }
-            if sampleFailure != nil { break }
+            if window.failure != nil { break }
         }
-        if let sampleFailure, sampleFailure.reason == .cancelled { return sampleFailure }
-        let span = (clock.elapsedMs - start) / 1000
-        var fps: Double?
-        if timedPackets >= 3, let a = firstSeconds, let b = lastSeconds, b > a {
-            fps = Double(timedPackets - 1) / (b - a)
-        } else if packets >= 2, span > 0 {
-            fps = Double(packets) / span
-        }
-        let bitrate = span > 0 ? Double(session.bytesRead - bytesAtStart) * 8 / span : nil
+        window.spanSeconds = (clock.elapsedMs - start) / 1000
+        window.bytes = session.bytesRead - bytesAtStart
+        return window
+    }
+
+    /// The deep verdict: black, frozen, too slow or too late — or pictures decoded — with the media facts.
+    func verdict(_ window: Window, session: RTSPSession, width: Int, height: Int, thumbnail: Data?) -> ProbeResult {
+        let options = request.options
+        let fps = window.fps
+        let samples = window.samples
         let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold)
         var result = ProbeResult(
             reason: .ok, phase: .sample, message: "", timings: session.timings,
-            media: MediaFacts(codec: session.codecName, width: width, height: height, fps: fps.map { ($0 * 100).rounded() / 100 }, bitrateBps: bitrate),
+            media: MediaFacts(codec: session.codecName, width: width, height: height, fps: fps.map { ($0 * 100).rounded() / 100 }, bitrateBps: window.bitrate),
             image: ImageFacts(frozen: verdict.frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: samples.count),
             thumbnailJpeg: thumbnail)
         let size = "\(session.codecName ?? "video") \(width)x\(height)" + (fps.map { String(format: " at %.1f fps", $0) } ?? "")
@@ -335,7 +360,7 @@ struct RTSPDeepProbe {
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if verdict.frozen {
             result.reason = .frozen
-            result.message = String(format: "The picture is frozen: %d pictures over %.1f s are identical (mean difference %.2f) — %@.", samples.count, span, verdict.meanDifference ?? 0, size)
+            result.message = String(format: "The picture is frozen: %d pictures over %.1f s are identical (mean difference %.2f) — %@.", samples.count, window.spanSeconds, verdict.meanDifference ?? 0, size)
         } else if let minFps = options.minFps, let fps, fps < minFps {
             result.reason = .lowFps
             result.message = String(format: "%.1f fps is below the stream's minimum of %.1f — %@.", fps, minFps, size)

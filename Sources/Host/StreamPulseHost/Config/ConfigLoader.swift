@@ -267,72 +267,85 @@ private struct Parser: ValueReading {
         return result
     }
 
+    static let streamKeys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "tags", "credentials",
+                             "thresholds", "enabled", "transport", "redirects"]
+
     mutating func parseStreams(_ node: Node, credentials: [String: CredentialRef]) -> [StreamConfig] {
         var streams: [StreamConfig] = []
         guard let list = node.sequence else { problem(node, "streams must be a list"); return streams }
         var seen: [String: Node] = [:]
-        let keys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "tags", "credentials",
-                    "thresholds", "enabled", "transport", "redirects"]
         for item in list {
             guard let map = item.mapping else { problem(item, "each stream must be a mapping with at least id and url"); continue }
-            var stream = StreamConfig(id: "", name: "", url: "")
-            var urlNode: Node?
-            for (key, value) in map {
-                guard let name = key.string else { continue }
-                switch name {
-                case "id": stream.id = string(value) ?? ""
-                case "name": stream.name = string(value) ?? ""
-                case "url": stream.url = string(value) ?? ""; urlNode = value
-                case "protocol": stream.protocolName = string(value)?.lowercased()
-                case "interval": stream.interval = duration(value)
-                case "deep_interval": stream.deepInterval = duration(value)
-                case "group": stream.group = string(value)
-                case "tags": stream.tags = stringList(value)
-                case "credentials":
-                    stream.credentialsName = string(value)
-                    if let ref = stream.credentialsName, credentials[ref] == nil {
-                        problem(value, "unknown credentials '\(ref)'\(suggest(ref, Array(credentials.keys)))")
-                    }
-                case "thresholds": stream.thresholds = parseThresholds(value)
-                case "enabled": stream.enabled = bool(value) ?? true
-                case "transport":
-                    if let t = string(value)?.lowercased() {
-                        if ["tcp", "udp", "auto"].contains(t) { stream.transport = t } else { problem(value, "transport must be tcp, udp or auto") }
-                    }
-                case "redirects":
-                    if let r = string(value)?.lowercased() {
-                        if ["same_host", "any"].contains(r) { stream.redirects = r } else { problem(value, "redirects must be same_host or any") }
-                    }
-                default: unknownKey(key, name, keys)
-                }
-            }
-            if stream.id.isEmpty { problem(item, "stream without an id (history follows the id, so it is required)"); continue }
-            if let first = seen[stream.id] {
-                problem(map.keys.first { $0.string == "id" }.flatMap { map[$0] } ?? item,
-                        "duplicate stream id '\(stream.id)' (first at line \(first.mark?.line ?? 0))")
-                continue
-            }
-            seen[stream.id] = map["id"] ?? item
-            if stream.name.isEmpty { stream.name = stream.id }
-            if stream.url.isEmpty { problem(item, "stream '\(stream.id)' has no url"); continue }
-            let split = URLRedaction.splitCredentials(stream.url)
-            if let inline = split.credentials {
-                stream.url = split.url
-                stream.inlineCredentials = inline
-                problem(urlNode, "stream '\(stream.id)': credentials inside the URL end up in git; use a credentials entry (they are masked everywhere)", .warning)
-            }
-            guard let scheme = SchemeRouter.scheme(of: stream.url), let components = URLComponents(string: stream.url),
-                  let host = components.host, !host.isEmpty
-            else {
-                problem(urlNode, "stream '\(stream.id)': malformed URL '\(URLRedaction.mask(stream.url))' (expected scheme://host[:port]/path)")
-                continue
-            }
-            if let known = knownSchemes, stream.protocolName == nil, !known.contains(scheme) {
-                problem(urlNode, "stream '\(stream.id)': no loaded plugin handles '\(scheme)://'; it waits until one is installed", .warning)
-            }
-            streams.append(stream)
+            var (stream, urlNode) = parseStream(map, credentials: credentials)
+            if checkStream(&stream, item: item, map: map, urlNode: urlNode, seen: &seen) { streams.append(stream) }
         }
         return streams
+    }
+
+    /// One stream's keys as written (checked by `checkStream`), and the node of its URL for messages.
+    mutating func parseStream(_ map: Node.Mapping, credentials: [String: CredentialRef]) -> (StreamConfig, Node?) {
+        var stream = StreamConfig(id: "", name: "", url: "")
+        var urlNode: Node?
+        for (key, value) in map {
+            guard let name = key.string else { continue }
+            switch name {
+            case "id": stream.id = string(value) ?? ""
+            case "name": stream.name = string(value) ?? ""
+            case "url": stream.url = string(value) ?? ""; urlNode = value
+            case "protocol": stream.protocolName = string(value)?.lowercased()
+            case "interval": stream.interval = duration(value)
+            case "deep_interval": stream.deepInterval = duration(value)
+            case "group": stream.group = string(value)
+            case "tags": stream.tags = stringList(value)
+            case "credentials":
+                stream.credentialsName = string(value)
+                if let ref = stream.credentialsName, credentials[ref] == nil {
+                    problem(value, "unknown credentials '\(ref)'\(suggest(ref, Array(credentials.keys)))")
+                }
+            case "thresholds": stream.thresholds = parseThresholds(value)
+            case "enabled": stream.enabled = bool(value) ?? true
+            case "transport":
+                if let t = string(value)?.lowercased() {
+                    if ["tcp", "udp", "auto"].contains(t) { stream.transport = t } else { problem(value, "transport must be tcp, udp or auto") }
+                }
+            case "redirects":
+                if let r = string(value)?.lowercased() {
+                    if ["same_host", "any"].contains(r) { stream.redirects = r } else { problem(value, "redirects must be same_host or any") }
+                }
+            default: unknownKey(key, name, Self.streamKeys)
+            }
+        }
+        return (stream, urlNode)
+    }
+
+    /// Whether a parsed stream is kept: it needs a unique id and a well-formed URL; credentials written inside
+    /// the URL move out of it (with a warning).
+    mutating func checkStream(_ stream: inout StreamConfig, item: Node, map: Node.Mapping, urlNode: Node?, seen: inout [String: Node]) -> Bool {
+        if stream.id.isEmpty { problem(item, "stream without an id (history follows the id, so it is required)"); return false }
+        if let first = seen[stream.id] {
+            problem(map.keys.first { $0.string == "id" }.flatMap { map[$0] } ?? item,
+                    "duplicate stream id '\(stream.id)' (first at line \(first.mark?.line ?? 0))")
+            return false
+        }
+        seen[stream.id] = map["id"] ?? item
+        if stream.name.isEmpty { stream.name = stream.id }
+        if stream.url.isEmpty { problem(item, "stream '\(stream.id)' has no url"); return false }
+        let split = URLRedaction.splitCredentials(stream.url)
+        if let inline = split.credentials {
+            stream.url = split.url
+            stream.inlineCredentials = inline
+            problem(urlNode, "stream '\(stream.id)': credentials inside the URL end up in git; use a credentials entry (they are masked everywhere)", .warning)
+        }
+        guard let scheme = SchemeRouter.scheme(of: stream.url), let components = URLComponents(string: stream.url),
+              let host = components.host, !host.isEmpty
+        else {
+            problem(urlNode, "stream '\(stream.id)': malformed URL '\(URLRedaction.mask(stream.url))' (expected scheme://host[:port]/path)")
+            return false
+        }
+        if let known = knownSchemes, stream.protocolName == nil, !known.contains(scheme) {
+            problem(urlNode, "stream '\(stream.id)': no loaded plugin handles '\(scheme)://'; it waits until one is installed", .warning)
+        }
+        return true
     }
 
     mutating func parseThresholds(_ node: Node) -> Thresholds {

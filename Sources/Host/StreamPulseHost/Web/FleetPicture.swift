@@ -63,7 +63,7 @@ actor StreamListCache {
         while !Task.isCancelled {
             await wanted.wait()
             guard !Task.isCancelled else { break }
-            finished(await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, age: built.duration(to: .now)))
+            finished(await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, previousGeneration: cachedGeneration, age: built.duration(to: .now)))
         }
         let stranded = waiters
         waiters = []
@@ -93,7 +93,7 @@ actor StreamListCache {
         }
         guard running else {
             // No rebuild service (a monitor assembled but not served, as in-process tests do): build here.
-            let result = await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, age: built.duration(to: .now))
+            let result = await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, previousGeneration: cachedGeneration, age: built.duration(to: .now))
             finished(result)
             return result.entry
         }
@@ -130,10 +130,12 @@ actor StreamListCache {
     }
 
     /// Takes and encodes a new picture (off the actor: `nonisolated`); keeps `previous` when nothing changed.
-    nonisolated static func build(engine: Engine, uptimes: UptimeCache, previous: Entry?, previousVersion: Int, age: Duration) async -> Built {
+    nonisolated static func build(engine: Engine, uptimes: UptimeCache, previous: Entry?, previousVersion: Int, previousGeneration: Int,
+                                  age: Duration) async -> Built {
             let generation = engine.configGeneration.load(ordering: .acquiring)
             let engineVersion = await engine.version
-            if let previous, engineVersion == previousVersion && age < .seconds(30) {
+            // A reload may rename a stream without any probe result (the version) changing: compare both.
+            if let previous, engineVersion == previousVersion, generation == previousGeneration, age < .seconds(30) {
                 return Built(entry: previous, version: engineVersion, generation: generation)  // nothing changed: keep it
             }
             let figures = await uptimes.current()

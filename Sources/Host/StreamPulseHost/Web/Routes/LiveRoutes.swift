@@ -7,6 +7,12 @@ import StreamPulseCore
 /// Live updates (viewer, Server-Sent Events) and the live preview (admin, multipart JPEG for an `<img>`).
 enum LiveRoutes {
     static func add(to router: some RouterMethods<WebContext>, _ web: WebServices) {
+        addEvents(to: router, web)
+        addPreview(to: router, web)
+    }
+
+    /// `GET /api/events`: Server-Sent Events of the streams that changed, per viewer (capped per account).
+    static func addEvents(to router: some RouterMethods<WebContext>, _ web: WebServices) {
         router.group(.viewer, web).get("/api/events") { _, context -> Response in
             // A few tabs per person are plenty; thousands on one token would only hold connections.
             let holder = context.identity?.name ?? "?"
@@ -35,6 +41,10 @@ enum LiveRoutes {
                 try? await writer.finish(nil)
             })
         }
+    }
+
+    /// `GET /api/streams/{id}/preview`: a live preview as multipart JPEG, shared by viewers of one stream.
+    static func addPreview(to router: some RouterMethods<WebContext>, _ web: WebServices) {
         router.group(.admin, web).get("/api/streams/{id}/preview") { request, context -> Response in
             let id = try context.parameters.require("id")
             let seconds = try RequestSupport.double(request, "seconds", in: 1...30) ?? min(web.settings.current.previewSeconds, 30)
