@@ -213,19 +213,35 @@ struct MJPEGSession {
         return verdict(window, request: request, timings: timings, isSnapshot: isSnapshot)
     }
 
-    /// The frames of a deep probe's sampling window, after the first.
+    /// A deep probe's sampling window. Only three frames are kept (first, one from the middle, last), so a
+    /// probe holds a few hundred KiB however many frames the window sees; the rest are counted and compared.
     struct FrameWindow {
-        var frames: [Frame]
+        var first: Frame
+        /// The first frame at or past the middle of the window (by time or by count); nil before it.
+        var middle: Frame?
+        var middleIndex = 0
+        var last: Frame
+        var count = 1
         var totalBytes: Int
         var allIdentical = true
         /// A read that failed mid-window.
         var ended: ProbeResult?
-        var first: Frame { frames[0] }
-        var last: Frame { frames[frames.count - 1] }
 
         init(first: Frame) {
-            frames = [first]
+            self.first = first
+            last = first
             totalBytes = first.bytes.count
+        }
+
+        mutating func add(_ frame: Frame, pastMiddle: Bool) {
+            if frame.bytes != last.bytes { allIdentical = false }
+            totalBytes += frame.bytes.count
+            if middle == nil, pastMiddle {
+                middle = frame
+                middleIndex = count
+            }
+            last = frame
+            count += 1
         }
     }
 
@@ -234,12 +250,10 @@ struct MJPEGSession {
         var window = FrameWindow(first: first)
         let length = (options.sampleSeconds ?? 1.0) * 1000
         let maxFrames = max(2, options.sampleFrames ?? 30)
-        while window.frames.count < maxFrames, clock.elapsedMs - first.atMs < length, clock.remainingMs > 200 {
-            switch nextFrame(&source, framesSoFar: window.frames.count) {
+        while window.count < maxFrames, clock.elapsedMs - first.atMs < length, clock.remainingMs > 200 {
+            switch nextFrame(&source, framesSoFar: window.count) {
             case .success(let frame):
-                if frame.bytes != window.last.bytes { window.allIdentical = false }
-                window.totalBytes += frame.bytes.count
-                window.frames.append(frame)
+                window.add(frame, pastMiddle: frame.atMs - first.atMs >= length / 2 || window.count >= maxFrames / 2)
             case .failure(let failure):
                 window.ended = failure
                 return window
@@ -252,12 +266,12 @@ struct MJPEGSession {
     private func verdict(_ window: FrameWindow, request: ProbeRequest, timings: Timings, isSnapshot: Bool) -> ProbeResult {
         let options = request.options
         let decoder = JPEGDecoder()
-        let first = window.first, lastFrame = window.last, frames = window.frames, allIdentical = window.allIdentical
+        let first = window.first, lastFrame = window.last, count = window.count, allIdentical = window.allIdentical
         let ended = window.ended
         var media = MediaFacts(codec: "mjpeg", width: first.info.width, height: first.info.height)
         let span = (lastFrame.atMs - first.atMs) / 1000
-        if frames.count >= 2, span > 0 {
-            media.fps = ((Double(frames.count - 1) / span) * 100).rounded() / 100
+        if count >= 2, span > 0 {
+            media.fps = ((Double(count - 1) / span) * 100).rounded() / 100
             media.bitrateBps = Double(window.totalBytes - first.bytes.count) * 8 / span
         }
         var samples: [LumaSample] = []
@@ -266,13 +280,13 @@ struct MJPEGSession {
                 return ProbeResult(reason: .corruptJpeg, phase: .firstFrame, message: "The first frame has JPEG markers but does not decode.", timings: timings, media: media)
             }
             // First, middle and last: a looped or slowly changing picture is not mistaken for a frozen one.
-            if frames.count >= 3, let m = decoder.sample(frames[frames.count / 2].bytes) { samples.append(m) }
-            if frames.count >= 2, let b = decoder.sample(lastFrame.bytes) { samples.append(b) }
+            if let middle = window.middle, window.middleIndex < count - 1, let m = decoder.sample(middle.bytes) { samples.append(m) }
+            if count >= 2, let b = decoder.sample(lastFrame.bytes) { samples.append(b) }
         }
         let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold)
-        let frozen = frames.count >= 2 && (allIdentical || verdict.frozen)
+        let frozen = count >= 2 && (allIdentical || verdict.frozen)
         let image = request.mode == .deep
-            ? ImageFacts(frozen: frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: frames.count)
+            ? ImageFacts(frozen: frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: count)
             : nil
         var result = ProbeResult(reason: .ok, phase: request.mode == .deep ? .sample : .firstFrame, message: "", timings: timings, media: media, image: image,
                                  thumbnailJpeg: options.thumbnail == true ? Data(first.bytes) : nil)
@@ -282,8 +296,8 @@ struct MJPEGSession {
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if frozen {
             result.reason = .frozen
-            result.message = String(format: "The picture is frozen: %d frames over %.1f s are %@ — %@.", frames.count, span, allIdentical ? "byte-identical" : "identical", size)
-        } else if frames.count < 2, request.mode == .deep, !isSnapshot, let ended {
+            result.message = String(format: "The picture is frozen: %d frames over %.1f s are %@ — %@.", count, span, allIdentical ? "byte-identical" : "identical", size)
+        } else if count < 2, request.mode == .deep, !isSnapshot, let ended {
             var failure = ended
             failure.timings = timings
             return failure
