@@ -21,9 +21,11 @@ public final class TCPConnection {
     private var fd: Int32
     private var clock: ProbeClock
 
-    /// Connects to `host:port`, giving up at the clock's deadline.
+    /// Connects to `host:port`, giving up at the clock's deadline. `host` is a name, an IPv4 address or an IPv6
+    /// address with or without the brackets a URL writes around it (`[::1]`, as `URLComponents.host` gives it).
     public init(host: String, port: Int, clock: ProbeClock) throws(Failure) {
         self.clock = clock
+        let host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
