@@ -32,6 +32,15 @@ import Testing
         #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 1.5)
     }
 
+    /// An IPv6 literal in brackets (issue #13: was dns_failure); the Host header keeps the brackets.
+    @Test func anIPv6Literal_isProbed() async throws {
+        try #require(cameras.mjpegOnIPv6, "the MJPEG fixture could not listen on [::1]")
+        let run = try await TestEnvironment.run(["check", "http://[::1]:\(cameras.mjpegPort)/normal", "--json", "--timeout", "5", "--plugins-dir", plugins])
+        let json = try #require(run.json, "\(run.stdout)\(run.stderr)")
+        #expect(json["reason"] as? String == "ok", "\(json)")
+        #expect(json["width"] as? Int == 640)
+    }
+
     @Test func aRedirectToAnotherHost_isRefused_unlessTheStreamAllowsIt() async throws {
         let refused = try #require(try await check("redirect-away").json)
         #expect(refused["reason"] as? String == "protocol_error", "\(refused)")

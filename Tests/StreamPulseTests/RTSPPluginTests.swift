@@ -28,6 +28,15 @@ import Testing
         return path
     }
 
+    /// An IPv6 literal in brackets, as cameras on IPv6-only networks are written (issue #13: was dns_failure).
+    @Test(arguments: [[], ["--quick"]]) func anIPv6Literal_isProbed(flags: [String]) async throws {
+        try #require(cameras.rtspV6Port > 0, "the RTSP fixture could not listen on [::1]")
+        let run = try await check("rtsp://[::1]:\(cameras.rtspV6Port)/normal", flags)
+        let json = try #require(run.json, "\(run.stdout) \(run.stderr)")
+        #expect(json["reason"] as? String == "ok", "\(json)")
+        #expect(json["codec"] as? String == "h264")
+    }
+
     @Test(arguments: [("normal", 640, 480), ("hd", 1920, 1080)])
     func liveH264_isOK_withCodecSizeAndFps(path: String, width: Int, height: Int) async throws {
         let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/\(path)")

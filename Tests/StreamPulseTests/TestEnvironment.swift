@@ -117,6 +117,10 @@ let fixturePassword = "s3cret-Pa55"
 final class TestCameras: Sendable {
     let rtspPort: Int
     let rtspAuthPort: Int
+    /// The RTSP camera `/normal` on the IPv6 loopback ([::1]); 0 when the machine has no IPv6.
+    let rtspV6Port: Int
+    /// Whether the MJPEG server also listens on [::1] (same port).
+    let mjpegOnIPv6: Bool
     let fakePort: Int
     let blackholePort: Int
     let garbagePort: Int
@@ -142,10 +146,12 @@ final class TestCameras: Sendable {
         processes = [rtsp, fake, mjpeg]
         rtspPort = rtspReady["port"]!
         rtspAuthPort = rtspReady["auth_port"]!
+        rtspV6Port = rtspReady["v6_port"] ?? 0
         fakePort = fakeReady["port"]!
         blackholePort = fakeReady["blackhole_port"]!
         garbagePort = fakeReady["garbage_port"]!
         mjpegPort = mjpegReady["port"]!
+        mjpegOnIPv6 = mjpegReady["v6"] == 1
     }
 
     /// Starts a fixture and waits for its `READY key=value ...` line.

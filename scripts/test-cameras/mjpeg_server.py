@@ -185,7 +185,13 @@ async def main():
     port = server.sockets[0].getsockname()[1]
     # The same cameras on a second loopback address: "another host" for the redirect tests.
     await asyncio.start_server(lambda r, w: handle(r, w, args), "127.0.0.2", port, backlog=64)
-    print("READY port=%d" % port, flush=True)
+    # And on the IPv6 loopback (http://[::1]:PORT/...), when the machine has it.
+    v6 = 1
+    try:
+        await asyncio.start_server(lambda r, w: handle(r, w, args), "::1", port, backlog=64)
+    except OSError:
+        v6 = 0
+    print("READY port=%d v6=%d" % (port, v6), flush=True)
     parent = os.getppid()
     while os.getppid() == parent:
         await asyncio.sleep(0.5)

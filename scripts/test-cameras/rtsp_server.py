@@ -127,7 +127,14 @@ def main():
         print("cannot listen (auth)", file=sys.stderr)
         sys.exit(1)
 
-    print("READY port=%d auth_port=%d" % (server.get_bound_port(), auth_server.get_bound_port()), flush=True)
+    # The same camera on the IPv6 loopback (rtsp://[::1]:PORT/normal); v6_port=0 when IPv6 is off.
+    v6_server = GstRtspServer.RTSPServer()
+    v6_server.set_address("::1")
+    v6_server.set_service("0")
+    v6_server.get_mount_points().add_factory("/normal", factory(PIPELINES["normal"]))
+    v6_port = v6_server.get_bound_port() if v6_server.attach(None) else 0
+
+    print("READY port=%d auth_port=%d v6_port=%d" % (server.get_bound_port(), auth_server.get_bound_port(), v6_port), flush=True)
 
     loop = GLib.MainLoop()
     parent = os.getppid()
