@@ -32,6 +32,15 @@ import Testing
         #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 1.5)
     }
 
+    /// Three frames, then the connection closes inside the sampling window: down (issue #13).
+    @Test func aCameraThatDiesDuringSampling_isStreamEnded() async throws {
+        let run = try await check("dies")
+        let json = try #require(run.json, "\(run.stdout)\(run.stderr)")
+        #expect(json["reason"] as? String == "stream_ended", "\(json)")
+        #expect(json["status"] as? String == "down")
+        #expect(json["phase"] as? String == "sample")
+    }
+
     /// An IPv6 literal in brackets (issue #13: was dns_failure); the Host header keeps the brackets.
     @Test func anIPv6Literal_isProbed() async throws {
         try #require(cameras.mjpegOnIPv6, "the MJPEG fixture could not listen on [::1]")

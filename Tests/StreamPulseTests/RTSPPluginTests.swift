@@ -28,6 +28,16 @@ import Testing
         return path
     }
 
+    /// One picture, then the camera goes away during the sampling window: down, not "Pictures decoded" (issue #13).
+    @Test func aCameraThatDiesDuringSampling_isStreamEnded() async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/dies")
+        let json = try #require(run.json, "\(run.stdout) \(run.stderr)")
+        #expect(json["reason"] as? String == "stream_ended", "\(json)")
+        #expect(json["status"] as? String == "down")
+        #expect(json["phase"] as? String == "sample")
+        #expect((json["message"] as? String ?? "").contains("sampling window"))
+    }
+
     /// An IPv6 literal in brackets, as cameras on IPv6-only networks are written (issue #13: was dns_failure).
     @Test(arguments: [[], ["--quick"]]) func anIPv6Literal_isProbed(flags: [String]) async throws {
         try #require(cameras.rtspV6Port > 0, "the RTSP fixture could not listen on [::1]")

@@ -8,6 +8,7 @@ Streams (multipart/x-mixed-replace, 10 fps unless noted):
   /frozen      the same JPEG again and again
   /black       a black picture
   /stall       headers, then silence
+  /dies        three frames of /normal (0.3 s), then the connection closes: a camera killed mid-window
   /auth        /normal behind Basic auth (--user/--password)
   /snapshot    one image/jpeg
   /cam/N       /normal under any number (fleet benchmark)
@@ -60,7 +61,7 @@ def head(writer, status=200, reason="OK", headers=()):
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
 
-async def stream(writer, frames, boundary="frame", header_boundary=None, length=True, eol=b"\r\n", fps=10, mangle=None):
+async def stream(writer, frames, boundary="frame", header_boundary=None, length=True, eol=b"\r\n", fps=10, mangle=None, count=None):
     head(writer, headers=["Content-Type: multipart/x-mixed-replace; boundary=%s" % (header_boundary or boundary),
                           "Cache-Control: no-cache"])
     i = 0
@@ -74,6 +75,8 @@ async def stream(writer, frames, boundary="frame", header_boundary=None, length=
         writer.write(part + eol + jpeg + eol)
         await writer.drain()
         i += 1
+        if count is not None and i >= count:
+            return  # the camera dies: the connection closes
         await asyncio.sleep(1 / fps)
 
 
@@ -92,6 +95,8 @@ async def handle(reader, writer, args):
             await stream(writer, normal, boundary="lfboundary", length=False, eol=b"\n")
         elif path == "/frozen":
             await stream(writer, FRAMES["frozen"])
+        elif path == "/dies":
+            await stream(writer, normal, count=3)
         elif path == "/black":
             await stream(writer, FRAMES["black"])
         elif path == "/auth":

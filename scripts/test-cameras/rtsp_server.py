@@ -6,10 +6,13 @@ Open port (--port):   /normal  480p H.264, moving picture, 25 fps, 1 s GOP
                       /mjpeg   480p MJPEG over RTP (full-range), moving, 15 fps
                       /frozen  480p H.264, still picture
                       /black   480p H.264, black picture
+                      /dies    480p H.264, ten pictures (0.4 s), then end of stream
                       /cam0../camN-1 (with --fleet N) one shared 480p encoder behind N paths
 Auth port (--auth-port): /normal again, only for user/password (Basic and Digest accepted).
 
-Prints "READY port=P auth_port=A" once listening. Exits when its parent process goes away, so a test
+IPv6 loopback (v6_port): /normal at rtsp://[::1]:V6/normal.
+
+Prints "READY port=P auth_port=A v6_port=V6" once listening. Exits when its parent process goes away, so a test
 that dies never leaves cameras behind. Run with /usr/bin/python3 (needs python3-gi from Debian).
 """
 import argparse
@@ -31,6 +34,8 @@ PIPELINES = {
     "mjpeg": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,format=I420,width=640,height=480,framerate=15/1 ! jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26",
     # Constant quantiser: a still input then decodes to identical pictures, as from a frozen encoder.
     "frozen": "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=640,height=480 ! imagefreeze is-live=true ! video/x-raw,framerate=25/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 pass=quant quantizer=25 ! rtph264pay name=pay0 pt=96 config-interval=1",
+    # Ten pictures (0.4 s), then end of stream: a camera killed during the probe's sampling window.
+    "dies": "videotestsrc is-live=true num-buffers=10 pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=800),
     "black": "videotestsrc is-live=true pattern=black ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=200),
 }
 

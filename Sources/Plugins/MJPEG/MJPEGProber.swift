@@ -205,9 +205,15 @@ struct MJPEGSession {
         var isSnapshot = false
         if case .snapshot = source { isSnapshot = true }
         let window = request.mode == .deep && !isSnapshot ? collect(&source, after: first, options: options) : FrameWindow(first: first)
-        if let ended = window.ended, [.cancelled, .truncatedFrame, .corruptJpeg, .frameTooLarge].contains(ended.reason) {
+        if let ended = window.ended {
             var failure = ended
             failure.timings = timings
+            if ![.cancelled, .truncatedFrame, .corruptJpeg, .frameTooLarge].contains(ended.reason) {
+                // Pictures, then the camera hung up or stalled: it is down now, whatever the first frames showed.
+                failure.reason = .streamEnded
+                failure.phase = .sample
+                failure.message = "The stream stopped during the sampling window after \(window.count) frames: \(ended.message)"
+            }
             return failure
         }
         return verdict(window, request: request, timings: timings, isSnapshot: isSnapshot)
@@ -255,7 +261,8 @@ struct MJPEGSession {
             case .success(let frame):
                 window.add(frame, pastMiddle: frame.atMs - first.atMs >= length / 2 || window.count >= maxFrames / 2)
             case .failure(let failure):
-                window.ended = failure
+                // The probe's own deadline only ends the window; anything else is the camera dying mid-window.
+                if !(clock.expired || clock.remainingMs < 100) || failure.reason != .timeout { window.ended = failure }
                 return window
             }
         }

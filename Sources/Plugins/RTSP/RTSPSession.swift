@@ -271,7 +271,15 @@ struct RTSPDeepProbe {
         let width = Int(first.pointee.width), height = Int(first.pointee.height)
         let thumbnail = request.options.thumbnail == true ? JPEGEncoder(maxWidth: request.options.maxWidth ?? 320).encode(first) : nil
         let window = sample(session, first: first)
-        if let failure = window.failure, failure.reason == .cancelled { return failure }
+        if let failure = window.failure {
+            if failure.reason == .cancelled { return failure }
+            // One picture, then the camera went away: it is down now, whatever the first picture showed.
+            let reason: Reason = failure.reason == .decodeError ? .decodeError : .streamEnded
+            return ProbeResult(reason: reason, phase: .sample, message: String(
+                format: "The stream stopped %.1f s into the sampling window, after %d pictures and %d packets: %@",
+                window.spanSeconds, window.samples.count, window.packets, failure.message), timings: session.timings,
+                media: MediaFacts(codec: session.codecName, width: width, height: height), thumbnailJpeg: thumbnail)
+        }
         return verdict(window, session: session, width: width, height: height, thumbnail: thumbnail)
     }
 
@@ -294,6 +302,14 @@ struct RTSPDeepProbe {
             return nil
         }
         var bitrate: Double? { spanSeconds > 0 ? Double(bytes) * 8 / spanSeconds : nil }
+
+        /// The window with its span and byte count filled in.
+        func finished(clock: ProbeClock, start: Double, bytesAtStart: Int, session: RTSPSession) -> Window {
+            var window = self
+            window.spanSeconds = (clock.elapsedMs - start) / 1000
+            window.bytes = session.bytesRead - bytesAtStart
+            return window
+        }
     }
 
     /// Reads the window after the first picture: every packet counted, keyframes decoded at most every
@@ -322,6 +338,9 @@ struct RTSPDeepProbe {
             }
             switch session.readVideoPacket() {
             case .failure(let failure):
+                // A read cut short by the probe's own deadline only ends the window; anything else (the camera
+                // hung up, reset or stalled with time left) is the stream dying while it was watched.
+                if clock.expired || clock.remainingMs < 100 { return window.finished(clock: clock, start: start, bytesAtStart: bytesAtStart, session: session) }
                 window.failure = failure
             case .video(let key, let seconds, _):
                 window.packets += 1
@@ -338,9 +357,7 @@ struct RTSPDeepProbe {
             }
             if window.failure != nil { break }
         }
-        window.spanSeconds = (clock.elapsedMs - start) / 1000
-        window.bytes = session.bytesRead - bytesAtStart
-        return window
+        return window.finished(clock: clock, start: start, bytesAtStart: bytesAtStart, session: session)
     }
 
     /// The deep verdict: black, frozen, too slow or too late — or pictures decoded — with the media facts.
