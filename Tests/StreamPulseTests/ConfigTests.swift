@@ -91,6 +91,23 @@ import Testing
         #expect(result.config == nil)
     }
 
+    /// Stream URLs are checked without Foundation's parser (fast at 10,000 streams), more strictly than it did.
+    @Test(arguments: [
+        ("rtsp://cam.local:554/live", nil), ("rtsp://[::1]:8554/x", nil), ("http://10.0.0.5/mjpg?x=1", nil), ("rtsp://cam", nil),
+        ("rtsp://cam:99999/live", "1 to 65535"), ("rtsp://cam:/live", "empty port"), ("rtsp://cam:0/x", "1 to 65535"),
+        ("rtsp://cam/my stream", "raw space"), ("rtsp://[::1/x", "closing ']'"), ("rtsp://[cam]/x", "not an IPv6 address"),
+        ("rtsp:///live", "expected scheme://host"), ("rtsp:/broken", "expected scheme://host"),
+    ] as [(String, String?)])
+    func streamURLs_areChecked(url: String, problem: String?) {
+        let result = load("streams:\n  - { id: a, url: \"\(url)\" }\n")
+        let errors = result.problems.filter { $0.severity == .error }.map(\.description)
+        if let problem {
+            #expect(errors.count == 1 && errors[0].contains("malformed URL") && errors[0].contains(problem), "\(url): \(errors)")
+        } else {
+            #expect(errors.isEmpty, "\(url): \(errors)")
+        }
+    }
+
     @Test func yamlSyntaxError_hasLineAndColumn() async throws {
         let result = load("streams:\n  - id: a\n    url: [unclosed\n")
         let problem = try #require(result.problems.first)

@@ -276,20 +276,20 @@ private struct Parser: ValueReading {
         var seen: [String: Node] = [:]
         for item in list {
             guard let map = item.mapping else { problem(item, "each stream must be a mapping with at least id and url"); continue }
-            var (stream, urlNode) = parseStream(map, credentials: credentials)
-            if checkStream(&stream, item: item, map: map, urlNode: urlNode, seen: &seen) { streams.append(stream) }
+            var (stream, nodes) = parseStream(map, credentials: credentials)
+            if checkStream(&stream, item: item, nodes: nodes, seen: &seen) { streams.append(stream) }
         }
         return streams
     }
 
-    /// One stream's keys as written (checked by `checkStream`), and the node of its URL for messages.
-    mutating func parseStream(_ map: Node.Mapping, credentials: [String: CredentialRef]) -> (StreamConfig, Node?) {
+    /// One stream's keys as written (checked by `checkStream`), and the nodes of its id and URL for messages.
+    mutating func parseStream(_ map: Node.Mapping, credentials: [String: CredentialRef]) -> (StreamConfig, (id: Node?, url: Node?)) {
         var stream = StreamConfig(id: "", name: "", url: "")
-        var urlNode: Node?
+        var urlNode: Node?, idNode: Node?
         for (key, value) in map {
             guard let name = key.string else { continue }
             switch name {
-            case "id": stream.id = string(value) ?? ""
+            case "id": stream.id = string(value) ?? ""; idNode = value
             case "name": stream.name = string(value) ?? ""
             case "url": stream.url = string(value) ?? ""; urlNode = value
             case "protocol": stream.protocolName = string(value)?.lowercased()
@@ -315,19 +315,19 @@ private struct Parser: ValueReading {
             default: unknownKey(key, name, Self.streamKeys)
             }
         }
-        return (stream, urlNode)
+        return (stream, (idNode, urlNode))
     }
 
     /// Whether a parsed stream is kept: it needs a unique id and a well-formed URL; credentials written inside
     /// the URL move out of it (with a warning).
-    mutating func checkStream(_ stream: inout StreamConfig, item: Node, map: Node.Mapping, urlNode: Node?, seen: inout [String: Node]) -> Bool {
+    mutating func checkStream(_ stream: inout StreamConfig, item: Node, nodes: (id: Node?, url: Node?), seen: inout [String: Node]) -> Bool {
+        let urlNode = nodes.url
         if stream.id.isEmpty { problem(item, "stream without an id (history follows the id, so it is required)"); return false }
         if let first = seen[stream.id] {
-            problem(map.keys.first { $0.string == "id" }.flatMap { map[$0] } ?? item,
-                    "duplicate stream id '\(stream.id)' (first at line \(first.mark?.line ?? 0))")
+            problem(nodes.id ?? item, "duplicate stream id '\(stream.id)' (first at line \(first.mark?.line ?? 0))")
             return false
         }
-        seen[stream.id] = map["id"] ?? item
+        seen[stream.id] = nodes.id ?? item
         if stream.name.isEmpty { stream.name = stream.id }
         if stream.url.isEmpty { problem(item, "stream '\(stream.id)' has no url"); return false }
         let split = URLRedaction.splitCredentials(stream.url)
@@ -336,16 +336,16 @@ private struct Parser: ValueReading {
             stream.inlineCredentials = inline
             problem(urlNode, "stream '\(stream.id)': credentials inside the URL end up in git; use a credentials entry (they are masked everywhere)", .warning)
         }
-        guard let scheme = SchemeRouter.scheme(of: stream.url), let components = URLComponents(string: stream.url),
-              let host = components.host, !host.isEmpty
-        else {
-            problem(urlNode, "stream '\(stream.id)': malformed URL '\(URLRedaction.mask(stream.url))' (expected scheme://host[:port]/path)")
+        switch StreamURL.check(stream.url) {
+        case .valid(let scheme):
+            if let known = knownSchemes, stream.protocolName == nil, !known.contains(scheme) {
+                problem(urlNode, "stream '\(stream.id)': no loaded plugin handles '\(scheme)://'; it waits until one is installed", .warning)
+            }
+            return true
+        case .invalid(let why):
+            problem(urlNode, "stream '\(stream.id)': malformed URL '\(URLRedaction.mask(stream.url))' (\(why))")
             return false
         }
-        if let known = knownSchemes, stream.protocolName == nil, !known.contains(scheme) {
-            problem(urlNode, "stream '\(stream.id)': no loaded plugin handles '\(scheme)://'; it waits until one is installed", .warning)
-        }
-        return true
     }
 
     mutating func parseThresholds(_ node: Node) -> Thresholds {

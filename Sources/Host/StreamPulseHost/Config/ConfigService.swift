@@ -126,6 +126,7 @@ public actor ConfigService {
             return nil
         }
         scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password })
+        appliedReloads += 1  // counted before the engine shows it: whoever sees the new streams sees the count
         let diff = await engine.apply(config)
         let running = settings.current
         let inForce = SettingKeys.inForce(running: running, file: config.settings)
@@ -135,7 +136,6 @@ public actor ConfigService {
         status.needsRestart = waiting.map { "\($0.name) (needs restart)" }
         for key in waiting { logger.warning("config: settings.\(key.name) changed in the file; it takes effect at the next start") }
         activeHash = hash
-        appliedReloads += 1
         lastDiff = diff
         let changedSettings = SettingKeys.all.filter { $0.applies == .live && $0.differs(running, inForce) }.map(\.name)
         let summary = "added \(diff.added.count), removed \(diff.removed.count), restarted \(diff.restarted.count), relabelled \(diff.relabelled.count)"

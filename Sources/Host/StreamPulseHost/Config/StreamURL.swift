@@ -1,0 +1,49 @@
+import StreamPulseCore
+
+/// Messages never quote a piece of the URL (the caller appends the masked URL): a mistyped URL may hold a
+/// password where a port or host was expected.
+///
+/// The checks a stream URL must pass to be configured, without Foundation's URL parser (a reload of 10,000
+/// streams checks 10,000 URLs): `scheme://host[:port][/path…]`, the host a name, an IPv4 address or a bracketed
+/// IPv6 literal, the port 1–65535, and no raw space or control character anywhere.
+enum StreamURL {
+    enum Verdict: Equatable {
+        /// Well formed; the scheme in lower case.
+        case valid(scheme: String)
+        /// What is wrong, as a phrase for "stream 'x': malformed URL 'url' (…)".
+        case invalid(String)
+    }
+
+    static func check(_ url: String) -> Verdict {
+        guard let scheme = SchemeRouter.scheme(of: url), let separator = URLRedaction.schemeSeparator(in: url) else {
+            return .invalid("expected scheme://host[:port]/path")
+        }
+        if url.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
+            return .invalid("a raw space or control character (write a space as %20)")
+        }
+        let rest = url[separator.upperBound...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        var host = Substring(authority), port: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return .invalid("an IPv6 address without its closing ']'") }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return .invalid("expected [IPv6]:port after the address") }
+                port = after.dropFirst()
+            }
+            guard host.contains(":") else { return .invalid("the part in brackets is not an IPv6 address") }
+        } else if let colon = authority.lastIndex(of: ":") {
+            host = authority[..<colon]
+            port = authority[authority.index(after: colon)...]
+        }
+        guard !host.isEmpty else { return .invalid("expected scheme://host[:port]/path") }
+        if let port {
+            guard let number = Int(port), (1...65535).contains(number) else {
+                // The text is not echoed: with a mistyped password it may be part of the password.
+                return .invalid(port.isEmpty ? "an empty port after ':'" : "a port that is not a number from 1 to 65535")
+            }
+        }
+        return .valid(scheme: scheme)
+    }
+}
