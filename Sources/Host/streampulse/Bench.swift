@@ -41,10 +41,11 @@ struct BenchReload: AsyncParsableCommand {
         var restarted: [Int] = []
         for round in 0..<rounds {
             try yaml(changed: round % 2 == 0 ? 4242 % streams : nil).write(toFile: dir + "/.config.yaml.tmp", atomically: false, encoding: .utf8)
-            let before = await service.appliedReloads
+            // Done when the reload has been applied to the engine and reported (status.lastReload is set last).
+            let before = await service.status.lastReload
             let start = ContinuousClock.now
             rename(dir + "/.config.yaml.tmp", path)
-            while await service.appliedReloads == before, start.duration(to: .now) < .seconds(10) {
+            while await service.status.lastReload == before, start.duration(to: .now) < .seconds(10) {
                 try await Task.sleep(for: .milliseconds(2))
             }
             times.append(start.duration(to: .now).milliseconds)
