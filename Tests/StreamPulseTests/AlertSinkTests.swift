@@ -290,4 +290,36 @@ import Testing
         let after = String(decoding: await exporter.render(snapshot: [], stats: stats, sinks: []), as: UTF8.self)
         #expect(!after.contains(#"stream="gate""#))
     }
+
+    /// Prometheus' own linter accepts a scrape, and a camera broken since the start has a series to alert on.
+    @Test func metrics_passPromtool_andNeverSeenIsInfinity() async throws {
+        let exporter = MetricsExporter()
+        func stream(_ id: String, enabled: Bool = true, picture: Date?) -> StreamSnapshot {
+            StreamSnapshot(id: id, name: id, url: "", protocol: "rtsp", group: nil, tags: [], enabled: enabled, status: picture == nil ? .down : .ok,
+                           reason: picture == nil ? .timeout : .ok, phase: nil, message: "", pending: false, since: nil, lastCheck: Date(),
+                           lastPicture: picture, consecutiveFailures: 0, latencyMs: 900, codec: nil, width: nil, height: nil, fps: nil)
+        }
+        let snapshot = [stream("seen", picture: Date(timeIntervalSinceNow: -30)), stream("never", picture: nil), stream("off", enabled: false, picture: nil)]
+        let stats = EngineStats(streams: 3, checks: 9, inFlight: 1, lagP50Ms: 1, lagP99Ms: 40, lanes: ["rtsp": 1])
+        let text = String(decoding: await exporter.render(snapshot: snapshot, stats: stats, sinks: [SinkStats(name: "sqlite", queued: 0, dropped: 0, written: 9, failedBatches: 0)]), as: UTF8.self)
+        #expect(text.contains(#"streampulse_stream_seconds_since_picture{stream="never",protocol="rtsp"} +Inf"#))
+        #expect(!text.contains(#"streampulse_stream_seconds_since_picture{stream="off""#))
+        #expect(text.contains("streampulse_schedule_lag_p99_seconds 0.04"))
+        #expect(!text.contains("quantile="))
+
+        let promtool = Process()
+        promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+        promtool.arguments = ["check", "metrics"]
+        let input = Pipe(), output = Pipe()
+        promtool.standardInput = input
+        promtool.standardOutput = output
+        promtool.standardError = output
+        try launchProcess(promtool)
+        input.fileHandleForWriting.write(Data(text.utf8))
+        try input.fileHandleForWriting.close()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        promtool.waitUntilExit()
+        #expect(promtool.terminationStatus == 0, "promtool: \(said)")
+        #expect(said.isEmpty, "promtool: \(said)")
+    }
 }

@@ -137,7 +137,7 @@ public actor Engine {
                 PluginFacts(name: $0.name, quickProbe: $0.descriptor.capabilities.quickProbe)
             }
         }
-        sinks.submit(.streams(config.streams.map(machine.describe), at: clock.now()))
+        sinks.submit(.streams(machine.descriptions(), at: clock.now()))
     }
 
     private var now: Double { start.duration(to: .now).seconds }

@@ -55,6 +55,9 @@ public struct EngineMachine: Sendable {
     /// Streams whose new generation starts once the probe of the old one has ended.
     private var startWhenDrained: [String: Bool] = [:]
     private let lookup: @Sendable (StreamConfig) -> PluginFacts?
+    /// Each stream's `describe`, kept between events: the fleet picture asks for all of them every rebuild.
+    /// Refreshed when a stream is added, restarted or relabelled, and for all when plugins change.
+    private var described: [String: StreamSnapshot] = [:]
     /// Checks completed (current tickets only).
     public private(set) var checks = 0
     /// Bumped whenever any stream's state or the stream list changes (API caches key on it).
@@ -75,6 +78,7 @@ public struct EngineMachine: Sendable {
             generations[stream.id] = 1
             if stream.enabled { schedule.add(stream.id, plan: plan(for: stream), now: now) }
         }
+        refreshDescriptions(Array(streams.keys))
     }
 
     // MARK: Reading
@@ -101,7 +105,7 @@ public struct EngineMachine: Sendable {
     public func snapshot(id: String) -> StreamSnapshot? {
         guard let stream = streams[id] else { return nil }
         let state = states[id] ?? .initial
-        var s = describe(stream)
+        var s = described[id] ?? describe(stream)
         s.status = stream.enabled ? state.status : .unknown
         s.reason = stream.enabled ? state.reason : .disabled
         s.phase = state.phase
@@ -210,7 +214,9 @@ public struct EngineMachine: Sendable {
         if diff.scheduleSettingsChanged {
             for (id, stream) in streams { schedule.update(id, plan: plan(for: stream)) }
         }
-        if !diff.isEmpty { actions.append(.emit(.streams(new.streams.map(describe), at: date))) }
+        for id in diff.removed { described[id] = nil }
+        refreshDescriptions(diff.added + diff.restarted + diff.relabelled)
+        if !diff.isEmpty { actions.append(.emit(.streams(new.streams.map { described[$0.id] ?? describe($0) }, at: date))) }
         return (diff, actions)
     }
 
@@ -221,7 +227,16 @@ public struct EngineMachine: Sendable {
             actions += restart(id, stream, now: now)
         }
         for (id, stream) in streams { schedule.update(id, plan: plan(for: stream)) }
+        refreshDescriptions(Array(streams.keys))  // a stream's protocol may now name the new plugin
         return actions
+    }
+
+    /// Every configured stream's description (the sinks' `.streams` event), in config order.
+    public func descriptions() -> [StreamSnapshot] { config.streams.map { described[$0.id] ?? describe($0) } }
+
+    /// Recomputes the kept descriptions of `ids`.
+    private mutating func refreshDescriptions(_ ids: [String]) {
+        for id in ids { if let stream = streams[id] { described[id] = describe(stream) } }
     }
 
     // MARK: Helpers

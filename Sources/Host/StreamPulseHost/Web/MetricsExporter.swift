@@ -18,8 +18,9 @@ public actor MetricsExporter {
 
     public init() {
         checks = registry.makeCounter(name: "streampulse_checks_total", help: "Checks completed since start")
-        lagP50 = registry.makeGauge(name: "streampulse_schedule_lag_seconds", labels: [("quantile", "0.5")], help: "Schedule lag of recent checks")
-        lagP99 = registry.makeGauge(name: "streampulse_schedule_lag_seconds", labels: [("quantile", "0.99")], help: "Schedule lag of recent checks")
+        // Percentiles as plain gauges: a `quantile` label belongs to summaries only (promtool rejects it here).
+        lagP50 = registry.makeGauge(name: "streampulse_schedule_lag_p50_seconds", help: "Median schedule lag of recent checks")
+        lagP99 = registry.makeGauge(name: "streampulse_schedule_lag_p99_seconds", help: "99th percentile schedule lag of recent checks")
     }
 
     public func render(snapshot: [StreamSnapshot], stats: EngineStats, sinks: [SinkStats], now: Date = Date()) -> [UInt8] {
@@ -45,7 +46,7 @@ public actor MetricsExporter {
             text += "# HELP \(name) \(help)\n# TYPE \(name) gauge\n"
             for (index, s) in snapshot.enumerated() {
                 for (extra, v) in value(s) {
-                    guard let v, v.isFinite else { continue }
+                    guard let v, !v.isNaN else { continue }
                     text += name
                     text += labels[index]
                     text += extra
@@ -61,7 +62,12 @@ public actor MetricsExporter {
         family("streampulse_stream_fps", "Frames per second of the last deep probe") { [("", $0.fps)] }
         family("streampulse_stream_width_pixels", "Picture width") { [("", $0.width.map(Double.init))] }
         family("streampulse_stream_height_pixels", "Picture height") { [("", $0.height.map(Double.init))] }
-        family("streampulse_stream_seconds_since_picture", "Seconds since a picture was last decoded") { [("", $0.lastPicture.map { now.timeIntervalSince($0) })] }
+        // +Inf for a stream never seen with a picture since the monitor started: an alert on this series must fire
+        // for a camera broken since the start too (disabled streams have no series).
+        family("streampulse_stream_seconds_since_picture", "Seconds since a picture was last decoded (+Inf: none since start)") { s in
+            guard s.enabled else { return [] }
+            return [("", s.lastPicture.map { now.timeIntervalSince($0) } ?? .infinity)]
+        }
         family("streampulse_stream_uptime_ratio", "Share of green checks") {
             [(",window=\"24h\"", $0.uptime?.day), (",window=\"7d\"", $0.uptime?.week), (",window=\"30d\"", $0.uptime?.month)]
         }
@@ -76,6 +82,7 @@ public actor MetricsExporter {
     }
 
     static func format(_ value: Double) -> String {
+        if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
         if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
         return String(value)
     }
