@@ -128,6 +128,8 @@ public final class PreviewHub: Sendable {
                 group.addTask { await job() }
             }
         }
+        // A join racing the shutdown finds the queue closed and ends its session at once.
+        jobs.continuation.finish()
     }
 
     /// Frames of stream `id` for up to `seconds`; joins a running session when there is one.
