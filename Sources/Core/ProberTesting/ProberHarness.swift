@@ -92,7 +92,8 @@ public final class ProberHarness: Sendable {
         return (call.box.state.withLock { $0.frames }, result)
     }
 
-    /// One started probe or preview.
+    /// One started probe or preview. Its completion box stays retained for the life of the process (the
+    /// plugin holds the pointer; one that answers twice must not reach freed memory): fine for a test run.
     public final class Call: Sendable {
         final class Box: Sendable {
             struct State {
