@@ -168,4 +168,20 @@ import Testing
         let admin = try #require(try await accounts.verify(name: "admin", password: "from-the-environment"))
         #expect(!admin.mustChange)
     }
+
+    /// The first start with STREAMPULSE_ADMIN_PASSWORD says it created the user (it said "users exist", issue
+    /// #13); later starts say the variable is no longer used. The password itself is never logged.
+    @Test func theFirstStartLog_saysWhatHappened() async throws {
+        let dir = TestEnvironment.temporaryDirectory("accounts-log")
+        let store = try SQLiteStore(path: dir + "/streampulse.db")
+        let environment = ["STREAMPULSE_ADMIN_PASSWORD": "first-start-secret"]
+        let first = CapturedLogs()
+        _ = await Monitor.openAccounts(store, dataDirectory: dir, environment: environment, bcryptCost: 4, logger: first.logger())
+        #expect(first.all.contains { $0.contains("Created dashboard user 'admin' with the password from STREAMPULSE_ADMIN_PASSWORD") }, "\(first.all)")
+        #expect(!first.all.contains { $0.contains("users exist") })
+        let second = CapturedLogs()
+        _ = await Monitor.openAccounts(store, dataDirectory: dir, environment: environment, bcryptCost: 4, logger: second.logger())
+        #expect(second.all.contains { $0.contains("Dashboard users exist") }, "\(second.all)")
+        #expect(!(first.all + second.all).contains { $0.contains("first-start-secret") })
+    }
 }

@@ -121,9 +121,13 @@ public struct Monitor: Sendable {
         }
         let accounts = Accounts(store: store, bcryptCost: bcryptCost)
         do {
+            let existed = try await accounts.userCount() > 0
+            let fromEnvironment = environment["STREAMPULSE_ADMIN_PASSWORD"].map { !$0.isEmpty } ?? false
             if let generated = try await accounts.bootstrap(dataDirectory: dataDirectory, environment: environment) {
                 logger.notice("Created dashboard user 'admin' with the one-time password \(generated.password) (also in \(generated.file), mode 0600); it must be changed at first sign-in.")
-            } else if try await accounts.userCount() > 0, environment["STREAMPULSE_ADMIN_PASSWORD"] != nil {
+            } else if !existed, fromEnvironment {
+                logger.notice("Created dashboard user 'admin' with the password from STREAMPULSE_ADMIN_PASSWORD.")
+            } else if existed, fromEnvironment {
                 logger.info("Dashboard users exist; STREAMPULSE_ADMIN_PASSWORD is only used on the first start.")
             }
         } catch {
