@@ -32,6 +32,27 @@ import Testing
         #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 1.5)
     }
 
+    /// `--password-file <(pass show cam)` is a pipe: read as a stream (issue #13: "Cannot read the password file
+    /// /dev/fd/63"). A password inside the URL is warned about without --verbose.
+    @Test func thePasswordFile_mayBeAFIFO_andAURLPasswordIsWarnedAbout() async throws {
+        let fifo = TestEnvironment.temporaryDirectory("fifo") + "/password"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let writer = Thread {
+            // Blocks until the monitor opens the FIFO for reading.
+            if let handle = FileHandle(forWritingAtPath: fifo) {
+                handle.write(Data((fixturePassword + "\n").utf8))
+                try? handle.close()
+            }
+        }
+        writer.start()
+        let run = try await check("auth", ["--user", fixtureUser, "--password-file", fifo])
+        #expect(run.json?["reason"] as? String == "ok", "\(run.stdout)\(run.stderr)")
+        let inline = try await TestEnvironment.run(["check", "http://\(fixtureUser):\(fixturePassword)@127.0.0.1:\(cameras.mjpegPort)/auth", "--json",
+                                                     "--timeout", "5", "--plugins-dir", plugins])
+        #expect(inline.stderr.contains("credentials inside the URL"), "\(inline.stderr)")
+        #expect(!inline.stderr.contains(fixturePassword) && !inline.stdout.contains(fixturePassword))
+    }
+
     /// Three frames, then the connection closes inside the sampling window: down (issue #13).
     @Test func aCameraThatDiesDuringSampling_isStreamEnded() async throws {
         let run = try await check("dies")

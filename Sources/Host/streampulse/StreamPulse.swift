@@ -121,14 +121,18 @@ struct Check: AsyncParsableCommand {
         if let user {
             var password = ""
             if let passwordFile {
-                guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
+                // Read as a stream, not by size: a pipe or FIFO (`--password-file <(pass show cam)`) works too.
+                guard let handle = FileHandle(forReadingAtPath: passwordFile), let data = try? handle.read(upToCount: 65_536) ?? Data() else {
                     fail("Cannot read the password file \(passwordFile).")
                 }
-                password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+                try? handle.close()
+                let line = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
+                password = String(line.hasSuffix("\r") ? line.dropLast() : line)
             }
             credentials = Credentials(username: user, password: password)
         }
-        if inline != nil { logger.warning("Credentials inside the URL are deprecated; use --user and --password-file.") }
+        // Said whatever the log level: the password is now in the shell's history.
+        if inline != nil { FileHandle.standardError.write(Data("warning: credentials inside the URL end up in shell history and process lists; use --user and --password-file.\n".utf8)) }
         let scrubber = SecretScrubber()
         scrubber.replace(with: [credentials?.password].compactMap { $0 })
         let host = PluginHost(directory: options.pluginsDir, logger: logger, scrubber: scrubber)
