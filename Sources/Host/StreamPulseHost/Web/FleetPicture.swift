@@ -63,7 +63,7 @@ actor StreamListCache {
         while !Task.isCancelled {
             await wanted.wait()
             guard !Task.isCancelled else { break }
-            finished(await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, previousGeneration: cachedGeneration, age: built.duration(to: .now)))
+            finished(await rebuild())
         }
         let stranded = waiters
         waiters = []
@@ -93,7 +93,7 @@ actor StreamListCache {
         }
         guard running else {
             // No rebuild service (a monitor assembled but not served, as in-process tests do): build here.
-            let result = await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, previousGeneration: cachedGeneration, age: built.duration(to: .now))
+            let result = await rebuild()
             finished(result)
             return result.entry
         }
@@ -117,6 +117,12 @@ actor StreamListCache {
 
     /// Counts per colour and engine figures: the cheapest answer to "is everything fine?".
     func summary() async -> Summary { await entry().summary }
+
+    /// A new picture taken against the cached one (reused where nothing changed).
+    private func rebuild() async -> Built {
+        await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, previousGeneration: cachedGeneration,
+                         age: built.duration(to: .now))
+    }
 
     /// A picture with no streams (answered only if the service stops while a request waits).
     static let empty = Entry(buffer: ByteBuffer(string: "[]"), list: [], pieces: [], index: [:], byStatus: [:],
