@@ -54,6 +54,8 @@ private struct Parser: ValueReading {
     let knownSchemes: Set<String>?
     let baseDirectory: String
     var problems: [ConfigProblem] = []
+    /// Credentials entries that had a problem of their own (already reported).
+    var brokenCredentials: Set<String> = []
 
     init(file: String, environment: [String: String], knownSchemes: Set<String>?, baseDirectory: String) {
         self.file = file
@@ -75,7 +77,8 @@ private struct Parser: ValueReading {
             // Yams' tag regexes (they dominated reloading a 10,000-stream file).
             root = try Yams.compose(yaml: yaml, .basic)
         } catch let error as YamlError {
-            problems.append(syntaxProblem(error))
+            let diagnosis = YAMLSyntax.diagnose(error, in: yaml)
+            problems.append(ConfigProblem(file: file, line: diagnosis.line, column: diagnosis.column, severity: .error, message: diagnosis.message))
             return config
         } catch {
             problem(nil, "YAML syntax: \(error)")
@@ -132,16 +135,6 @@ private struct Parser: ValueReading {
             result.append(SinkConfig(type: type.name, name: name, bufferSize: buffer, options: options))
         }
         return result
-    }
-
-    func syntaxProblem(_ error: YamlError) -> ConfigProblem {
-        switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
-            let what = [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
-            return ConfigProblem(file: file, line: mark.line, column: mark.column, severity: .error, message: "YAML syntax: \(what)")
-        default:
-            return ConfigProblem(file: file, line: 1, column: 1, severity: .error, message: "YAML syntax: \(error)")
-        }
     }
 
     mutating func unknownKey(_ key: Node, _ name: String, _ allowed: [String]) {
@@ -216,9 +209,11 @@ private struct Parser: ValueReading {
     mutating func parseCredentials(_ node: Node, secretsFile: String) -> [String: CredentialRef] {
         var result: [String: CredentialRef] = [:]
         guard let map = node.mapping else { problem(node, "credentials must be a mapping of names to username/password"); return result }
-        var secrets: [String: (user: String?, pass: String?)]? = nil
+        var secrets: Secrets?
         for (key, value) in map {
             guard let name = key.string else { continue }
+            // An entry with a problem is reported once, here; streams naming it are not blamed again.
+            brokenCredentials.insert(name)
             guard let entry = value.mapping else { problem(value, "credentials '\(name)' must be a mapping with username and password"); continue }
             var username: String?
             var password: String?
@@ -230,41 +225,74 @@ private struct Parser: ValueReading {
                         problem(v, "credentials '\(name)': a password written in config.yaml ends up in git; use ${ENV_VAR} or the secrets file", .warning)
                     }
                     password = expand(v)
-                default: unknownKey(k, k.string ?? "", ["username", "password"])
+                default: unknownKey(k, k.string ?? "", Self.credentialKeys)
                 }
             }
             if username == nil || password == nil {
                 if secrets == nil { secrets = loadSecrets(secretsFile, at: value) }
-                let secret = secrets?[name]
+                let secret = secrets?.entries[name]
                 username = username ?? secret?.user
                 password = password ?? secret?.pass
             }
             guard let username, let password else {
-                problem(value, "credentials '\(name)': missing \(username == nil ? "username" : "password") (not in config.yaml, the environment or \(secretsFile))")
+                let missing = [username == nil ? "username" : nil, password == nil ? "password" : nil].compactMap { $0 }.joined(separator: " and ")
+                let whereFrom = secrets?.absence.map { "not in config.yaml or the environment, and \($0)" }
+                    ?? "not in config.yaml, the environment or \(secretsFile)"
+                problem(value, "credentials '\(name)': missing \(missing) (\(whereFrom))")
                 continue
             }
+            brokenCredentials.remove(name)
             result[name] = CredentialRef(username: username, password: password)
         }
         return result
     }
 
-    mutating func loadSecrets(_ secretsFile: String, at node: Node) -> [String: (user: String?, pass: String?)] {
+    static let credentialKeys = ["username", "password"]
+
+    /// The secrets file's entries, or why there are none (`absence`, for the "missing password" message).
+    struct Secrets {
+        var entries: [String: (user: String?, pass: String?)] = [:]
+        var absence: String?
+    }
+
+    /// Reads the secrets file; its own problems (unknown keys, not a mapping) are reported at its own lines.
+    mutating func loadSecrets(_ secretsFile: String, at node: Node) -> Secrets {
         let path = secretsFile.hasPrefix("/") ? secretsFile : (baseDirectory as NSString).appendingPathComponent(secretsFile)
-        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        guard FileManager.default.fileExists(atPath: path) else { return Secrets(absence: "the secrets file \(path) does not exist") }
+        guard let data = FileManager.default.contents(atPath: path) else { return Secrets(absence: "the secrets file \(path) cannot be read") }
         var info = stat()
         if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
             problem(node, "secrets file \(path) is readable by other users; run chmod 600 on it", .warning)
         }
-        guard let root = try? Yams.compose(yaml: String(decoding: data, as: UTF8.self), .basic), let map = root.mapping else {
+        let root: Node?
+        do { root = try Yams.compose(yaml: String(decoding: data, as: UTF8.self), .basic) } catch let error as YamlError {
+            let diagnosis = YAMLSyntax.diagnose(error, in: String(decoding: data, as: UTF8.self))
+            problems.append(ConfigProblem(file: path, line: diagnosis.line, column: diagnosis.column, severity: .error, message: diagnosis.message))
+            return Secrets(absence: "the secrets file \(path) has a syntax error")
+        } catch { root = nil }
+        guard let map = root?.mapping else {
             problem(node, "secrets file \(path) is not a YAML mapping of credential names")
-            return [:]
+            return Secrets(absence: "the secrets file \(path) is not a mapping of credential names")
         }
-        var result: [String: (user: String?, pass: String?)] = [:]
+        var result = Secrets()
         for (key, value) in map {
-            guard let name = key.string, let entry = value.mapping else { continue }
-            result[name] = (entry["username"]?.string, entry["password"]?.string)
+            guard let name = key.string else { continue }
+            guard let entry = value.mapping else {
+                secretsProblem(path, value, "'\(name)' must be a mapping with username and/or password")
+                continue
+            }
+            for (k, _) in entry where !Self.credentialKeys.contains(k.string ?? "") {
+                let suggestion = Self.credentialKeys.min { editDistance($0, k.string ?? "") < editDistance($1, k.string ?? "") } ?? "password"
+                secretsProblem(path, k, "'\(name)': unknown key '\(k.string ?? "")'; did you mean '\(suggestion)'?")
+            }
+            result.entries[name] = (entry["username"]?.string, entry["password"]?.string)
         }
         return result
+    }
+
+    /// A problem inside the secrets file, named by that file's path and line (never its values).
+    mutating func secretsProblem(_ path: String, _ node: Node, _ message: String) {
+        problems.append(ConfigProblem(file: path, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, severity: .error, message: message))
     }
 
     static let streamKeys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "tags", "credentials",
@@ -296,11 +324,16 @@ private struct Parser: ValueReading {
             case "interval": stream.interval = duration(value)
             case "deep_interval": stream.deepInterval = duration(value)
             case "group": stream.group = string(value)
-            case "tags": stream.tags = stringList(value)
+            case "tags":
+                if let single = value.scalar?.string {
+                    problem(value, "tags must be a list: tags: [\(single)]")
+                } else {
+                    stream.tags = stringList(value)
+                }
             case "credentials":
                 stream.credentialsName = string(value)
-                if let ref = stream.credentialsName, credentials[ref] == nil {
-                    problem(value, "unknown credentials '\(ref)'\(suggest(ref, Array(credentials.keys)))")
+                if let ref = stream.credentialsName, credentials[ref] == nil, !brokenCredentials.contains(ref) {
+                    problem(value, "unknown credentials '\(ref)'\(suggest(ref, Array(credentials.keys) + brokenCredentials))")
                 }
             case "thresholds": stream.thresholds = parseThresholds(value)
             case "enabled": stream.enabled = bool(value) ?? true
@@ -323,6 +356,10 @@ private struct Parser: ValueReading {
     mutating func checkStream(_ stream: inout StreamConfig, item: Node, nodes: (id: Node?, url: Node?), seen: inout [String: Node]) -> Bool {
         let urlNode = nodes.url
         if stream.id.isEmpty { problem(item, "stream without an id (history follows the id, so it is required)"); return false }
+        if let bad = StreamID.forbiddenCharacter(in: stream.id) {
+            problem(nodes.id ?? item, "stream id '\(StreamID.printable(stream.id))' contains \(bad); ids become MQTT topics, URLs and file names, so use letters, digits, '-', '_', '.' or ':'")
+            return false
+        }
         if let first = seen[stream.id] {
             problem(nodes.id ?? item, "duplicate stream id '\(stream.id)' (first at line \(first.mark?.line ?? 0))")
             return false
@@ -353,15 +390,31 @@ private struct Parser: ValueReading {
         guard let map = node.mapping else { problem(node, "thresholds must be a mapping"); return t }
         for (key, value) in map {
             switch key.string ?? "" {
-            case "min_fps": t.minFps = double(value)
-            case "frozen": t.frozen = double(value)
-            case "black": t.black = double(value)
+            case "min_fps": t.minFps = number("min_fps", value, in: Self.fpsRange, "frames per second")
+            case "frozen": t.frozen = number("frozen", value, in: Self.lumaRange, "a mean luma difference")
+            case "black": t.black = number("black", value, in: Self.lumaRange, "a mean luma")
             case "max_first_frame": t.maxFirstFrame = duration(value)
             default: unknownKey(key, key.string ?? "", ["min_fps", "frozen", "black", "max_first_frame"])
             }
         }
         return t
     }
+
+    static let lumaRange = 0.0...255.0
+    /// Cameras deliver at most a few hundred pictures a second; 240 covers every camera we know of.
+    static let fpsRange = 0.0...240.0
+
+    /// A finite number inside `range`, or a problem that gives the range and what the number means.
+    mutating func number(_ key: String, _ node: Node, in range: ClosedRange<Double>, _ meaning: String) -> Double? {
+        guard let value = double(node) else { return nil }
+        guard value.isFinite, range.contains(value) else {
+            problem(node, "\(key): \(node.string ?? "") is out of range (\(meaning) from \(Self.format(range.lowerBound)) to \(Self.format(range.upperBound)))")
+            return nil
+        }
+        return value
+    }
+
+    static func format(_ value: Double) -> String { value == value.rounded() ? String(Int(value)) : String(value) }
 
     mutating func expand(_ node: Node) -> String? {
         guard let text = string(node) else { return nil }

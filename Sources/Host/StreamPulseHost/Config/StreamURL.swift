@@ -47,3 +47,26 @@ enum StreamURL {
         return .valid(scheme: scheme)
     }
 }
+
+/// What a stream id may contain: it becomes an MQTT topic level, a URL path segment and a CSV field, so
+/// topic wildcards (`#`, `+`), separators (`/`, `?`, `%`) and whitespace or control characters are refused.
+enum StreamID {
+    /// The first character that an id may not contain, described ("a space", "'/'"), or nil.
+    static func forbiddenCharacter(in id: String) -> String? {
+        for scalar in id.unicodeScalars {
+            switch scalar {
+            case "/", "#", "+", "?", "%", "\\", "\"": return "'\(scalar)'"
+            case " ": return "a space"
+            case "\t": return "a tab"
+            default:
+                if scalar.properties.isWhitespace || scalar.value < 0x20 || scalar.value == 0x7F { return "a whitespace or control character" }
+            }
+        }
+        return nil
+    }
+
+    /// The id with control characters shown as `?`, so a message never carries them to a terminal.
+    static func printable(_ id: String) -> String {
+        String(String.UnicodeScalarView(id.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 }))
+    }
+}
