@@ -160,13 +160,14 @@ import Testing
 
     @Test func aBurstOfTwentyWrites_makesOneReload_endingOnTheLastFile() async throws {
         let rig = try await Rig(yaml: Self.yaml(["a"]))
-        // On a loaded machine this task may be paused between writes for longer than the debounce; each such
-        // pause may rightly end a batch, so the writes' own gaps are measured and allowed for.
+        // Each write closes the file, so a pause longer than the settle time (50 ms) after it may rightly end
+        // a batch; on a loaded machine this task can be paused that long, so the writes' own gaps are measured
+        // and allowed for.
         var longGaps = 0
         var lastWrite: ContinuousClock.Instant?
         for i in 1...20 {
             try Self.yaml(["a"] + (1...i).map { "s\($0)" }).write(toFile: rig.path, atomically: false, encoding: .utf8)
-            if let lastWrite, lastWrite.duration(to: .now) > .milliseconds(100) { longGaps += 1 }
+            if let lastWrite, lastWrite.duration(to: .now) > .milliseconds(40) { longGaps += 1 }
             lastWrite = .now
             try await Task.sleep(for: .milliseconds(12))
         }
@@ -178,8 +179,32 @@ import Testing
         let reloads = await rig.service.appliedReloads - 1
         #expect(reloads == burst)
         #expect(reloads >= 1 && reloads <= 1 + longGaps,
-                "\(reloads) reloads for the burst (\(longGaps) pauses over 100 ms): \(rig.logs.all.filter { $0.contains("reload") })")
+                "\(reloads) reloads for the burst (\(longGaps) pauses over 40 ms): \(rig.logs.all.filter { $0.contains("reload") })")
         await rig.stop()
+    }
+
+    /// A save that is complete (the writer closed the file, or renamed a whole file into place) is delivered
+    /// after the short settle time, not the long quiet time meant for files still being written.
+    @Test func aCompletedSave_isDeliveredAfterTheSettleTime_notTheQuietTime() async throws {
+        let dir = TestEnvironment.temporaryDirectory("watch")
+        let watcher = try DirectoryWatcher(directories: [dir])
+        var batches = watcher.batches(quiet: .seconds(60), settle: .milliseconds(50)).makeAsyncIterator()
+        // Without the settle path nothing would arrive for 60 s; the watcher is stopped after 20 s instead.
+        let timeout = Task { try await Task.sleep(for: .seconds(20)); watcher.stop() }
+        defer { timeout.cancel(); watcher.stop() }
+        func nextBatch(containing mask: Int32) async -> Bool {
+            while let batch = await batches.next() {
+                if batch.contains(where: { $0.name == "config.yaml" && $0.mask & UInt32(mask) != 0 }) { return true }
+            }
+            return false
+        }
+        let started = ContinuousClock.now
+        try "a: 1\n".write(toFile: dir + "/config.yaml", atomically: false, encoding: .utf8)  // in place: MODIFY, CLOSE_WRITE
+        #expect(await nextBatch(containing: IN_CLOSE_WRITE))
+        try "a: 2\n".write(toFile: dir + "/new.yaml", atomically: false, encoding: .utf8)
+        #expect(rename(dir + "/new.yaml", dir + "/config.yaml") == 0)                          // rename-save: MOVED_TO
+        #expect(await nextBatch(containing: IN_MOVED_TO))
+        #expect(ContinuousClock.now - started < .seconds(20), "the watcher waited for the 60 s quiet time")
     }
 
     @Test func touch_withoutChanges_reloadsNothing() async throws {

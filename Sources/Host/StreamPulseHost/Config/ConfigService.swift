@@ -61,8 +61,10 @@ public actor ConfigService {
         for waiter in waiters { waiter.resume() }
     }
     public private(set) var lastDiff: ConfigDiff?
-    /// Quiet time after the last event before acting.
+    /// Quiet time after the last event before acting, while a file may still be being written.
     public var debounce: Duration = .milliseconds(150)
+    /// Quiet time after an event that says a file is complete (closed after writing, or renamed into place).
+    public var settle: Duration = .milliseconds(50)
 
     /// - Parameters:
     ///   - initial: the config in force (with any command-line overrides applied).
@@ -173,7 +175,7 @@ public actor ConfigService {
         let configName = (path as NSString).lastPathComponent
         let secretsName = secretsPath.map { ($0 as NSString).lastPathComponent }
         let pluginsDir = (plugins.directory as NSString).standardizingPath
-        for await batch in watcher.batches(quiet: debounce) {
+        for await batch in watcher.batches(quiet: debounce, settle: settle) {
             if Task.isCancelled { break }
             var configTouched = false, pluginsTouched = false
             for event in batch {

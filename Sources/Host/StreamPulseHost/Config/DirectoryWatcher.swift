@@ -39,16 +39,22 @@ public final class DirectoryWatcher: Sendable {
     public struct WatcherError: Error, CustomStringConvertible { public var message: String; public var description: String { message } }
 
     /// Batches of events, read on a thread of their own and debounced: a batch is delivered once
-    /// `quiet` has passed without a new event (20 writes in a burst make one batch). Ends after `stop()`.
-    public func batches(quiet: Duration = .milliseconds(150)) -> AsyncStream<[WatchEvent]> {
+    /// `quiet` has passed without a new event (20 writes in a burst make one batch), or only `settle` when
+    /// its last event says a file is complete (CLOSE_WRITE: the writer closed it; MOVED_TO: a rename-save
+    /// put a whole file in place), so a finished save is acted on sooner than one still being written.
+    /// Ends after `stop()`.
+    public func batches(quiet: Duration = .milliseconds(150), settle: Duration = .milliseconds(50)) -> AsyncStream<[WatchEvent]> {
         let quietMs = Int32(max(1, quiet.milliseconds))
+        let settleMs = Int32(max(1, min(settle, quiet).milliseconds))
+        let complete = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO)
         return AsyncStream { continuation in
             let thread = Thread { [self] in
                 var buffer = [UInt8](repeating: 0, count: 64 * 1024)
                 var batch: [WatchEvent] = []
                 while !stopped.isSet {
                     var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                    let ready = poll(&pfd, 1, batch.isEmpty ? 200 : quietMs)
+                    let wait = batch.isEmpty ? 200 : (batch[batch.count - 1].mask & complete != 0 ? settleMs : quietMs)
+                    let ready = poll(&pfd, 1, wait)
                     if ready <= 0 {
                         if !batch.isEmpty { continuation.yield(batch); batch = [] }
                         continue
