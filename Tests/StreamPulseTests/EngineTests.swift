@@ -209,6 +209,37 @@ final class OrderLog: @unchecked Sendable {
     }
 }
 
+/// With no NTP server configured the clock state is the kernel's (adjtimex), not a red "unsynced".
+@Suite struct KernelClockTests {
+    @Test func theReading_agreesWithTheKernel_asPythonReadsIt() async throws {
+        let reading = try #require(KernelClock.read())
+        let script = """
+            import ctypes
+            class T(ctypes.Structure):
+                _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long), ("maxerror", ctypes.c_long),
+                            ("esterror", ctypes.c_long), ("status", ctypes.c_int), ("rest", ctypes.c_byte * 256)]
+            t = T(); r = ctypes.CDLL(None).adjtimex(ctypes.byref(t)); print(r, t.status)
+            """
+        let run = try await TestEnvironment.run([], executable: "/usr/bin/python3", arguments: ["-c", script])
+        let out = run.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int32($0) }
+        #expect(out == [reading.state, reading.status])
+        let sync = KernelClock.sync(from: reading)
+        #expect(sync.source == "kernel")
+        #expect(sync.synced == (out.first != 5 && (out.last ?? 0) & 0x40 == 0))
+    }
+
+    @Test func aSynchronisedKernel_isSynced_withItsErrorBounds_andAnUnsynchronisedOneSaysWhy() {
+        let synced = KernelClock.sync(from: .init(state: 0, status: 0x2001, esterror: 1_500, maxerror: 250_000))
+        #expect(synced.synced && synced.estimatedErrorSeconds == 0.0015 && synced.maximumErrorSeconds == 0.25 && synced.error == nil)
+        for reading in [KernelClock.Reading(state: 5, status: 0x40, esterror: 16_000_000, maxerror: 16_000_000),
+                        KernelClock.Reading(state: 0, status: 0x40, esterror: 0, maxerror: 0)] {
+            let sync = KernelClock.sync(from: reading)
+            #expect(!sync.synced && sync.error?.contains("kernel says the clock is not synchronised") == true)
+        }
+        #expect(!KernelClock.sync(from: nil).synced)
+    }
+}
+
 /// A port nothing listens on right now.
 func freePort(udp: Bool = false) throws -> Int {
     let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)

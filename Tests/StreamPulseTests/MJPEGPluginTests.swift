@@ -20,7 +20,9 @@ import Testing
         return run
     }
 
-    @Test(arguments: [("normal", 640, 480), ("hd", 1920, 1080), ("lf", 640, 480), ("redirect", 640, 480)])
+    /// `length-short`/`length-long`: the first part's Content-Length is wrong (VLC): resynchronised, not corrupt.
+    @Test(arguments: [("normal", 640, 480), ("hd", 1920, 1080), ("lf", 640, 480), ("redirect", 640, 480),
+                      ("length-short", 640, 480), ("length-long", 640, 480)])
     func liveStream_isOK_withSizeAndFps(path: String, width: Int, height: Int) async throws {
         let run = try await check(path)
         let json = try #require(run.json, "\(run.stdout)\(run.stderr)")
@@ -60,6 +62,37 @@ import Testing
         #expect(json["reason"] as? String == "stream_ended", "\(json)")
         #expect(json["status"] as? String == "down")
         #expect(json["phase"] as? String == "sample")
+    }
+
+    /// A 1 fps camera gets an fps (issue #13 item 7: it was null, so `min_fps` never tripped): the window
+    /// stretches until it holds three frames.
+    @Test func aOneFPSCamera_hasAnFps() async throws {
+        let run = try await check("onefps", timeout: 8)
+        let json = try #require(run.json, "\(run.stdout)\(run.stderr)")
+        #expect(json["reason"] as? String == "ok", "\(json)")
+        let fps = try #require(json["fps"] as? Double, "\(json)")
+        #expect(fps > 0.8 && fps < 1.25, "fps \(fps)")
+    }
+
+    /// ffmpeg's own MJPEG server answers `Transfer-Encoding: chunked` (issue #13 item 6: was corrupt_jpeg).
+    /// It serves one client and exits, so readiness is read from the kernel's socket table, not by connecting.
+    @Test func ffmpegsChunkedMJPEGServer_isOK() async throws {
+        let port = try freePort()
+        let ffmpeg = Process()
+        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+        ffmpeg.arguments = ["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10",
+                            "-f", "mpjpeg", "-listen", "1", "-content_type", "multipart/x-mixed-replace;boundary=ffmpeg",
+                            "http://127.0.0.1:\(port)/feed.mjpg"]
+        ffmpeg.standardOutput = FileHandle.nullDevice
+        ffmpeg.standardError = FileHandle.nullDevice
+        try launchProcess(ffmpeg)
+        defer { kill(ffmpeg.processIdentifier, SIGKILL); ffmpeg.waitUntilExit() }
+        #expect(await TestEnvironment.untilListening(port: port), "ffmpeg did not listen on \(port)")
+        let run = try await TestEnvironment.run(["check", "http://127.0.0.1:\(port)/feed.mjpg", "--json", "--timeout", "8", "--plugins-dir", plugins])
+        let json = try #require(run.json, "\(run.stdout)\(run.stderr)")
+        #expect(json["reason"] as? String == "ok", "\(json)")
+        #expect(json["width"] as? Int == 320 && json["height"] as? Int == 240, "\(json)")
+        #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 2, "\(json)")
     }
 
     /// An IPv6 literal in brackets (issue #13: was dns_failure); the Host header keeps the brackets.

@@ -63,6 +63,31 @@ import Testing
         #expect(timings["connect_ms"] != nil && timings["first_frame_ms"] != nil)
     }
 
+    /// 10- and 12-bit HEVC decode to 16-bit samples (issue #13 item 1: a moving Main10 picture read "black",
+    /// luma 2.0): luma is read through the pixel format, so the same test pattern reads as in 8-bit H.264
+    /// and a black 10-bit picture is black at limited-range luma 16.
+    @Test(arguments: [("main10", "ok"), ("yuv444p12", "ok"), ("main10-black", "black")])
+    func highBitDepthHEVC_readsTheRightLuma(path: String, reason: String) async throws {
+        let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/\(path)").json)
+        #expect(json["reason"] as? String == reason, "\(json)")
+        #expect(json["codec"] as? String == "hevc")
+        let luma = try #require((json["image"] as? [String: Any])?["mean_luma"] as? Double, "\(json)")
+        if reason == "black" {
+            #expect(luma > 12 && luma < 20, "luma \(luma)")
+        } else {
+            let eightBit = try #require((try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal").json?["image"] as? [String: Any])?["mean_luma"] as? Double)
+            #expect(abs(luma - eightBit) < 15, "10/12-bit luma \(luma) vs 8-bit \(eightBit) for the same pattern")
+        }
+    }
+
+    /// A 1 fps camera gets an fps (issue #13 item 7): two packets' timestamps inside a stretched window.
+    @Test func aOneFPSCamera_hasAnFps() async throws {
+        let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/onefps", timeout: 10).json)
+        #expect(json["reason"] as? String == "ok", "\(json)")
+        let fps = try #require(json["fps"] as? Double, "\(json)")
+        #expect(fps > 0.8 && fps < 1.25, "fps \(fps)")
+    }
+
     @Test func mjpegOverRTP_isOK() async throws {
         let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/mjpeg").json)
         #expect(json["reason"] as? String == "ok")

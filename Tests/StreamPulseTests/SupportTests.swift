@@ -81,6 +81,61 @@ enum JPEGInfoProbe {
         }
     }
 
+    /// VLC's first part declares a wrong Content-Length: too short cuts the JPEG, too long runs into the
+    /// next part. Either way the part is resynchronised on the next delimiter and every frame is whole.
+    @Test(arguments: [-20, -1, 1, 37, 300])
+    func multipart_aWrongContentLength_isResynchronisedAtTheNextDelimiter(error: Int) throws {
+        var bytes: [UInt8] = []
+        for index in 0..<8 {
+            let declared = index == 0 ? Self.jpeg.count + error : Self.jpeg.count
+            bytes += Array("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: \(declared)\r\n\r\n".utf8) + Self.jpeg + Array("\r\n".utf8)
+        }
+        bytes += Array("--frame\r\n".utf8)
+        for chunk in [1, 13, bytes.count] {
+            var reader = MultipartReader(boundary: "frame", maxPartBytes: 1 << 20)
+            var parts: [MultipartReader.Part] = []
+            var index = 0
+            while index < bytes.count {
+                parts += try reader.feed(bytes[index..<min(bytes.count, index + chunk)])
+                index += chunk
+            }
+            #expect(parts.count == 8, "error \(error), chunk \(chunk)")
+            // A length one or two over takes the line break after the JPEG with it: still the whole picture.
+            let whole = parts.allSatisfy { $0.body.starts(with: Self.jpeg) && $0.body.dropFirst(Self.jpeg.count).allSatisfy { $0 == 0x0D || $0 == 0x0A } }
+            #expect(whole, "error \(error), chunk \(chunk): \(parts.map(\.body.count))")
+        }
+    }
+
+    /// A chunked body (ffmpeg's mpjpeg server) decodes to the same bytes whatever the chunk sizes and however
+    /// the input is split; extensions and trailers are ignored; bad size lines fail, bounded.
+    @Test func chunkedBodies_decode_inAnySplit_andBadOnesFail() throws {
+        let payload = Array((0..<5000).map { UInt8(truncatingIfNeeded: $0 * 7) })
+        var encoded: [UInt8] = []
+        var offset = 0
+        for size in [1, 16, 255, 4096, 632] {
+            encoded += Array("\(String(size, radix: 16))\(size == 16 ? ";ext=1" : "")\r\n".utf8) + payload[offset..<offset + size] + Array("\r\n".utf8)
+            offset += size
+        }
+        encoded += Array("0\r\nX-Trailer: yes\r\n\r\n".utf8)
+        for split in [1, 2, 3, 100, encoded.count] {
+            var decoder = ChunkedDecoder()
+            var output: [UInt8] = []
+            var index = 0
+            while index < encoded.count {
+                output += try decoder.feed(encoded[index..<min(encoded.count, index + split)])
+                index += split
+            }
+            #expect(output == payload, "split \(split)")
+            #expect(decoder.finished)
+        }
+        for bad in ["zz\r\n", "\r\n", "1234567890abcdef0\r\n", String(repeating: "1", count: 2000)] {
+            var decoder = ChunkedDecoder()
+            #expect(throws: ChunkedDecoder.Failure.badChunkSize, "\(bad.prefix(20))") { _ = try decoder.feed(Array(bad.utf8)) }
+        }
+        var decoder = ChunkedDecoder()
+        #expect(throws: ChunkedDecoder.Failure.missingChunkEnd) { _ = try decoder.feed(Array("2\r\nabXY".utf8)) }
+    }
+
     @Test func multipart_boundaryParameter_isFoundInContentType() {
         #expect(MultipartReader.boundary(fromContentType: "multipart/x-mixed-replace; boundary=--myboundary") == "--myboundary")
         #expect(MultipartReader.boundary(fromContentType: #"multipart/x-mixed-replace;boundary="abc""#) == #""abc""#)

@@ -59,6 +59,18 @@ enum TestEnvironment {
         return process
     }
 
+    /// Waits (up to `seconds`) until something listens on 127.0.0.1:`port`, read from /proc/net/tcp so the
+    /// check itself never connects (ffmpeg's `-listen 1` would take that connection as its one client).
+    static func untilListening(port: Int, seconds: Double = 15) async -> Bool {
+        let needle = String(format: ":%04X 00000000:0000 0A", port)
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8), table.contains(needle) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
     struct Run {
         var status: Int32
         var stdout: String

@@ -379,8 +379,16 @@ class Dashboard(unittest.TestCase):
         self.d.find_element(By.CSS_SELECTOR, "#legend [data-close]").click()
 
     def test_11_admin_adds_a_viewer_who_cannot_open_settings_or_call_admin_apis(self):
+        # With no NTP server configured, the clock pill shows the kernel's own synchronisation state.
+        expected = "Clock synced" if kernel_clock_synced() else "Clock unsynced"
+        wait_for(lambda: self.d.find_element(By.ID, "ntp").text.startswith(expected), what=f"the clock pill saying {expected}")
+        # With the default zone UTC (a fresh start's default), the Settings select shows it, not an empty box.
+        self.assertEqual(self.page_fetch("/api/settings", "PUT", {"timezone_default": "UTC"})["status"], 200)
         self.d.find_element(By.ID, "settings").click()
         wait_for(lambda: self.d.find_element(By.ID, "settings-dialog").get_attribute("open") is not None, what="settings")
+        wait_for(lambda: self.js("return document.getElementById('s-tz').value") == "UTC", what="UTC selected in Settings")
+        self.assertEqual(self.js("const s = document.getElementById('s-tz'); return s.options[s.selectedIndex].text"), "UTC")
+        self.assertEqual(self.page_fetch("/api/settings", "PUT", {"timezone_default": "Europe/Berlin"})["status"], 200)
         self.assertIn("rtsp", self.d.find_element(By.ID, "s-plugins").text)
         self.d.find_element(By.ID, "s-user-name").send_keys("olga")
         self.d.find_element(By.ID, "s-user-password").send_keys("first-password-olga")
@@ -441,6 +449,19 @@ class Dashboard(unittest.TestCase):
             headers={"Content-Type": "application/json"}, data=json.dumps({"name": "admin", "password": self.admin_password}).encode())).headers["Set-Cookie"]
         for attribute in ("HttpOnly", "SameSite=Strict", "Path=/"):
             self.assertIn(attribute, set_cookie)
+
+
+def kernel_clock_synced():
+    """The kernel's clock state as adjtimex(2) reports it: not TIME_ERROR and no STA_UNSYNC bit."""
+    import ctypes
+
+    class Timex(ctypes.Structure):
+        _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long), ("maxerror", ctypes.c_long),
+                    ("esterror", ctypes.c_long), ("status", ctypes.c_int), ("rest", ctypes.c_byte * 256)]
+
+    t = Timex()
+    state = ctypes.CDLL(None).adjtimex(ctypes.byref(t))
+    return state != 5 and not (t.status & 0x40)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ Streams (multipart/x-mixed-replace, 10 fps unless noted):
   /frozen      the same JPEG again and again
   /black       a black picture
   /stall       headers, then silence
+  /onefps      /normal at 1 frame per second
   /dies        three frames of /normal (0.3 s), then the connection closes: a camera killed mid-window
+  /length-short, /length-long
+               /normal whose first part declares a Content-Length 100 bytes too small / 300 too large (VLC's
+               first part is wrong that way); the reader must resynchronise at the next boundary
   /auth        /normal behind Basic auth (--user/--password)
   /snapshot    one image/jpeg
   /cam/N       /normal under any number (fleet benchmark)
@@ -61,7 +65,8 @@ def head(writer, status=200, reason="OK", headers=()):
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
 
-async def stream(writer, frames, boundary="frame", header_boundary=None, length=True, eol=b"\r\n", fps=10, mangle=None, count=None):
+async def stream(writer, frames, boundary="frame", header_boundary=None, length=True, eol=b"\r\n", fps=10, mangle=None, count=None,
+                 first_length_error=0):
     head(writer, headers=["Content-Type: multipart/x-mixed-replace; boundary=%s" % (header_boundary or boundary),
                           "Cache-Control: no-cache"])
     i = 0
@@ -71,7 +76,8 @@ async def stream(writer, frames, boundary="frame", header_boundary=None, length=
             jpeg = mangle(jpeg)
         part = b"--" + boundary.encode() + eol + b"Content-Type: image/jpeg" + eol
         if length:
-            part += b"Content-Length: " + str(len(jpeg)).encode() + eol
+            declared = len(jpeg) + (first_length_error if i == 0 else 0)
+            part += b"Content-Length: " + str(declared).encode() + eol
         writer.write(part + eol + jpeg + eol)
         await writer.drain()
         i += 1
@@ -97,6 +103,12 @@ async def handle(reader, writer, args):
             await stream(writer, FRAMES["frozen"])
         elif path == "/dies":
             await stream(writer, normal, count=3)
+        elif path == "/onefps":
+            await stream(writer, normal, fps=1)
+        elif path == "/length-short":
+            await stream(writer, normal, first_length_error=-100)
+        elif path == "/length-long":
+            await stream(writer, normal, first_length_error=300)
         elif path == "/black":
             await stream(writer, FRAMES["black"])
         elif path == "/auth":

@@ -7,6 +7,10 @@ Open port (--port):   /normal  480p H.264, moving picture, 25 fps, 1 s GOP
                       /frozen  480p H.264, still picture
                       /black   480p H.264, black picture
                       /dies    480p H.264, ten pictures (0.4 s), then end of stream
+                      /onefps  480p H.264, moving, 1 fps (every picture a keyframe)
+                      /main10  640x360 HEVC Main10 (yuv420p10le), moving, 25 fps
+                      /main10-black  the same, black
+                      /yuv444p12  640x360 HEVC 4:4:4 12-bit, moving
                       /cam0../camN-1 (with --fleet N) one shared 480p encoder behind N paths
 Auth port (--auth-port): /normal again, only for user/password (Basic and Digest accepted).
 
@@ -27,6 +31,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
+H265 = "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800 ! rtph265pay name=pay0 pt=96 config-interval=1"
 H264 = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={kbps} ! rtph264pay name=pay0 pt=96 config-interval=1"
 PIPELINES = {
     "normal": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=800),
@@ -37,6 +42,11 @@ PIPELINES = {
     # Ten pictures (0.4 s), then end of stream: a camera killed during the probe's sampling window.
     "dies": "videotestsrc is-live=true num-buffers=10 pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=800),
     "black": "videotestsrc is-live=true pattern=black ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=200),
+    "onefps": "videotestsrc is-live=true pattern=smpte horizontal-speed=40 ! video/x-raw,width=640,height=480,framerate=1/1 ! " + H264.format(gop=1, kbps=800),
+    # 10- and 12-bit video decodes to 16-bit samples: luma read one byte per pixel was "black" (issue #13 item 1).
+    "main10": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I420_10LE ! " + H265,
+    "main10-black": "videotestsrc is-live=true pattern=black ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I420_10LE ! " + H265,
+    "yuv444p12": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=Y444_12LE ! " + H265,
 }
 
 

@@ -156,6 +156,12 @@ public struct MultipartReader: Sendable {
     private mutating func readBody(headers: [(String, String)], length: Int?) throws(Failure) -> Step {
         if let length {
             guard pending.count >= length else { return .needMore }
+            if Self.isMisdeclaredJPEG(buffer[start..<start + length]) {
+                // A JPEG whose declared length cuts it short or runs into the next part (VLC's first part):
+                // the part ends at the next delimiter instead.
+                state = .body(headers: headers, length: nil)
+                return .next
+            }
             let body = Array(buffer[start..<start + length])
             start += length
             scanned = start
@@ -177,6 +183,15 @@ public struct MultipartReader: Sendable {
         scanned = start
         state = .seekingBoundary
         return .part(Part(headers: headers, body: body))
+    }
+
+    /// Bytes that start like a JPEG (SOI) but do not end like one (EOI, then at most line-break or NUL
+    /// padding): the Content-Length that delimited them was wrong.
+    static func isMisdeclaredJPEG(_ body: ArraySlice<UInt8>) -> Bool {
+        guard body.count >= 2, body[body.startIndex] == 0xFF, body[body.startIndex + 1] == 0xD8 else { return false }
+        var end = body.endIndex
+        while end > body.startIndex, [0x0D, 0x0A, 0x00].contains(body[end - 1]), body.endIndex - end < 8 { end -= 1 }
+        return !(end - body.startIndex >= 4 && body[end - 2] == 0xFF && body[end - 1] == 0xD9)
     }
 
     /// End of the header block (blank line, CRLF or bare LF) starting at `from`.

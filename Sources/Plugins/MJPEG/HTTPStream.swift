@@ -38,9 +38,11 @@ struct HTTPStream {
 
     let connection: TCPConnection
     let head: ResponseHead
-    /// Body bytes already read past the head.
+    /// Body bytes already read past the head (decoded, when the body is chunked).
     var leftover: [UInt8]
     var timings: Timings
+    /// Set when the answer is `Transfer-Encoding: chunked` (ffmpeg's mpjpeg server): the body is decoded.
+    var chunked: ChunkedDecoder?
 
     /// Opens `target`, answering auth challenges and following redirects — to the same host only, unless
     /// `otherHosts` allows others.
@@ -96,12 +98,33 @@ struct HTTPStream {
                 target = next
                 continue
             }
-            return HTTPStream(connection: connection, head: head, leftover: Array(buffer[end...]), timings: timings)
+            var stream = HTTPStream(connection: connection, head: head, leftover: Array(buffer[end...]), timings: timings)
+            if head.header("transfer-encoding")?.lowercased().contains("chunked") == true {
+                var decoder = ChunkedDecoder()
+                do { stream.leftover = try decoder.feed(stream.leftover) } catch { throw .io(Self.chunkFailure(error), .handshake) }
+                stream.chunked = decoder
+            }
+            return stream
         }
     }
 
     /// Reads more body bytes (at least one) or throws at end of stream, deadline or cancellation.
-    func read() throws(TCPConnection.Failure) -> [UInt8] {
-        try connection.read(maximum: 64 * 1024)
+    mutating func read() throws(TCPConnection.Failure) -> [UInt8] {
+        guard var decoder = chunked else { return try connection.read(maximum: 64 * 1024) }
+        defer { chunked = decoder }
+        while true {
+            if decoder.finished { throw .closed }
+            let raw = try connection.read(maximum: 64 * 1024)
+            let payload: [UInt8]
+            do { payload = try decoder.feed(raw) } catch { throw Self.chunkFailure(error) }
+            if !payload.isEmpty { return payload }
+        }
+    }
+
+    static func chunkFailure(_ error: ChunkedDecoder.Failure) -> TCPConnection.Failure {
+        switch error {
+        case .badChunkSize: .io("the chunked body has a malformed chunk-size line")
+        case .missingChunkEnd: .io("a chunk of the chunked body is not followed by CRLF")
+        }
     }
 }

@@ -125,6 +125,8 @@ struct MJPEGSession {
                             frames == 0 ? "The camera answered, then sent no complete frame within the deadline." : "The stream stalled after \(frames) frames.")
         case .closed:
             return .failure(phase == .handshake ? .protocolError : .streamEnded, phase: phase, "The camera closed the connection\(frames > 0 ? " after \(frames) frames" : "").")
+        case .io(let why):
+            return .failure(.protocolError, phase: phase, "Reading from the camera failed: \(why).")
         default:
             return .failure(.protocolError, phase: phase, "Reading from the camera failed: \(failure).")
         }
@@ -152,7 +154,7 @@ struct MJPEGSession {
             stream.leftover = []
             source = .snapshot(stream)
             return check(Array(body.prefix(declared ?? body.count)), phase: phase)
-        case .multipart(let stream, var reader, var queue):
+        case .multipart(var stream, var reader, var queue):
             defer { source = .multipart(stream, reader, queue) }
             while queue.isEmpty {
                 let input: [UInt8]
@@ -251,12 +253,18 @@ struct MJPEGSession {
         }
     }
 
+    /// Longest sampling window for a slow camera.
+    static let maxWindowMs = 4000.0
+
     /// Reads frames for `sample_seconds` (at most `sample_frames`) after `first`.
     private func collect(_ source: inout Source, after first: Frame, options: ProbeOptions) -> FrameWindow {
         var window = FrameWindow(first: first)
         let length = (options.sampleSeconds ?? 1.0) * 1000
         let maxFrames = max(2, options.sampleFrames ?? 30)
-        while window.count < maxFrames, clock.elapsedMs - first.atMs < length, clock.remainingMs > 200 {
+        // A slow camera (1 fps and below) stretches the window until it has three frames (two intervals
+        // for the fps, first/middle/last to compare), up to maxWindowMs.
+        func open(_ elapsed: Double) -> Bool { elapsed < length || (window.count < 3 && elapsed < Self.maxWindowMs) }
+        while window.count < maxFrames, open(clock.elapsedMs - first.atMs), clock.remainingMs > 200 {
             switch nextFrame(&source, framesSoFar: window.count) {
             case .success(let frame):
                 window.add(frame, pastMiddle: frame.atMs - first.atMs >= length / 2 || window.count >= maxFrames / 2)

@@ -294,10 +294,16 @@ struct RTSPDeepProbe {
         /// A read that failed mid-window (the window ends there; only a cancellation ends the probe).
         var failure: ProbeResult?
 
-        /// From packet timestamps inside the window only: the first picture's own timestamp is often missing
-        /// or guessed (it is the first packet after joining). Falls back to packets per second of wall time.
+        /// The first picture's own timestamp, used only when the window holds a single timed packet (a
+        /// camera slower than one picture per window): it is often missing or guessed (the first packet
+        /// after joining), so two packets inside the window are preferred.
+        var firstPictureSeconds: Double?
+
+        /// From packet timestamps inside the window: two are enough, so a 1 fps camera (the window stretches
+        /// until it has them) and slower ones get an fps. Falls back to packets per second of wall time.
         var fps: Double? {
-            if timedPackets >= 3, let a = firstSeconds, let b = lastSeconds, b > a { return Double(timedPackets - 1) / (b - a) }
+            if timedPackets >= 2, let a = firstSeconds, let b = lastSeconds, b > a { return Double(timedPackets - 1) / (b - a) }
+            if timedPackets == 1, let a = firstPictureSeconds, let b = lastSeconds, b > a { return 1 / (b - a) }
             if packets >= 2, spanSeconds > 0 { return Double(packets) / spanSeconds }
             return nil
         }
@@ -317,6 +323,7 @@ struct RTSPDeepProbe {
     func sample(_ session: RTSPSession, first: UnsafePointer<AVFrame>) -> Window {
         let options = request.options
         var window = Window(samples: [LumaSample(frame: first)].compactMap { $0 })
+        window.firstPictureSeconds = session.seconds(of: first)
         let start = clock.elapsedMs
         var lastSampleAt = start
         let bytesAtStart = session.bytesRead
@@ -324,7 +331,10 @@ struct RTSPDeepProbe {
         let length = (options.sampleSeconds ?? 1.0) * 1000
         while window.packets < maxPackets, clock.remainingMs > 300 {
             let elapsed = clock.elapsedMs - start
-            if elapsed >= length && (window.samples.count >= 2 || elapsed >= Self.maxWindowMs) { break }
+            // The window ends after its length once it holds two pictures to compare and two packets for the
+            // fps; a long GOP or a slow camera stretches it, up to maxWindowMs.
+            let judged = window.samples.count >= 2 && window.packets >= 2
+            if elapsed >= length && (judged || elapsed >= Self.maxWindowMs) { break }
             let readStart = clock.elapsedMs
             defer {
                 // Caught up with the live stream (the read had to wait): let packets gather in the socket

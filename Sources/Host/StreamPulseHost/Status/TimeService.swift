@@ -17,9 +17,70 @@ public struct TimeSync: Sendable, Codable, Equatable {
     public var lastSync: Date?
     public var lastAttempt: Date?
     public var error: String?
+    /// Where the state comes from: "sntp" (measured against `server`) or "kernel" (no server configured:
+    /// the kernel's own synchronisation state, kept by the machine's NTP daemon, read with adjtimex).
+    public var source: String? = "sntp"
+    /// The kernel's estimated and maximum clock error, in seconds (source "kernel" only).
+    public var estimatedErrorSeconds: Double?
+    public var maximumErrorSeconds: Double?
 
     public static func unsynced(reason: String) -> TimeSync {
         TimeSync(synced: false, offsetSeconds: nil, delaySeconds: nil, stratum: nil, server: nil, lastSync: nil, lastAttempt: Date(), error: reason)
+    }
+}
+
+/// glibc's adjtimex (declared in <sys/timex.h>, which the Glibc module does not export).
+@_silgen_name("adjtimex") func glibcAdjtimex(_ buffer: UnsafeMutableRawPointer) -> Int32
+
+/// The kernel's clock discipline as `adjtimex(2)` reports it (read-only: `modes` 0), for a machine whose
+/// clock is kept by chrony, ntpd or systemd-timesyncd while StreamPulse has no NTP server of its own.
+public enum KernelClock {
+    /// `adjtimex`'s answer: the return value (TIME_ERROR, 5, when unsynchronised) and the fields read.
+    public struct Reading: Sendable, Equatable {
+        public var state: Int32
+        public var status: Int32
+        /// Estimated and maximum error, in microseconds.
+        public var esterror: Int
+        public var maxerror: Int
+        public init(state: Int32, status: Int32, esterror: Int, maxerror: Int) {
+            self.state = state; self.status = status; self.esterror = esterror; self.maxerror = maxerror
+        }
+    }
+
+    /// STA_UNSYNC: the kernel's "clock not synchronised" status bit; TIME_ERROR: adjtimex's answer then.
+    static let unsyncBit: Int32 = 0x0040
+    static let timeError: Int32 = 5
+
+    /// Reads the kernel's state now. `struct timex` (<sys/timex.h>, which the Glibc module does not export)
+    /// is read from a zeroed buffer at its LP64 offsets: modes 0 (read only), maxerror 24, esterror 32, status 40.
+    public static func read() -> Reading? {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        return buffer.withUnsafeMutableBytes { raw -> Reading? in
+            guard let base = raw.baseAddress else { return nil }
+            let state = glibcAdjtimex(base)
+            guard state >= 0 else { return nil }
+            return Reading(state: state, status: raw.load(fromByteOffset: 40, as: Int32.self),
+                           esterror: raw.load(fromByteOffset: 32, as: Int.self), maxerror: raw.load(fromByteOffset: 24, as: Int.self))
+        }
+    }
+
+    /// The reading as the dashboard's clock pill shows it.
+    public static func sync(from reading: Reading?, at now: Date = Date()) -> TimeSync {
+        guard let reading else {
+            var state = TimeSync.unsynced(reason: "no NTP servers configured, and the kernel's clock state cannot be read")
+            state.source = "kernel"
+            return state
+        }
+        let synced = reading.state != timeError && reading.status & unsyncBit == 0
+        var state = TimeSync(synced: synced, offsetSeconds: nil, delaySeconds: nil, stratum: nil,
+                             server: nil, lastSync: synced ? now : nil, lastAttempt: now,
+                             error: synced ? nil : "no NTP servers configured, and the kernel says the clock is not synchronised (no NTP daemon keeps it)")
+        state.source = "kernel"
+        if synced {
+            state.estimatedErrorSeconds = Double(reading.esterror) / 1e6
+            state.maximumErrorSeconds = Double(reading.maxerror) / 1e6
+        }
+        return state
     }
 }
 

@@ -91,8 +91,12 @@ function initTheme() {
 }
 
 // ---------- time zone ----------
-function zones() {
-  try { return Intl.supportedValuesOf("timeZone"); } catch { return ["UTC"]; }
+function zones(...needed) {
+  // Chromium's list has no "UTC" (it is an alias there), yet UTC is the server's default zone.
+  let list = [];
+  try { list = Intl.supportedValuesOf("timeZone"); } catch {}
+  for (const zone of ["UTC", ...needed]) if (zone && !list.includes(zone)) list = [zone, ...list];
+  return list;
 }
 function initTimeZone(defaultZone) {
   let chosen = null;
@@ -102,8 +106,9 @@ function initTimeZone(defaultZone) {
   select.replaceChildren(
     el("option", { value: "@server", text: `Server default (${defaultZone})` }),
     el("option", { value: "@browser", text: `My browser (${browser})` }),
-    ...zones().map((z) => el("option", { value: z, text: z })));
+    ...zones(defaultZone).map((z) => el("option", { value: z, text: z })));
   select.value = chosen || "@server";
+  if (!select.value) select.value = "@server";
   const resolve = () => select.value === "@server" ? defaultZone : select.value === "@browser" ? browser : select.value;
   state.tz = resolve();
   select.onchange = () => {
@@ -197,13 +202,19 @@ async function refreshHeader() {
   try {
     const t = await api("/api/time");
     const ntp = $("ntp");
-    if (t.synced) {
+    if (t.synced && t.source === "kernel") {
+      // No NTP server in StreamPulse's settings: the machine's own NTP daemon keeps the clock.
+      const ms = (t.estimated_error_seconds || 0) * 1000;
+      ntp.textContent = `Clock synced ±${ms < 1 ? ms.toFixed(2) : ms.toFixed(0)} ms`;
+      ntp.className = "pill good";
+      ntp.title = `No NTP server configured here; the kernel reports the clock synchronised by the machine's NTP daemon (estimated error ${ms.toFixed(1)} ms, maximum ${((t.maximum_error_seconds || 0) * 1000).toFixed(0)} ms).`;
+    } else if (t.synced) {
       const ms = Math.abs((t.offset_seconds || 0) * 1000);
       ntp.textContent = `NTP synced ±${ms < 1 ? ms.toFixed(2) : ms.toFixed(0)} ms`;
       ntp.className = ms > 1000 ? "pill warn" : "pill good";
       ntp.title = `Server ${t.server || "?"}, stratum ${t.stratum ?? "?"}, offset ${(t.offset_seconds ?? 0).toFixed(4)} s, delay ${(t.delay_seconds ?? 0).toFixed(4)} s, last sync ${fmtTime(t.last_sync)}`;
     } else {
-      ntp.textContent = "NTP unsynced";
+      ntp.textContent = t.source === "kernel" ? "Clock unsynced" : "NTP unsynced";
       ntp.className = "pill bad";
       ntp.title = t.error || "No NTP answer yet.";
     }
@@ -477,7 +488,9 @@ async function loadPlugins() {
 async function loadSettings() {
   const s = await api("/api/settings");
   const select = $("s-tz");
-  if (!select.options.length) select.replaceChildren(...zones().map((z) => el("option", { value: z, text: z })));
+  if (!select.options.length || ![...select.options].some((o) => o.value === s.timezone_default)) {
+    select.replaceChildren(...zones(s.timezone_default).map((z) => el("option", { value: z, text: z })));
+  }
   select.value = s.timezone_default;
 }
 
