@@ -1,5 +1,6 @@
 import Foundation
 import StreamPulseCore
+import StreamPulseProberKit
 import Testing
 @testable import StreamPulseHost
 
@@ -80,6 +81,20 @@ import Testing
         }
     }
 
+    /// B-frames make the decoder hold the keyframe back for reordering (issue #13 item 9: the first picture
+    /// came after 2.0-2.7 s and tripped max_first_frame; ffmpeg takes 0.43 s). Compared with the same stream
+    /// without B-frames in the same run, so a loaded machine does not decide the outcome.
+    @Test func bFrames_doNotDelayTheFirstPicture() async throws {
+        let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/bframes").json)
+        #expect(json["reason"] as? String == "ok", "\(json)")
+        let bframes = try #require((json["timings"] as? [String: Double])?["first_frame_ms"])
+        let plain = try #require((try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/normal").json?["timings"] as? [String: Double])?["first_frame_ms"])
+        // Each client gets its own encoder here, so both streams start on a keyframe. Measured: 810 ms with
+        // B-frames vs 370 ms without (the encoder's reordering latency; ffmpeg's own first frame: 1.04 s);
+        // holding the keyframe back made it 2,790 ms.
+        #expect(bframes < plain + 1200, "first picture after \(bframes) ms with B-frames, \(plain) ms without")
+    }
+
     /// A 1 fps camera gets an fps (issue #13 item 7): two packets' timestamps inside a stretched window.
     @Test func aOneFPSCamera_hasAnFps() async throws {
         let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/onefps", timeout: 10).json)
@@ -94,6 +109,17 @@ import Testing
         #expect(json["codec"] as? String == "mjpeg")
         #expect(json["width"] as? Int == 640)
         #expect(abs((json["fps"] as? Double ?? 0) - 15) <= 2)
+    }
+
+    /// A picture FFmpeg decodes only with errors is filler, not evidence (issue #13 item 10: MJPEG over RTP that
+    /// FFmpeg cannot decode was called black): decode_error, quickly, with no picture verdict.
+    @Test func undecodableMJPEGOverRTP_isDecodeError_notBlack() async throws {
+        let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/mjpeg-undecodable")
+        let json = try #require(run.json, "\(run.stdout)")
+        #expect(json["reason"] as? String == "decode_error", "\(json)")
+        #expect(json["status"] as? String == "down")
+        #expect(json["image"] == nil, "no picture verdict from filler pixels: \(json)")
+        #expect(((json["timings"] as? [String: Double])?["total_ms"] ?? 1e9) < 5000, "judged before the deadline: \(json)")
     }
 
     @Test func frozenPicture_isDegradedFrozen() async throws {
@@ -123,6 +149,35 @@ import Testing
             let right = try await check(url, ["--user", fixtureUser, "--password-file", passwordFile(fixturePassword), mode])
             #expect(right.json?["reason"] as? String == "ok", "\(mode): \(right.stdout)")
         }
+    }
+
+    /// live555, the RTSP stack inside many cameras, counts a Digest header only when every parameter is a
+    /// quoted `name="value"` pair (issue #13 item 2: the quick probe's unquoted `algorithm=MD5` made a correct
+    /// password a 401 on every quick probe while deep probes were ok). The responder is shown to be that
+    /// strict first: our header passes, the same header with `algorithm=MD5` appended does not.
+    @Test func aStrictLive555DigestParser_acceptsQuickAndDeepProbes() async throws {
+        let url = "rtsp://127.0.0.1:\(cameras.fakePort)/strict-digest"
+        let challenge = try #require(AuthChallenge.best(from: [#"Digest realm="LIVE555 Streaming Media", nonce="a5f1c2e0d9b84f77""#]))
+        let ours = challenge.authorization(method: "DESCRIBE", uri: url, credentials: Credentials(username: fixtureUser, password: fixturePassword))
+        #expect(try Self.describeStatus(url, port: cameras.fakePort, authorization: ours) == 200)
+        #expect(try Self.describeStatus(url, port: cameras.fakePort, authorization: ours + ", algorithm=MD5") == 401)
+        let right = ["--user", fixtureUser, "--password-file", try passwordFile(fixturePassword)]
+        let quick = try await check(url, right + ["--quick"])
+        #expect(quick.json?["reason"] as? String == "ok", "\(quick.stdout)")
+        let wrong = try await check(url, ["--user", fixtureUser, "--password-file", try passwordFile("not-it"), "--quick"])
+        #expect(wrong.json?["reason"] as? String == "unauthorized", "\(wrong.stdout)")
+        // FFmpeg's deep probe authenticates too; the responder then sends no video.
+        let deep = try await check(url, right + ["--deep"], timeout: 4)
+        #expect(deep.json?["reason"] as? String == "no_frames", "\(deep.stdout)")
+    }
+
+    /// One raw DESCRIBE and the status code of the answer.
+    static func describeStatus(_ url: String, port: Int, authorization: String) throws -> Int {
+        let connection = try TCPConnection(host: "127.0.0.1", port: port, clock: ProbeClock(timeoutMs: 5000))
+        try connection.write(Array("DESCRIBE \(url) RTSP/1.0\r\nCSeq: 2\r\nAuthorization: \(authorization)\r\n\r\n".utf8))
+        var answer: [UInt8] = []
+        while !String(decoding: answer, as: UTF8.self).contains("\r\n\r\n") { answer += try connection.read(maximum: 4096) }
+        return Int(String(decoding: answer, as: UTF8.self).split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
     @Test func credentialsInsideTheURL_stillWork_andAreMasked() async throws {

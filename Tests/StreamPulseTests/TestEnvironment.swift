@@ -25,14 +25,35 @@ enum TestEnvironment {
             ?? root + "/examples/snapshot-prober/.build/debug/libSnapshotProber.so"
     }
 
-    /// A fresh temporary folder.
+    /// This test process's folder for temporary files: `$TMPDIR/streampulse-tests/<pid>`. Folders left by
+    /// earlier test processes that are gone are removed when it is first made, so runs do not pile up (each
+    /// plugins folder held 35 MB of plugin copies; 2,228 of them once filled a 252 GB disk).
+    static let temporaryRoot: String = {
+        let base = NSTemporaryDirectory() + "streampulse-tests/"
+        try? FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] {
+            guard let pid = Int32(entry), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: base + entry) }
+        }
+        let root = base + String(getpid())
+        try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        // And this process's own folder goes when it exits normally.
+        atexit {
+            try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "streampulse-tests/" + String(getpid()))
+        }
+        return root + "/"
+    }()
+
+    /// A fresh temporary folder (inside `temporaryRoot`).
     static func temporaryDirectory(_ label: String = "sp") -> String {
-        let path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString.prefix(8))"
+        let path = temporaryRoot + "\(label)-\(UUID().uuidString.prefix(8))"
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }
 
-    /// A plugins folder holding copies of the bundled RTSP and MJPEG plugins.
+    /// A plugins folder holding copies of the bundled RTSP and MJPEG plugins. Copies, not links: the
+    /// dynamic loader would take two links to one file for one library, and in-process tests load each
+    /// folder's plugins as separate libraries.
     static func pluginsDirectory(extra: [String: String] = [:]) throws -> String {
         let dir = temporaryDirectory("plugins")
         try FileManager.default.copyItem(atPath: product("StreamPulseRTSP"), toPath: dir + "/rtsp.so")

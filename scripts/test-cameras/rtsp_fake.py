@@ -7,6 +7,10 @@ Paths on the main port (--port, printed):
   /hangup        same, then closes the connection right after PLAY
   /status/NNN    answers DESCRIBE with RTSP status NNN (403, 454, 503, ...)
   /unsupported-transport   answers SETUP over TCP with 461
+  /strict-digest every request but OPTIONS needs Digest authentication (--user/--password), parsed the way
+                 live555 (the RTSP stack inside many cameras) parses it: only name="value" pairs count, and
+                 the header is rejected unless its last pair parsed, so an unquoted algorithm=MD5 is a 401.
+                 After PLAY it sends nothing (a quick probe is judged on DESCRIBE).
 A second port (blackhole_port) accepts connections and never answers; a third (garbage_port) greets
 with non-RTSP bytes and closes.
 
@@ -14,9 +18,16 @@ Prints "READY port=P blackhole_port=B garbage_port=G". Exits when its parent goe
 """
 import argparse
 import asyncio
+import hashlib
 import os
+import re
 import struct
 import time
+
+USER = "viewer"
+PASSWORD = "s3cret-Pa55"
+REALM = "LIVE555 Streaming Media"
+NONCE = "a5f1c2e0d9b84f77"
 
 SDP = (
     "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=fake\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -48,6 +59,29 @@ def reply(writer, cseq, status=200, reason="OK", extra=(), body=""):
     writer.write(("\r\n".join(lines) + "\r\n\r\n" + body).encode())
 
 
+def live555_digest_ok(method, header):
+    """live555's parseAuthorizationHeader: `name="value"` pairs from the start; anything that is not such a
+    pair (an unquoted value) stops the parse and the header counts only if nothing was left over."""
+    if not header.startswith("Digest "):
+        return False
+    rest = header[len("Digest "):]
+    fields = {}
+    pair = re.compile(r'\s*([^=\s]+)="([^"]*)"\s*,?')
+    while rest.strip():
+        m = pair.match(rest)
+        if not m:
+            return False  # e.g. algorithm=MD5 without quotes: live555 ignores the whole header
+        fields[m.group(1)] = m.group(2)
+        rest = rest[m.end():]
+    need = ("username", "realm", "nonce", "uri", "response")
+    if any(k not in fields for k in need) or fields["realm"] != REALM or fields["nonce"] != NONCE:
+        return False
+    md5 = lambda t: hashlib.md5(t.encode()).hexdigest()
+    ha1 = md5("%s:%s:%s" % (USER, REALM, PASSWORD))
+    expected = md5("%s:%s:%s" % (ha1, NONCE, md5("%s:%s" % (method, fields["uri"]))))
+    return fields["username"] == USER and fields["response"] == expected
+
+
 async def handle(reader, writer):
     try:
         while True:
@@ -57,6 +91,8 @@ async def handle(reader, writer):
             base = path.split("/track")[0]
             if method == "OPTIONS":
                 reply(writer, cseq, extra=["Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"])
+            elif base.startswith("/strict-digest") and not live555_digest_ok(method, headers.get("authorization", "")):
+                reply(writer, cseq, 401, "Unauthorized", extra=['WWW-Authenticate: Digest realm="%s", nonce="%s"' % (REALM, NONCE)])
             elif base.startswith("/status/"):
                 code = int(base.split("/")[2])
                 reply(writer, cseq, code, "Test Status")
@@ -109,9 +145,13 @@ async def garbage(reader, writer):
 
 
 async def main():
+    global USER, PASSWORD
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--user", default=USER)
+    parser.add_argument("--password", default=PASSWORD)
     args = parser.parse_args()
+    USER, PASSWORD = args.user, args.password
     server = await asyncio.start_server(handle, "127.0.0.1", args.port)
     hole = await asyncio.start_server(blackhole, "127.0.0.1", 0)
     junk = await asyncio.start_server(garbage, "127.0.0.1", 0)

@@ -8,6 +8,9 @@ Open port (--port):   /normal  480p H.264, moving picture, 25 fps, 1 s GOP
                       /black   480p H.264, black picture
                       /dies    480p H.264, ten pictures (0.4 s), then end of stream
                       /onefps  480p H.264, moving, 1 fps (every picture a keyframe)
+                      /mjpeg-undecodable  MJPEG over RTP from libavcodec's own encoder (avenc_mjpeg) through
+                               rtpjpegpay: FFmpeg decodes it only with errors ("error y=0 x=0"), filler pixels
+                      /bframes 480p H.264 High with 3 B-frames and a B-pyramid (2 pictures reordered), 1 s GOP
                       /main10  640x360 HEVC Main10 (yuv420p10le), moving, 25 fps
                       /main10-black  the same, black
                       /yuv444p12  640x360 HEVC 4:4:4 12-bit, moving
@@ -42,6 +45,10 @@ PIPELINES = {
     # Ten pictures (0.4 s), then end of stream: a camera killed during the probe's sampling window.
     "dies": "videotestsrc is-live=true num-buffers=10 pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=800),
     "black": "videotestsrc is-live=true pattern=black ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=200),
+    # B-frames: the decoder reorders and holds a keyframe back until later pictures arrive (issue #13 item 9).
+    "bframes": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! x264enc speed-preset=ultrafast bframes=3 b-adapt=false b-pyramid=true key-int-max=25 bitrate=800 ! video/x-h264,profile=high ! rtph264pay name=pay0 pt=96 config-interval=1",
+    # Decodes only with errors; the filler pixels read as a black picture (issue #13 item 10).
+    "mjpeg-undecodable": "videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=15/1 ! avenc_mjpeg ! rtpjpegpay name=pay0 pt=26",
     "onefps": "videotestsrc is-live=true pattern=smpte horizontal-speed=40 ! video/x-raw,width=640,height=480,framerate=1/1 ! " + H264.format(gop=1, kbps=800),
     # 10- and 12-bit video decodes to 16-bit samples: luma read one byte per pixel was "black" (issue #13 item 1).
     "main10": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I420_10LE ! " + H265,

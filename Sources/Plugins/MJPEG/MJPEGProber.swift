@@ -13,7 +13,10 @@ struct MJPEGProber: Prober {
     static let defaultMaxFrameBytes = 8 * 1024 * 1024
     let pool = BlockingPool(name: "mjpeg", threads: 8)
 
-    init(context: PluginContext) {}
+    init(context: PluginContext) {
+        // The decoder's error messages are counted (a JPEG that decodes only with errors is not a picture).
+        FFmpegLog.install(context.logger)
+    }
 
     func probe(_ request: ProbeRequest) async throws -> ProbeResult {
         let clock = ProbeClock(timeoutMs: request.timeoutMs)

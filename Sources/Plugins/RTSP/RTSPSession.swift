@@ -84,6 +84,7 @@ final class RTSPSession {
             return .failure(.pluginError, phase: .handshake, "Cannot set up the decoder.")
         }
         decoder.pointee.thread_count = 1
+        decoderErrors = DecoderErrorCounter(attachingTo: decoder)
         guard avcodec_open2(decoder, codec, nil) >= 0 else {
             return ProbeResult(reason: .decodeError, phase: .handshake, message: "Cannot open the \(codecName ?? "video") decoder.", timings: timings)
         }
@@ -163,30 +164,65 @@ final class RTSPSession {
         }
     }
 
-    /// Decodes the packet last read; returns a picture when the decoder produced one.
+    /// Pictures the decoder produced but damaged: flagged (`AV_FRAME_FLAG_CORRUPT`, decode error flags) or
+    /// decoded while FFmpeg logged errors (MJPEG over RTP it cannot decode: "error y=0 x=0"). Their pixels
+    /// are filler, so they never reach a picture verdict.
+    private(set) var corruptPictures = 0
+    /// The decoder's error-level log messages (see `DecoderErrorCounter`).
+    private var decoderErrors: DecoderErrorCounter?
+
+    /// Decodes the packet last read; returns a picture when the decoder produced an intact one.
     func decodeCurrentPacket() -> UnsafePointer<AVFrame>? {
         guard let decoder, let packet, let frame else { return nil }
+        let errorsBefore = decoderErrors?.count ?? 0
         if avcodec_send_packet(decoder, packet) < 0 { decodeErrors += 1 }
-        let received = avcodec_receive_frame(decoder, frame)
+        var received = avcodec_receive_frame(decoder, frame)
+        if received == sp_averror_eagain(), packet.pointee.flags & AV_PKT_FLAG_KEY != 0 {
+            // A decoder that reorders (B-frames) holds the keyframe back until later pictures arrive, and
+            // those are not decoded here: drain it out now and reset for the next keyframe. Without this the
+            // first picture came a whole GOP late (2.0-2.7 s instead of ffmpeg's 0.43 s).
+            avcodec_send_packet(decoder, nil)
+            received = avcodec_receive_frame(decoder, frame)
+            avcodec_flush_buffers(decoder)
+        }
         guard received >= 0 else {
             if received != sp_averror_eagain() && received != sp_averror_eof() { decodeErrors += 1 }
+            return nil
+        }
+        let damaged = frame.pointee.flags & 1 /* AV_FRAME_FLAG_CORRUPT */ != 0 || frame.pointee.decode_error_flags != 0
+        if damaged || (decoderErrors?.count ?? 0) != errorsBefore {
+            corruptPictures += 1
+            decodeErrors += 1
+            av_frame_unref(frame)
             return nil
         }
         if timings.firstFrameMs == nil { timings.firstFrameMs = clock.elapsedMs }
         return UnsafePointer(frame)
     }
 
+    /// After this many keyframes that failed or decoded damaged, and no intact one, the stream is judged
+    /// undecodable at once (instead of at the deadline).
+    static let corruptPicturesLimit = 5
+
     /// The first decodable picture, decoding only keyframes (the decoder drops what precedes the first one
     /// anyway). A stream whose packets never carry the key flag is decoded in full after 60 packets.
     func firstPicture() -> Next {
         var unflagged = 0
+        var failedPictures = 0
         while true {
             switch readVideoPacket() {
             case .failure(let failure): return .failure(failure)
             case .video(let key, _, _):
                 if !key { unflagged += 1 }
                 guard key || unflagged > 60 else { continue }
+                let errorsBefore = decodeErrors
                 if let picture = decodeCurrentPacket() { return .frame(picture) }
+                if decodeErrors > errorsBefore { failedPictures += 1 }
+                if failedPictures >= Self.corruptPicturesLimit {
+                    return .failure(ProbeResult(reason: .decodeError, phase: .firstFrame, message:
+                        "\(failedPictures) keyframes failed to decode or decoded with errors (\(corruptPictures) damaged), none intact, in \(packetsRead) video packets: the camera's video cannot be decoded.",
+                        timings: timings))
+                }
             }
         }
     }

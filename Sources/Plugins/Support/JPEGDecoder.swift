@@ -5,10 +5,12 @@ public final class JPEGDecoder {
     private var context: UnsafeMutablePointer<AVCodecContext>?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var frame: UnsafeMutablePointer<AVFrame>?
+    private var errors: DecoderErrorCounter?
 
     public init() {
         if let codec = avcodec_find_decoder(AV_CODEC_ID_MJPEG), let ctx = avcodec_alloc_context3(codec) {
             ctx.pointee.thread_count = 1
+            errors = DecoderErrorCounter(attachingTo: ctx)
             if avcodec_open2(ctx, codec, nil) >= 0 { context = ctx } else { var c: UnsafeMutablePointer<AVCodecContext>? = ctx; avcodec_free_context(&c) }
         }
         packet = av_packet_alloc()
@@ -21,7 +23,8 @@ public final class JPEGDecoder {
         av_frame_free(&frame)
     }
 
-    /// The luma sample of a JPEG, or nil when it does not decode.
+    /// The luma sample of a JPEG, or nil when it does not decode — or decodes only with errors (FFmpeg then
+    /// returns filler pixels, which must not become a black or frozen verdict).
     public func sample(_ jpeg: [UInt8]) -> LumaSample? {
         guard let context, let packet, let frame, !jpeg.isEmpty else { return nil }
         // Decoders may read up to AV_INPUT_BUFFER_PADDING_SIZE (64) bytes past the end: pad with zeros.
@@ -31,8 +34,10 @@ public final class JPEGDecoder {
             packet.pointee.data = UnsafeMutablePointer(mutating: buffer.baseAddress)
             packet.pointee.size = Int32(jpeg.count)
             defer { packet.pointee.data = nil; packet.pointee.size = 0 }
+            let errorsBefore = errors?.count ?? 0
             guard avcodec_send_packet(context, packet) >= 0, avcodec_receive_frame(context, frame) >= 0 else { return nil }
             defer { av_frame_unref(frame) }
+            guard (errors?.count ?? 0) == errorsBefore else { return nil }
             return LumaSample(frame: UnsafePointer(frame))
         }
     }
