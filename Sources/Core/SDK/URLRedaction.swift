@@ -11,7 +11,8 @@ public enum URLRedaction {
     /// `?` or `#` (so an `@` in a path is not mistaken for one). `scheme://a:1/b@host/` is read as
     /// credentials `a` / `1/b`: when the two readings are alike, the one that masks is chosen.
     public static func splitCredentials(_ url: String) -> (url: String, credentials: Credentials?) {
-        guard let schemeEnd = schemeSeparator(in: url) else { return (url, nil) }
+        // Most URLs carry no user information at all: one byte scan answers them.
+        guard url.utf8.contains(UInt8(ascii: "@")), let schemeEnd = schemeSeparator(in: url) else { return (url, nil) }
         let afterScheme = url[schemeEnd.upperBound...]
         var search = afterScheme.startIndex
         while let at = afterScheme[search...].firstIndex(of: "@") {

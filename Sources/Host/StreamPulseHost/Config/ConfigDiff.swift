@@ -15,20 +15,31 @@ public struct ConfigDiff: Sendable, Equatable {
     public var isEmpty: Bool { added.isEmpty && removed.isEmpty && restarted.isEmpty && relabelled.isEmpty && !scheduleSettingsChanged }
 
     public init(from old: Config, to new: Config) {
-        let oldStreams = Dictionary(old.streams.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let newStreams = Dictionary(new.streams.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let s0 = old.settings, s1 = new.settings
         scheduleSettingsChanged = s0.interval != s1.interval || s0.deepInterval != s1.deepInterval || s0.timeout != s1.timeout
             || s0.retries != s1.retries || s0.backoffCap != s1.backoffCap
-        for stream in new.streams {
-            guard let before = oldStreams[stream.id] else { added.append(stream.id); continue }
+        // Credentials whose resolved secrets changed: streams using them restart even if written the same.
+        let changedCredentials = Set(old.credentials.keys).union(new.credentials.keys).filter { old.credentials[$0] != new.credentials[$0] }
+        func compare(_ before: StreamConfig, _ stream: StreamConfig) {
+            if before == stream, stream.credentialsName.map({ !changedCredentials.contains($0) }) ?? true { return }
             if Self.probing(before, old) != Self.probing(stream, new) {
                 restarted.append(stream.id)
             } else if before != stream {
                 relabelled.append(stream.id)
             }
         }
-        removed = old.streams.map(\.id).filter { newStreams[$0] == nil }
+        // The usual edit keeps every stream where it was: compare in place, no index of 10,000 copies.
+        if old.streams.count == new.streams.count, zip(old.streams, new.streams).allSatisfy({ $0.id == $1.id }) {
+            for (before, stream) in zip(old.streams, new.streams) { compare(before, stream) }
+            return
+        }
+        let oldStreams = Dictionary(old.streams.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let newIDs = Set(new.streams.map(\.id))
+        for stream in new.streams {
+            guard let before = oldStreams[stream.id] else { added.append(stream.id); continue }
+            compare(before, stream)
+        }
+        removed = old.streams.map(\.id).filter { !newIDs.contains($0) }
     }
 
     /// Everything that changes how a stream is probed, with its credentials resolved.

@@ -22,10 +22,12 @@ enum StreamURL {
             return .invalid("a raw space or control character (write a space as %20)")
         }
         let rest = url[separator.upperBound...]
-        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        // The authority ends at the first '/', '?' or '#' (found on bytes: all three are ASCII).
+        let end = rest.utf8.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
+        let authority = rest[..<end]
         var host = Substring(authority), port: Substring?
         if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return .invalid("an IPv6 address without its closing ']'") }
+            guard let close = authority.utf8.firstIndex(of: UInt8(ascii: "]")) else { return .invalid("an IPv6 address without its closing ']'") }
             host = authority[authority.index(after: authority.startIndex)..<close]
             let after = authority[authority.index(after: close)...]
             if !after.isEmpty {
@@ -33,7 +35,7 @@ enum StreamURL {
                 port = after.dropFirst()
             }
             guard host.contains(":") else { return .invalid("the part in brackets is not an IPv6 address") }
-        } else if let colon = authority.lastIndex(of: ":") {
+        } else if let colon = authority.utf8.lastIndex(of: UInt8(ascii: ":")) {
             host = authority[..<colon]
             port = authority[authority.index(after: colon)...]
         }
@@ -53,6 +55,10 @@ enum StreamURL {
 enum StreamID {
     /// The first character that an id may not contain, described ("a space", "'/'"), or nil.
     static func forbiddenCharacter(in id: String) -> String? {
+        // The common case, plain ASCII letters, digits and - _ . : , answered on bytes.
+        if id.utf8.allSatisfy({ ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || ($0 >= 0x30 && $0 <= 0x3A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }) {
+            return nil
+        }
         for scalar in id.unicodeScalars {
             switch scalar {
             case "/", "#", "+", "?", "%", "\\", "\"": return "'\(scalar)'"

@@ -10,8 +10,10 @@ public struct SchemeRouter: Sendable, Equatable {
     public static func scheme(of url: String) -> String? {
         guard let end = URLRedaction.schemeSeparator(in: url) else { return nil }
         let scheme = url[..<end.lowerBound]
-        guard let first = scheme.first, first.isLetter,
-              scheme.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == "." })
+        // RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), ASCII only; checked on bytes (fast at 10,000 URLs).
+        func isAlpha(_ b: UInt8) -> Bool { (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z") }
+        guard let first = scheme.utf8.first, isAlpha(first),
+              scheme.utf8.allSatisfy({ isAlpha($0) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
         else { return nil }
         return scheme.lowercased()
     }

@@ -190,7 +190,10 @@ public struct EngineMachine: Sendable {
         config = new
         version &+= 1
         var actions: [Action] = []
-        let byID = Dictionary(new.streams.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        // Only the streams the diff names are looked up (not an index of every stream).
+        let named = Set(diff.added + diff.restarted + diff.relabelled)
+        var byID: [String: StreamConfig] = [:]
+        if !named.isEmpty { for stream in new.streams where named.contains(stream.id) { byID[stream.id] = stream } }
         for id in diff.removed {
             actions += retire(id)
             streams[id] = nil
