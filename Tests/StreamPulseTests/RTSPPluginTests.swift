@@ -122,6 +122,24 @@ import Testing
         #expect(((json["timings"] as? [String: Double])?["total_ms"] ?? 1e9) < 5000, "judged before the deadline: \(json)")
     }
 
+    /// Keyframes 4 s apart, joined mid-GOP while a viewer watches (issue #13 item 3: the 1 s window held one
+    /// picture, nothing was compared, a frozen camera was green): the window reaches the next keyframe.
+    @Test func aLongGOP_isJudged_frozenAsFrozen_movingAsOK() async throws {
+        let viewer = Process()
+        viewer.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+        viewer.arguments = ["-nostdin", "-loglevel", "quiet", "-rtsp_transport", "tcp", "-i", "rtsp://127.0.0.1:\(cameras.rtspPort)/longgop-frozen",
+                            "-rtsp_transport", "tcp", "-i", "rtsp://127.0.0.1:\(cameras.rtspPort)/longgop", "-map", "0", "-map", "1", "-f", "null", "-"]
+        viewer.standardOutput = FileHandle.nullDevice
+        viewer.standardError = FileHandle.nullDevice
+        try launchProcess(viewer)
+        defer { kill(viewer.processIdentifier, SIGKILL); viewer.waitUntilExit() }
+        let frozen = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/longgop-frozen", timeout: 10).json)
+        #expect(frozen["reason"] as? String == "frozen", "\(frozen)")
+        let moving = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/longgop", timeout: 10).json)
+        #expect(moving["reason"] as? String == "ok", "\(moving)")
+        #expect(((moving["image"] as? [String: Any])?["frames_sampled"] as? Int ?? 0) >= 2, "\(moving)")
+    }
+
     @Test func frozenPicture_isDegradedFrozen() async throws {
         let run = try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/frozen")
         #expect(run.status == 1)

@@ -3,11 +3,14 @@
 
 Open port (--port):   /normal  480p H.264, moving picture, 25 fps, 1 s GOP
                       /hd      1080p H.264, moving, 25 fps
+                      /uhd     2160p (4K) H.264, moving, 25 fps, ~20 Mb/s (benchmark and high-bitrate test)
                       /mjpeg   480p MJPEG over RTP (full-range), moving, 15 fps
                       /frozen  480p H.264, still picture
                       /black   480p H.264, black picture
                       /dies    480p H.264, ten pictures (0.4 s), then end of stream
                       /onefps  480p H.264, moving, 1 fps (every picture a keyframe)
+                      /longgop, /longgop-frozen  480p H.264 with a keyframe every 4 s, moving / frozen; shared
+                               (one encoder for every client), so a probe joins mid-GOP while a viewer watches
                       /mjpeg-undecodable  MJPEG over RTP from libavcodec's own encoder (avenc_mjpeg) through
                                rtpjpegpay: FFmpeg decodes it only with errors ("error y=0 x=0"), filler pixels
                       /bframes 480p H.264 High with 3 B-frames and a B-pyramid (2 pictures reordered), 1 s GOP
@@ -39,6 +42,8 @@ H264 = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrat
 PIPELINES = {
     "normal": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=25, kbps=800),
     "hd": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=1920,height=1080,framerate=25/1 ! " + H264.format(gop=25, kbps=3000),
+    # Constant quantiser 10: ~50-60 Mb/s, what a 4K camera sends (issue #13 item 4).
+    "uhd": "videotestsrc is-live=true pattern=smpte horizontal-speed=8 ! video/x-raw,width=3840,height=2160,framerate=25/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 pass=quant quantizer=10 ! rtph264pay name=pay0 pt=96 config-interval=1",
     "mjpeg": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,format=I420,width=640,height=480,framerate=15/1 ! jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26",
     # Constant quantiser: a still input then decodes to identical pictures, as from a frozen encoder.
     "frozen": "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=640,height=480 ! imagefreeze is-live=true ! video/x-raw,framerate=25/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 pass=quant quantizer=25 ! rtph264pay name=pay0 pt=96 config-interval=1",
@@ -49,6 +54,8 @@ PIPELINES = {
     "bframes": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! x264enc speed-preset=ultrafast bframes=3 b-adapt=false b-pyramid=true key-int-max=25 bitrate=800 ! video/x-h264,profile=high ! rtph264pay name=pay0 pt=96 config-interval=1",
     # Decodes only with errors; the filler pixels read as a black picture (issue #13 item 10).
     "mjpeg-undecodable": "videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=15/1 ! avenc_mjpeg ! rtpjpegpay name=pay0 pt=26",
+    "longgop": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=480,framerate=25/1 ! " + H264.format(gop=100, kbps=800),
+    "longgop-frozen": "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=640,height=480 ! imagefreeze is-live=true ! video/x-raw,framerate=25/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=100 pass=quant quantizer=25 ! rtph264pay name=pay0 pt=96 config-interval=1",
     "onefps": "videotestsrc is-live=true pattern=smpte horizontal-speed=40 ! video/x-raw,width=640,height=480,framerate=1/1 ! " + H264.format(gop=1, kbps=800),
     # 10- and 12-bit video decodes to 16-bit samples: luma read one byte per pixel was "black" (issue #13 item 1).
     "main10": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I420_10LE ! " + H265,
@@ -116,7 +123,7 @@ def main():
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
     for name in wanted:
-        mounts.add_factory("/" + name, factory(PIPELINES[name]))
+        mounts.add_factory("/" + name, factory(PIPELINES[name], shared=name.startswith("longgop")))
     if args.fleet:
         shared = fleet_factory(PIPELINES["normal"])
         for i in range(args.fleet):

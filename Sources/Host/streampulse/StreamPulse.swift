@@ -364,9 +364,12 @@ struct BenchProbe: AsyncParsableCommand {
         var reasons: [String: Int] = [:]
         for (r, _) in results { reasons[r.reason.rawValue, default: 0] += 1 }
         func pct(_ q: Double) -> Double { walls[min(walls.count - 1, Int(Double(walls.count - 1) * q))] }
-        print(String(format: "probes=%d concurrency=%d mode=%@ probes_per_s=%.1f cpu_ms_per_probe=%.2f wall_ms_p50=%.1f wall_ms_p99=%.1f peak_rss_mb=%.1f reasons=%@",
+        // The median fps the probes measured: at 4K it shows whether packets were lost (25 expected).
+        let rates = results.compactMap { $0.0.media?.fps }.sorted()
+        let fps = rates.isEmpty ? "none" : String(format: "%.2f", rates[rates.count / 2])
+        print(String(format: "probes=%d concurrency=%d mode=%@ probes_per_s=%.1f cpu_ms_per_probe=%.2f wall_ms_p50=%.1f wall_ms_p99=%.1f peak_rss_mb=%.1f fps_p50=%@ reasons=%@",
                      results.count, concurrency, quick ? "quick" : "deep", Double(results.count) / wall, cpu * 1000 / Double(results.count),
-                     pct(0.5), pct(0.99), peakRSSMegabytes(), reasons.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")))
+                     pct(0.5), pct(0.99), peakRSSMegabytes(), fps, reasons.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")))
     }
 }
 

@@ -291,6 +291,10 @@ struct RTSPDeepProbe {
     static let maxWindowMs = 4000.0
     /// Pause after catching up with the live stream, so packets are read in batches.
     static let batchPauseMs = 200.0
+    /// At most this much of the stream may gather in the socket during a pause: a 4K camera (~57 Mb/s) fills
+    /// 1.4 MB in 200 ms, and a server whose send queue overflows drops RTP packets (FFmpeg: "RTP: missed
+    /// 658 packets", fps read 8-15). The pause shrinks with the stream's measured rate.
+    static let maxBytesPerPause = 128.0 * 1024
 
     /// First keyframe decoded, then a sampling window read at packet level: fps and bitrate from every
     /// packet's timestamp and size, pictures (frozen, black) from the keyframes in the window. Only
@@ -368,9 +372,11 @@ struct RTSPDeepProbe {
         while window.packets < maxPackets, clock.remainingMs > 300 {
             let elapsed = clock.elapsedMs - start
             // The window ends after its length once it holds two pictures to compare and two packets for the
-            // fps; a long GOP or a slow camera stretches it, up to maxWindowMs.
+            // fps. A slow camera stretches it up to maxWindowMs for its fps; a long GOP (keyframes 4-10 s
+            // apart: one picture so far) stretches it to the next keyframe, as far as the deadline allows,
+            // so a frozen encoder is not called green for want of a second picture.
             let judged = window.samples.count >= 2 && window.packets >= 2
-            if elapsed >= length && (judged || elapsed >= Self.maxWindowMs) { break }
+            if elapsed >= length && (judged || (window.samples.count >= 2 && elapsed >= Self.maxWindowMs)) { break }
             let readStart = clock.elapsedMs
             defer {
                 // Caught up with the live stream (the read had to wait): let packets gather in the socket
@@ -378,7 +384,10 @@ struct RTSPDeepProbe {
                 if clock.elapsedMs - readStart > 2, !clock.isCancelled {
                     // Never sleep past the end of the window while it can still close on time.
                     let untilWindowEnd = length - (clock.elapsedMs - start)
-                    let pause = min(Self.batchPauseMs, clock.remainingMs - 400, untilWindowEnd > 0 ? untilWindowEnd : Self.batchPauseMs)
+                    let elapsedSeconds = max(0.001, (clock.elapsedMs - start) / 1000)
+                    let bytesPerMs = Double(session.bytesRead - bytesAtStart) / elapsedSeconds / 1000
+                    let rateBound = bytesPerMs > 0 ? Self.maxBytesPerPause / bytesPerMs : Self.batchPauseMs
+                    let pause = min(Self.batchPauseMs, rateBound, clock.remainingMs - 400, untilWindowEnd > 0 ? untilWindowEnd : Self.batchPauseMs)
                     if pause > 0 { usleep(UInt32(pause * 1000)) }
                 }
             }
@@ -432,6 +441,10 @@ struct RTSPDeepProbe {
             result.message = String(format: "The first picture took %.0f ms (limit %.0f ms) — %@.", firstFrame, maxFirst, size)
         } else {
             result.message = "Pictures decoded: \(size) over \(session.transportUsed.uppercased())."
+            if samples.count < 2 {
+                // Said plainly: no second keyframe arrived before the deadline, so nothing was compared.
+                result.message += String(format: " Only one picture arrived in the %.1f s window (keyframes further apart than the probe's time allows): frozen could not be checked.", window.spanSeconds)
+            }
         }
         return result
     }
