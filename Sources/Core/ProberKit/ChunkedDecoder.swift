@@ -29,15 +29,8 @@ public struct ChunkedDecoder: Sendable {
         while index != bytes.endIndex {
             switch state {
             case .size:
-                let byte = bytes[index]
-                index = bytes.index(after: index)
-                guard byte == 0x0A else {
-                    line.append(byte)
-                    if line.count > maxLineBytes { throw .badChunkSize }
-                    continue
-                }
-                let size = try Self.chunkSize(line)
-                line.removeAll(keepingCapacity: true)
+                guard let complete = try takeLine(bytes[index], &index, in: bytes) else { continue }
+                let size = try Self.chunkSize(complete)
                 state = size == 0 ? .trailer : .data(remaining: size)
             case .data(let remaining):
                 let available = bytes.distance(from: index, to: bytes.endIndex)
@@ -55,21 +48,25 @@ public struct ChunkedDecoder: Sendable {
                 state = .size
             case .trailer:
                 // Trailer fields until an empty line; their content is ignored.
-                let byte = bytes[index]
-                index = bytes.index(after: index)
-                guard byte == 0x0A else {
-                    line.append(byte)
-                    if line.count > maxLineBytes { throw .badChunkSize }
-                    continue
-                }
-                let empty = line.allSatisfy { $0 == 0x0D }
-                line.removeAll(keepingCapacity: true)
-                if empty { state = .done }
+                guard let complete = try takeLine(bytes[index], &index, in: bytes) else { continue }
+                if complete.allSatisfy({ $0 == 0x0D }) { state = .done }
             case .done:
                 return output
             }
         }
         return output
+    }
+
+    /// Adds `byte` to the line being read (bounded) and steps past it; the whole line once `byte` ends it.
+    private mutating func takeLine<C: Collection<UInt8>>(_ byte: UInt8, _ index: inout C.Index, in bytes: C) throws(Failure) -> [UInt8]? {
+        index = bytes.index(after: index)
+        guard byte == 0x0A else {
+            line.append(byte)
+            if line.count > maxLineBytes { throw .badChunkSize }
+            return nil
+        }
+        defer { line.removeAll(keepingCapacity: true) }
+        return line
     }
 
     /// The hexadecimal size at the start of a chunk-size line (extensions after `;` ignored).
