@@ -145,8 +145,8 @@ import Testing
         let tasks = [Task { await stuck.run() }, Task { await sqlite.run() }]
         // First get the webhook runner stuck inside a delivery to the silent receiver …
         stuck.submit(change("first", .ok, .down))
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(stuck.stats.queued == 0, "the runner took the first change and is waiting on the receiver")
+        // Synchronised on the runner taking it (a fixed 300 ms wait failed once right after a cold build).
+        #expect(await eventuallyTrue(10) { stuck.stats.queued == 0 }, "the runner took the first change and is waiting on the receiver")
         // … then flood the chain: the stuck sink's buffer stays bounded, SQLite gets everything.
         let start = ContinuousClock.now
         for i in 0..<500 {
@@ -155,8 +155,7 @@ import Testing
                                               phase: nil, message: "m", timings: Timings(), media: nil)))
         }
         #expect(start.duration(to: .now) < .milliseconds(200), "submitting never waits")
-        try await Task.sleep(for: .milliseconds(800))
-        await #expect(try store.resultCount() == 500)
+        #expect(await eventuallyTrue(10) { (try? await store.resultCount()) == 500 }, "SQLite got every result")
         #expect(stuck.stats.queued == stuck.capacity)
         #expect(stuck.stats.dropped == 1000 - stuck.capacity)
         sqlite.stop()
