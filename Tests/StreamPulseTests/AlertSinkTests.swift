@@ -1,5 +1,6 @@
 import Foundation
 import StreamPulseCore
+import Synchronization
 import Testing
 @testable import StreamPulseHost
 
@@ -164,51 +165,167 @@ import Testing
         await tasks[0].value
     }
 
-    @Test func mqtt_publishesRetainedStatus_events_andTheLastWill() async throws {
+    /// Debian's mosquitto on a free port (with a TLS listener when `tls` is given), ready when it accepts a connection.
+    func mosquitto(tls: (ca: String, cert: String, key: String)? = nil) async throws -> (port: Int, process: Process) {
         let port = try freePort()
         let dir = TestEnvironment.temporaryDirectory("mqtt")
-        try "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\n".write(toFile: dir + "/m.conf", atomically: true, encoding: .utf8)
+        var conf = "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        // `user root`: the broker otherwise drops to user mosquitto, who cannot read the test's private key.
+        if let tls { conf += "cafile \(tls.ca)\ncertfile \(tls.cert)\nkeyfile \(tls.key)\nuser root\n" }
+        try conf.write(toFile: dir + "/m.conf", atomically: true, encoding: .utf8)
         let broker = Process()
         broker.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
         broker.arguments = ["-c", dir + "/m.conf"]
         broker.standardOutput = FileHandle.nullDevice
         broker.standardError = FileHandle.nullDevice
         try launchProcess(broker)
-        defer { kill(broker.processIdentifier, SIGKILL); broker.waitUntilExit() }
-        // Ready when it accepts a connection (not after a guessed pause: a loaded machine starts it late).
-        var listening = false
-        for _ in 0..<100 where !listening {
-            listening = (try? TCPConnection(host: "127.0.0.1", port: port, clock: ProbeClock(timeoutMs: 200))) != nil
-            if !listening { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        #expect(listening, "mosquitto listens")
+        // Ready when it listens (not after a guessed pause: a loaded machine starts it late).
+        #expect(await TestEnvironment.untilListening(port: port), "mosquitto listens")
+        return (port, broker)
+    }
+
+    func stop(_ process: Process) {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func mqttOptions(port: Int) -> MQTTOptions {
         var options = MQTTOptions()
         options.port = port
         options.topicPrefix = "sp"
         options.qos = 1
-        let sink = MQTTSink(name: "ha", options: options, logger: CapturedLogs().logger())
-        try await sink.write([
-            .result(ResultRecord(streamId: "gate", at: Date(), mode: .deep, status: .down, pending: false, reason: .timeout, phase: .handshake,
-                                 message: "m", timings: Timings(), media: nil)),
-            change("gate", .ok, .down),
-        ])
+        return options
+    }
+
+    func result(_ id: String, _ status: StreamStatus) -> SinkEvent {
+        .result(ResultRecord(streamId: id, at: Date(), mode: .deep, status: status, pending: false, reason: status == .ok ? .ok : .timeout,
+                             phase: status == .ok ? .sample : .handshake, message: "m", timings: Timings(), media: nil))
+    }
+
+    @Test func mqtt_publishesRetainedStatus_events_andTheLastWill() async throws {
+        let (port, broker) = try await mosquitto()
+        defer { stop(broker) }
+        let sink = try MQTTSink(name: "ha", options: mqttOptions(port: port), logger: CapturedLogs().logger())
+        try await sink.write([result("gate", .down), change("gate", .ok, .down)])
         // A subscriber that connects afterwards still gets the retained status and the monitor's presence.
         let retained = try await subscribe(port: port, topic: "sp/#", count: 2)
         #expect(retained.contains { $0.hasPrefix("sp/streams/gate/status {") && $0.contains(#""status":"down""#) && $0.contains(#""reason":"timeout""#) }, "\(retained)")
         #expect(retained.contains("sp/monitor/status online"))
         // The monitor vanishing without DISCONNECT makes the broker publish the will.
-        let watcher = Task { try await subscribe(port: port, topic: "sp/monitor/status", count: 2) }
-        try await Task.sleep(for: .milliseconds(300))
+        let watcher = try MQTTWatcher(port: port, topic: "sp/monitor/status")
+        defer { watcher.stop() }
+        // Subscribed once the retained "online" has reached it.
+        #expect(await eventuallyTrue { watcher.lines == ["sp/monitor/status online"] }, "\(watcher.lines)")
         sink.dropConnectionForTest()
-        let presence = try await watcher.value
-        #expect(presence.last == "sp/monitor/status offline", "\(presence)")
+        #expect(await eventuallyTrue(5) { watcher.lines.last == "sp/monitor/status offline" }, "\(watcher.lines)")
     }
 
-    /// mosquitto_sub, waiting for `count` messages (5 s at most).
-    func subscribe(port: Int, topic: String, count: Int) async throws -> [String] {
-        let run = try await TestEnvironment.run([], environment: [:], executable: "/usr/bin/mosquitto_sub",
-                                                 arguments: ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-v", "-C", String(count), "-W", "5"])
-        return run.stdout.split(separator: "\n").map(String.init)
+    /// Issue #15: the client never sent PINGREQ, so after 1.5× keep-alive of quiet the broker dropped it and
+    /// published "offline" while the monitor was healthy.
+    @Test func mqtt_staysConnected_through3xKeepAliveOfQuiet() async throws {
+        let (port, broker) = try await mosquitto()
+        defer { stop(broker) }
+        var options = mqttOptions(port: port)
+        options.keepAlive = .seconds(1)
+        let logs = CapturedLogs()
+        let sink = try MQTTSink(name: "ha", options: options, logger: logs.logger())
+        try await sink.write([result("gate", .ok)])
+        // Watch the presence topic for 3.5 s (3.5× keep-alive) of quiet: only the retained "online" arrives.
+        let presence = try await subscribe(port: port, topic: "sp/monitor/status", count: 2, seconds: 4)
+        #expect(presence == ["sp/monitor/status online"], "\(presence)")
+        // The same connection still publishes: no reconnect was needed.
+        try await sink.write([result("gate", .down)])
+        #expect(logs.all.filter { $0.contains("connected to") }.count == 1, "\(logs.all)")
+        await sink.close()
+    }
+
+    /// A graceful stop of `serve` (SIGTERM) leaves "offline" retained, not a stale "online".
+    @Test func mqtt_sigterm_leavesOfflineRetained() async throws {
+        let (port, broker) = try await mosquitto()
+        defer { stop(broker) }
+        let dir = TestEnvironment.temporaryDirectory("serve-mqtt")
+        let web = try freePort()
+        try """
+            settings: { interval: 1s, listen: "127.0.0.1:\(web)" }
+            streams:
+              - { id: gate, url: "rtsp://127.0.0.1:1/x" }
+            sinks:
+              - { type: mqtt, host: 127.0.0.1, port: \(port), topic_prefix: sp }
+            """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let serve = try TestEnvironment.startServe(configDirectory: dir)
+        defer { if serve.isRunning { kill(serve.processIdentifier, SIGKILL) } }
+        // Synchronised on the monitor's first retained status for the stream.
+        let first = try await subscribe(port: port, topic: "sp/streams/gate/status", count: 1, seconds: 20)
+        #expect(first.count == 1, "serve published the stream's status")
+        #expect(try await subscribe(port: port, topic: "sp/monitor/status", count: 1) == ["sp/monitor/status online"])
+        serve.terminate()
+        serve.waitUntilExit()
+        #expect(try await subscribe(port: port, topic: "sp/monitor/status", count: 1) == ["sp/monitor/status offline"])
+    }
+
+    @Test func mqtt_homeAssistantDiscovery_announcesAndClearsEntities() async throws {
+        let (port, broker) = try await mosquitto()
+        defer { stop(broker) }
+        var options = mqttOptions(port: port)
+        options.discovery = true
+        let sink = try MQTTSink(name: "ha", options: options, logger: CapturedLogs().logger())
+        var gate = StreamSnapshot.forTests(id: "gate", name: "Front gate")
+        try await sink.write([.streams([gate, .forTests(id: "nvr1:ch3", name: "Yard")], at: Date()), result("gate", .down)])
+        let configs = try await subscribe(port: port, topic: "homeassistant/#", count: 4)
+        let problem = try #require(configs.first { $0.hasPrefix("homeassistant/binary_sensor/streampulse/gate_problem/config ") }, "\(configs)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(problem.split(separator: " ", maxSplits: 1)[1].utf8)) as? [String: Any])
+        #expect(json["device_class"] as? String == "problem")
+        #expect(json["state_topic"] as? String == "sp/streams/gate/status")
+        #expect(json["availability_topic"] as? String == "sp/monitor/status")
+        #expect(json["unique_id"] as? String == "streampulse_gate_problem")
+        #expect((json["device"] as? [String: Any])?["name"] as? String == "Front gate")
+        #expect(configs.contains { $0.hasPrefix("homeassistant/sensor/streampulse/gate_status/config {") })
+        // ':' is not allowed in a Home Assistant object id: it is replaced and the id's hash keeps it unique.
+        #expect(configs.contains { $0.hasPrefix("homeassistant/binary_sensor/streampulse/nvr1_ch3_") && $0.contains(#""name":"Yard""#) }, "\(configs)")
+        // The yard stream leaves the config: its entities are cleared (no retained config remains).
+        gate.name = "Front gate"
+        try await sink.write([.streams([gate], at: Date())])
+        let left = try await subscribe(port: port, topic: "homeassistant/#", count: 3, seconds: 2)
+        #expect(left.count == 2 && left.allSatisfy { $0.contains("/gate_") }, "\(left)")
+        await sink.close()
+    }
+
+    @Test func mqtt_overTLS_verifiesTheBrokerAgainstTheCAFile() async throws {
+        let ca = try await privateCA()
+        let (port, broker) = try await mosquitto(tls: ca)
+        defer { stop(broker) }
+        var options = mqttOptions(port: port)
+        options.tls = true
+        // Without the private CA the broker's certificate is not trusted: nothing is sent.
+        let untrusted = try MQTTSink(name: "ha", options: options, logger: CapturedLogs().logger())
+        await #expect(throws: (any Error).self) { try await untrusted.write([self.result("gate", .down)]) }
+        options.caFile = ca.ca
+        let sink = try MQTTSink(name: "ha", options: options, logger: CapturedLogs().logger())
+        try await sink.write([result("gate", .down)])
+        let got = try await subscribe(port: port, topic: "sp/streams/gate/status", count: 1, cafile: ca.ca)
+        #expect(got.first?.contains(#""status":"down""#) == true, "\(got)")
+        await sink.close()
+    }
+
+    @Test func mqttOptions_tlsDefaultsOnFor8883_andTopicsAreChecked() {
+        let loaded = ConfigLoader(environment: [:]).load(yaml: """
+            sinks:
+              - { type: mqtt, name: a, port: 8883 }
+              - { type: mqtt, name: b, port: 8883, tls: false, topic_prefix: "home/#" }
+              - { type: mqtt, name: c, keep_alive: 30h }
+            """, file: "c", baseDirectory: "/tmp")
+        #expect(loaded.errors.map(\.message) == ["topic_prefix must not contain the wildcards '#' or '+'", "keep_alive must be between 1s and 18h"])
+        let a = ConfigLoader(environment: [:]).load(yaml: "sinks:\n  - { type: mqtt, port: 8883 }\n", file: "c", baseDirectory: "/tmp")
+        #expect((a.config?.sinks.first?.options as? MQTTOptions)?.tls == true)
+    }
+
+    /// The messages on `topic` (retained ones first), once `count` have arrived or `seconds` have passed.
+    /// (mosquitto_sub's own `-W` never fires in a child of the test process, which blocks SIGALRM.)
+    func subscribe(port: Int, topic: String, count: Int, seconds: Double = 5, cafile: String? = nil) async throws -> [String] {
+        let watcher = try MQTTWatcher(port: port, topic: topic, cafile: cafile)
+        defer { watcher.stop() }
+        _ = await eventuallyTrue(seconds) { watcher.lines.count >= count }
+        return watcher.lines
     }
 
     @Test func csvFileSink_writesOneFilePerDay_inTheChosenTimeZone() async throws {
@@ -320,5 +437,56 @@ import Testing
         promtool.waitUntilExit()
         #expect(promtool.terminationStatus == 0, "promtool: \(said)")
         #expect(said.isEmpty, "promtool: \(said)")
+    }
+}
+
+/// A mosquitto_sub left running, its output lines collected as they arrive.
+final class MQTTWatcher: Sendable {
+    private let process = Process()
+    private final class Output: Sendable {
+        let lines = Mutex<[String]>([])
+        let pending = Mutex("")
+    }
+    private let output = Output()
+
+    init(port: Int, topic: String, cafile: String? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_sub")
+        process.arguments = ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-v"] + (cafile.map { ["--cafile", $0] } ?? [])
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try launchProcess(process)
+        // A plain thread reading until end of file (readabilityHandler crashed libdispatch here).
+        let reader = pipe.fileHandleForReading
+        Thread { [output] in
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { return }
+                let chunk = String(decoding: data, as: UTF8.self)
+                let complete = output.pending.withLock { rest -> [String] in
+                    rest += chunk
+                    var lines = rest.components(separatedBy: "\n")
+                    rest = lines.removeLast()
+                    return lines
+                }
+                output.lines.withLock { $0 += complete }
+            }
+        }.start()
+    }
+
+    var lines: [String] { output.lines.withLock { $0 } }
+
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+extension StreamSnapshot {
+    /// A stream as a `.streams` event carries it, never checked yet.
+    static func forTests(id: String, name: String, group: String? = nil, tags: [String] = []) -> StreamSnapshot {
+        StreamSnapshot(id: id, name: name, url: "", protocol: "rtsp", group: group, tags: tags, enabled: true, status: .unknown,
+                       reason: .notChecked, phase: nil, message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil,
+                       consecutiveFailures: 0, latencyMs: nil)
     }
 }
