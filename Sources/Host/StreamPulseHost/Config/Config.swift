@@ -8,6 +8,10 @@ public struct Config: Sendable, Equatable {
     public var streams: [StreamConfig]
     /// Sinks beyond the built-in SQLite history.
     public var sinks: [SinkConfig] = []
+    /// Incidents' notification channels and rules.
+    public var notify = NotifyConfig()
+    /// Planned maintenance windows.
+    public var maintenance: [MaintenanceWindow] = []
 
     public init(settings: Settings = Settings(), credentials: [String: CredentialRef] = [:], streams: [StreamConfig] = [], sinks: [SinkConfig] = []) {
         self.settings = settings

@@ -41,14 +41,14 @@ public struct ConfigLoader {
     }
 
     public func load(yaml: String, file: String, baseDirectory: String) -> ConfigLoadResult {
-        var parser = Parser(file: file, environment: environment, knownSchemes: knownSchemes, baseDirectory: baseDirectory)
+        var parser = ConfigParser(file: file, environment: environment, knownSchemes: knownSchemes, baseDirectory: baseDirectory)
         let config = parser.parse(yaml)
         let hasErrors = parser.problems.contains { $0.severity == .error }
         return ConfigLoadResult(config: hasErrors ? nil : config, problems: parser.problems)
     }
 }
 
-private struct Parser: ValueReading {
+struct ConfigParser: ValueReading {
     let file: String
     let environment: [String: String]
     let knownSchemes: Set<String>?
@@ -88,7 +88,7 @@ private struct Parser: ValueReading {
         guard let top = root.mapping else { problem(root, "the file must be a mapping with settings, credentials, streams"); return config }
         // Sections are read in dependency order whatever their order in the file: settings name the
         // secrets file credentials come from, and streams and sinks refer to credentials.
-        let keys = ["settings", "credentials", "streams", "sinks"]
+        let keys = ["settings", "credentials", "streams", "sinks", "notify", "maintenance"]
         var sections: [String: Node] = [:]
         for (key, value) in top {
             guard let name = key.string else { problem(key, "keys must be text"); continue }
@@ -99,6 +99,8 @@ private struct Parser: ValueReading {
         if let node = sections["credentials"] { config.credentials = parseCredentials(node, secretsFile: config.settings.secretsFile) }
         if let node = sections["streams"] { config.streams = parseStreams(node, credentials: config.credentials) }
         if let node = sections["sinks"] { config.sinks = parseSinks(node, credentials: config.credentials) }
+        if let node = sections["notify"] { config.notify = parseNotify(node, credentials: config.credentials) }
+        if let node = sections["maintenance"] { config.maintenance = parseMaintenance(node, defaultTimeZone: config.settings.timezone) }
         return config
     }
 

@@ -38,6 +38,9 @@ public actor ConfigService {
     private let fileSettingsAtStart: Settings
 
     public func setSinks(_ manager: SinkManager) { sinks = manager }
+    /// Given the new notify rules, channels and maintenance windows on every successful reload.
+    public var incidents: IncidentService?
+    public func setIncidents(_ service: IncidentService) { incidents = service }
     private var activeHash: String?
     public private(set) var status = ConfigStatus(errors: [], warnings: [], streams: 0)
     /// Reloads applied since start, and the last diff applied (for tests and the API).
@@ -127,13 +130,15 @@ public actor ConfigService {
             logger.debug("config unchanged (\(reason)); nothing to do")
             return nil
         }
-        scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password })
+        scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password }
+                         + config.notify.channels.flatMap(\.secrets))
         appliedReloads += 1  // counted before the engine shows it: whoever sees the new streams sees the count
         let diff = await engine.apply(config)
         let running = settings.current
         let inForce = SettingKeys.inForce(running: running, file: config.settings)
         settings.replace(with: inForce)
         await sinks?.apply(config.sinks, timeZone: TimeZone(identifier: inForce.timezone) ?? .gmt)
+        await incidents?.apply(config)
         let waiting = SettingKeys.needingRestart(atStart: fileSettingsAtStart, now: config.settings)
         status.needsRestart = waiting.map { "\($0.name) (needs restart)" }
         for key in waiting { logger.warning("config: settings.\(key.name) changed in the file; it takes effect at the next start") }

@@ -38,7 +38,8 @@ public struct Monitor: Sendable {
         let fileSettings = cfg.settings
         if let dataDirectory { cfg.settings.dataDir = dataDirectory }
         if let listen { cfg.settings.listen = listen }
-        scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password })
+        scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password }
+                         + cfg.notify.channels.flatMap(\.secrets))
         try FileManager.default.createDirectory(atPath: cfg.settings.dataDir, withIntermediateDirectories: true)
         chmod(cfg.settings.dataDir, 0o700)  // the database holds accounts and the one-time password file
         let address = try parseListen(cfg.settings.listen)
@@ -64,8 +65,14 @@ public struct Monitor: Sendable {
                                           logger: logger)
         let live = LiveHub()
         await sinkManager.addBuiltIn(live, capacity: 20_000)
-        let web = WebServices(engine: engine, config: config, plugins: plugins, time: time, store: store, sinks: sinks, accounts: accounts,
+        var web = WebServices(engine: engine, config: config, plugins: plugins, time: time, store: store, sinks: sinks, accounts: accounts,
                               live: live, previews: PreviewHub(engine: engine, settings: settings), settings: settings, logger: logger)
+        if store != nil {
+            let incidents = IncidentService(config: cfg, store: store, logger: logger)
+            await sinkManager.addBuiltIn(incidents, capacity: 20_000)
+            await config.setIncidents(incidents)
+            web.incidents = incidents
+        }
 
         // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
         var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),

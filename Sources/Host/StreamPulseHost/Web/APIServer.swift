@@ -20,6 +20,7 @@ public enum APIServer {
         LiveRoutes.add(to: router, web)
         SystemRoutes.add(to: router, web)
         SettingsRoutes.add(to: router, web)
+        IncidentRoutes.add(to: router, web)
         return router
     }
 

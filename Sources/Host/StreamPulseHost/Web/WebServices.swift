@@ -16,6 +16,8 @@ public struct WebServices: Sendable {
     public var previews: PreviewHub
     public var settings: LiveSettings
     public var logger: Logger
+    /// Incidents, silences and notification channels (nil without the history database).
+    public var incidents: IncidentService?
     let uptimes: UptimeCache
     let listing: StreamListCache
     let throttle = LoginGuard()

@@ -9,6 +9,7 @@ enum SQLiteSchema {
         ("v2-pending-rollups", v2),
         ("v3-accounts", v3),
         ("v4-token-owners", v4),
+        ("v5-incidents", v5),
     ]
 
     /// Streams, check results and state changes (with evidence thumbnails).
@@ -118,5 +119,28 @@ enum SQLiteSchema {
     static func v4(_ db: Database) throws {
         // The user who made a token (NULL: made on the command line); a deleted user's tokens go too.
         try db.alter(table: "api_tokens") { t in t.add(column: "created_by", .integer) }
+    }
+
+    /// Incidents (issue #15): indexed columns for filtering, the whole record as JSON, and the evidence.
+    static func v5(_ db: Database) throws {
+        try db.create(table: "incidents") { t in
+            t.primaryKey("id", .integer)
+            t.column("scope", .text).notNull()
+            t.column("key", .text).notNull()
+            t.column("started", .double).notNull()
+            t.column("resolved", .double)
+            t.column("record", .text).notNull()
+            t.column("evidence", .blob)          // the failing picture or the last good one (JPEG)
+            t.column("evidence_at", .double)
+        }
+        try db.create(index: "incidents_started", on: "incidents", columns: ["started"])
+        try db.create(index: "incidents_open", on: "incidents", columns: ["resolved"])
+        // Which streams took part, for "incidents of this stream".
+        try db.create(table: "incident_streams") { t in
+            t.column("incident_id", .integer).notNull().references("incidents", onDelete: .cascade)
+            t.column("stream_id", .text).notNull()
+            t.primaryKey(["incident_id", "stream_id"])
+        }
+        try db.create(index: "incident_streams_stream", on: "incident_streams", columns: ["stream_id"])
     }
 }

@@ -30,7 +30,13 @@ enum SystemRoutes {
             return APIServer.json(await time.current)
         }
         viewer.get("/api/sinks") { _, _ -> Response in
-            APIServer.json(web.sinks.stats)
+            // Notification channels are listed as `notify:<name>` (written = notices sent, failed_batches = notices
+            // that failed after their retries), so a channel that gave up shows as failing like any sink.
+            let channels = (web.incidents?.notifier.channelStats ?? []).map { c in
+                SinkStats(name: "notify:\(c.name)", queued: 0, dropped: 0, written: c.sent, failedBatches: c.failed, lastError: c.lastError,
+                          failing: c.failing)
+            }
+            return APIServer.json(web.sinks.stats + channels)
         }
         viewer.get("/api/legend") { _, _ -> Response in
             APIServer.json(Legend.current)

@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+import StreamPulseCore
+import Synchronization
+
+/// Runs the `IncidentMachine` on the sink chain: state changes and the stream list in, a tick every
+/// second; stores incidents in SQLite and sends their notices through the `Notifier`. The evidence picture
+/// is read from the history (the failing picture when there is one, else the last good one with its time).
+///
+/// Deliveries run inside `write`, so a channel that keeps failing delays this sink's next tick by its
+/// retries (at most ~20 s); the other sinks and the engine never wait for it.
+public final class IncidentService: Sink {
+    public let name = "incidents"
+    public var tick: Duration? { .seconds(1) }
+
+    private let machine: Mutex<IncidentMachine>
+    private struct Facts {
+        var names: [String: String] = [:]
+    }
+    private let facts = Mutex(Facts())
+    private let store: SQLiteStore?
+    public let notifier: Notifier
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+    private let timeZone: Mutex<TimeZone>
+    private let restored = Mutex(false)
+
+    public init(config: Config, store: SQLiteStore?, logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
+                retryDelays: [Duration] = [.seconds(1), .seconds(4), .seconds(15)]) {
+        machine = Mutex(IncidentMachine(notify: config.notify, maintenance: config.maintenance))
+        notifier = Notifier(channels: config.notify.channels, logger: logger, retryDelays: retryDelays)
+        self.store = store
+        self.logger = logger
+        self.now = now
+        timeZone = Mutex(TimeZone(identifier: config.settings.timezone) ?? .gmt)
+    }
+
+    /// A reload: new rules, channels and maintenance windows; open incidents stay.
+    public func apply(_ config: Config) async {
+        machine.withLock { $0.update(config: config.notify, maintenance: config.maintenance) }
+        timeZone.withLock { $0 = TimeZone(identifier: config.settings.timezone) ?? .gmt }
+        await notifier.update(config.notify.channels)
+    }
+
+    public func write(_ batch: [SinkEvent]) async throws {
+        try await restoreOnce()
+        let date = now()
+        machine.withLock { machine in
+            for event in batch {
+                switch event {
+                case .streams(let streams, _):
+                    machine.setStreams(streams.map { WatchedStream(id: $0.id, name: $0.name, host: Self.host(of: $0.url), group: $0.group,
+                                                                   tags: $0.tags, enabled: $0.enabled) })
+                case .change(let change):
+                    machine.stateChanged(change.streamId, change.to, at: change.at)
+                case .result:
+                    break
+                }
+            }
+        }
+        for event in batch {
+            if case .streams(let streams, _) = event {
+                facts.withLock { $0.names = Dictionary(streams.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a }) }
+            }
+        }
+        let actions = machine.withLock { $0.tick(now: date) }
+        try await perform(actions, at: date)
+    }
+
+    public func close() async {
+        await notifier.shutdown()
+    }
+
+    /// Open incidents, as the machine holds them.
+    public var openIncidents: [Incident] { machine.withLock { $0.openIncidents } }
+
+    /// Whether a stream is in a maintenance window or silenced now.
+    public func inMaintenance(_ id: String) -> Bool {
+        let date = now()
+        return machine.withLock { $0.inMaintenance(id, at: date) }
+    }
+
+    /// Acknowledges an open incident; false when there is none with that id.
+    public func acknowledge(_ id: Int64, by user: String, comment: String) async throws -> Bool {
+        let actions = machine.withLock { $0.acknowledge(id, by: user, comment: comment, at: now()) }
+        try await perform(actions, at: now())
+        return !actions.isEmpty
+    }
+
+    /// Silences matching streams until `until` (ad hoc maintenance).
+    public func silence(_ match: StreamMatch, until: Date, comment: String, by user: String) -> Silence {
+        machine.withLock { machine in
+            let silence = Silence(id: Int64((machine.silences.map(\.id).max() ?? 0) + 1), match: match, until: until, comment: comment, by: user)
+            machine.addSilence(silence)
+            return silence
+        }
+    }
+
+    public var silences: [Silence] {
+        let date = now()
+        return machine.withLock { $0.silences.filter { $0.until > date } }
+    }
+
+    public func removeSilence(_ id: Int64) { machine.withLock { $0.removeSilence(id: id) } }
+
+    /// Sends a test notice to one channel (the dashboard's and `notify test`'s "send test notification").
+    public func sendTest(channel: String) async -> Notifier.Outcome {
+        let date = now()
+        let incident = Incident(id: 0, scope: .stream, key: "test", title: "StreamPulse can reach this channel", streams: [], failing: [],
+                                started: date, status: .down, reason: "test", phase: nil, message: "This is a test notification.")
+        let notice = IncidentNotice(kind: .test, incident: incident, channels: [channel])
+        let text = NoticeText(notice, names: [:], timeZone: timeZone.withLock { $0 }, now: date, evidence: nil)
+        return await notifier.send(notice, text: text).first ?? Notifier.Outcome(channel: channel, delivered: false, retries: 0, error: "not sent")
+    }
+
+    private func restoreOnce() async throws {
+        guard !restored.withLock({ $0 }) else { return }
+        restored.withLock { $0 = true }
+        guard let store else { return }
+        let open = try await store.incidents(open: true, limit: 1000).map(\.incident)
+        let last = try await store.lastIncidentID()
+        machine.withLock { machine in
+            machine.bumpIDs(after: last)
+            for incident in open { machine.restore(incident) }
+        }
+    }
+
+    private func perform(_ actions: [IncidentAction], at date: Date) async throws {
+        for action in actions {
+            switch action {
+            case .save(let incident):
+                try await save(incident)
+            case .notify(let notice):
+                let evidence = try await evidencePicture(notice.incident)
+                let names = facts.withLock { $0.names }
+                let text = NoticeText(notice, names: names, timeZone: timeZone.withLock { $0 }, now: date, evidence: evidence?.jpeg)
+                let outcomes = await notifier.send(notice, text: text)
+                var updates: [IncidentAction] = []
+                for outcome in outcomes {
+                    updates += machine.withLock { machine in
+                        machine.recordDelivery(notice.incident.id, channel: outcome.channel) { state in
+                            state.retries += outcome.retries
+                            state.lastAt = date
+                            if outcome.delivered { state.sent += 1; state.state = "sent"; state.lastError = nil } else {
+                                state.failed += 1
+                                state.state = "failed"
+                                state.lastError = outcome.error
+                            }
+                        }
+                    }
+                }
+                for case .save(let incident) in updates { try await save(incident) }
+            }
+        }
+    }
+
+    private func save(_ incident: Incident) async throws {
+        guard let store else { return }
+        // The evidence is taken once, when the incident is first stored.
+        let isNew = incident.updates.count == 1
+        let evidence = isNew ? try await evidencePicture(incident) : nil
+        try await store.save(incident, evidence: evidence)
+    }
+
+    private func evidencePicture(_ incident: Incident) async throws -> (jpeg: Data, at: Date)? {
+        guard let store, let first = incident.streams.first else { return nil }
+        if let failing = try await store.evidence(stream: first, good: false, since: incident.started) { return failing }
+        return try await store.evidence(stream: first, good: true)
+    }
+
+    /// The camera host of a (masked) stream URL: what lies between `://` (after any user info) and the port or path.
+    static func host(of url: String) -> String {
+        var rest = Substring(url)
+        if let scheme = rest.range(of: "://") { rest = rest[scheme.upperBound...] }
+        if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) { rest = rest[..<slash] }
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") { return String(rest[...close]).lowercased() }
+        if let colon = rest.lastIndex(of: ":") { rest = rest[..<colon] }
+        return rest.lowercased()
+    }
+}
