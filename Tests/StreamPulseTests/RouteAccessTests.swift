@@ -24,6 +24,9 @@ import Testing
         (.get, "/api/tokens", .admin), (.post, "/api/tokens", .admin), (.delete, "/api/tokens/{id}", .admin),
         (.get, "/api/settings", .admin), (.put, "/api/settings", .admin), (.get, "/api/settings/previews", .admin),
         (.post, "/api/settings/engine-stats/reset", .admin), (.get, "/api/streams/{id}/preview", .admin),
+        (.get, "/api/incidents", .viewer), (.get, "/api/incidents/{id}/evidence.jpg", .viewer), (.post, "/api/incidents/{id}/ack", .viewer),
+        (.get, "/api/silences", .viewer), (.post, "/api/silences", .admin), (.delete, "/api/silences/{id}", .admin),
+        (.get, "/api/notify/channels", .viewer), (.post, "/api/notify/test", .admin),
     ]
 
     /// Routes whose allowed answer is an endless stream: only their refusals are checked here (the browser

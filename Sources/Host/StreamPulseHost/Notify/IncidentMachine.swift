@@ -106,8 +106,9 @@ public struct IncidentMachine: Sendable {
     public var maintenance: [MaintenanceWindow]
     public var silences: [Silence] = []
     /// Share of enabled streams failing at once that is taken as the monitor's own network loss, when at
-    /// least `monitorMinimum` streams are watched.
-    public var monitorShare = 0.8
+    /// least `monitorMinimum` streams are watched and the failures span at least half of the camera hosts
+    /// (all streams of one NVR failing is that NVR's incident, however large its share of the fleet).
+    public var monitorShare = 0.9
     public var monitorMinimum = 5
 
     private(set) var streams: [String: WatchedStream] = [:]
@@ -210,7 +211,9 @@ public struct IncidentMachine: Sendable {
         }.sorted { $0.id < $1.id }
 
         if !ready.isEmpty {
+            let hosts = Set(watched.map(\.host)), failingHosts = Set(failing.map(\.host))
             let monitorWide = watched.count >= monitorMinimum && Double(failing.count) >= monitorShare * Double(watched.count)
+                && failingHosts.count >= 2 && Double(failingHosts.count) >= 0.5 * Double(hosts.count)
             if monitorWide {
                 let members = failing.map(\.id).sorted()
                 actions += join(members, key: "monitor", scope: .monitor, now: now,

@@ -189,12 +189,19 @@ final class SMTPSessionHandler: ChannelDuplexHandler {
 
     private let timeout: TimeAmount
     private var waiting: [(promise: EventLoopPromise<SMTPReply>, timer: Scheduled<Void>)] = []
+    /// Replies that came before anyone waited for them (the greeting can beat the first request).
+    private var early: [SMTPReply] = []
 
     init(timeout: TimeAmount) { self.timeout = timeout }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         let reply = request.reply
+        if request.line == nil, !early.isEmpty {
+            reply.succeed(early.removeFirst())
+            promise?.succeed(())
+            return
+        }
         let timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             self?.waiting.removeAll { $0.promise.futureResult === reply.futureResult }
             reply.fail(SMTPClient.Failure(message: "no reply within the timeout"))
@@ -210,7 +217,10 @@ final class SMTPSessionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let reply = unwrapInboundIn(data)
-        guard !waiting.isEmpty else { return }
+        guard !waiting.isEmpty else {
+            if early.count < 4 { early.append(reply) }
+            return
+        }
         let first = waiting.removeFirst()
         first.timer.cancel()
         first.promise.succeed(reply)

@@ -1,0 +1,184 @@
+import Foundation
+import StreamPulseCore
+import Testing
+@testable import StreamPulseHost
+
+/// The incident machine on virtual time: grace, correlation by camera host and for the whole fleet,
+/// reminders and acknowledgement, recovery notices, maintenance, restarts.
+@Suite struct IncidentMachineTests {
+    static let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func machine(rules: [NotifyRule] = [NotifyRule(channels: ["slack", "mail"], grace: .seconds(60), repeatEvery: .seconds(3600))],
+                 maintenance: [MaintenanceWindow] = []) -> IncidentMachine {
+        var notify = NotifyConfig()
+        notify.rules = rules
+        var m = IncidentMachine(notify: notify, maintenance: maintenance)
+        // 20 streams on one NVR, 5 elsewhere.
+        m.setStreams((0..<20).map { WatchedStream(id: "nvr-\($0)", name: "NVR \($0)", host: "10.0.0.9", group: "lobby", tags: []) }
+                     + (0..<5).map { WatchedStream(id: "cam-\($0)", name: "Cam \($0)", host: "10.0.1.\($0)", group: nil, tags: ["outdoor"]) })
+        for id in m.streams.keys { m.stateChanged(id, state(.ok, at: Self.t0), at: Self.t0) }
+        return m
+    }
+
+    func state(_ status: StreamStatus, at: Date, pending: Bool = false) -> StreamState {
+        var s = StreamState.initial
+        s.status = status
+        s.reason = status == .ok ? .ok : .connectionRefused
+        s.message = status == .ok ? "Pictures decoded" : "Connection refused"
+        s.pending = pending
+        s.since = at
+        return s
+    }
+
+    func notices(_ actions: [IncidentAction]) -> [IncidentNotice] {
+        actions.compactMap { if case .notify(let n) = $0 { n } else { nil } }
+    }
+
+    /// Ticks once a second from `from` to `to`, collecting notices.
+    func run(_ m: inout IncidentMachine, from: TimeInterval, to: TimeInterval) -> [IncidentNotice] {
+        stride(from: from, through: to, by: 1).flatMap { notices(m.tick(now: Self.t0.addingTimeInterval($0))) }
+    }
+
+    @Test func twentyStreamsOfOneHostDie_oneGroupedIncident_oneNoticePerChannel_thenOneRecoveryWithTheDuration() {
+        var m = machine()
+        // They die over three seconds (their probes are spread out).
+        for i in 0..<20 { m.stateChanged("nvr-\(i)", state(.down, at: Self.t0.addingTimeInterval(10 + Double(i % 3))), at: Self.t0.addingTimeInterval(10)) }
+        #expect(run(&m, from: 11, to: 69).isEmpty, "nothing within the grace time")
+        let opened = run(&m, from: 70, to: 200)
+        #expect(opened.count == 1, "\(opened.map(\.kind))")
+        #expect(opened.first?.kind == .opened && opened.first?.channels == ["slack", "mail"])
+        let incident = try! #require(m.openIncidents.first)
+        #expect(m.openIncidents.count == 1 && incident.scope == .host && incident.key == "10.0.0.9")
+        #expect(incident.streams.count == 20 && incident.title == "Camera host 10.0.0.9: 20 of 20 streams fail")
+        #expect(incident.started == Self.t0.addingTimeInterval(10))
+        // They come back at 35 min: one recovery notice, with the downtime.
+        let back = Self.t0.addingTimeInterval(10 + 35 * 60)
+        for i in 0..<20 { m.stateChanged("nvr-\(i)", state(.ok, at: back), at: back) }
+        let resolved = notices(m.tick(now: back))
+        #expect(resolved.count == 1 && resolved.first?.kind == .resolved && resolved.first?.channels == ["slack", "mail"])
+        #expect(m.openIncidents.isEmpty)
+        let text = NoticeText(resolved[0], names: [:], timeZone: .gmt, now: back, evidence: nil)
+        #expect(text.details.hasPrefix("No pictures from 08:00 to 08:35, 35 min."), "\(text.details)")
+    }
+
+    @Test func oneStreamFails_aStreamIncident_andTheOthersStayOutOfIt() {
+        var m = machine()
+        m.stateChanged("cam-1", state(.down, at: Self.t0.addingTimeInterval(5)), at: Self.t0.addingTimeInterval(5))
+        let sent = run(&m, from: 6, to: 120)
+        #expect(sent.count == 1 && m.openIncidents.first?.scope == .stream && m.openIncidents.first?.streams == ["cam-1"])
+    }
+
+    @Test func nearlyEveryStreamFailsAtOnce_oneMonitorIncident() {
+        var m = machine()
+        let at = Self.t0.addingTimeInterval(5)
+        for id in m.streams.keys.sorted().dropLast(2) { m.stateChanged(id, state(.down, at: at), at: at) }
+        let sent = run(&m, from: 6, to: 120)
+        #expect(sent.count == 1, "\(sent.map(\.incident.title))")
+        #expect(m.openIncidents.count == 1 && m.openIncidents.first?.scope == .monitor)
+        #expect(m.openIncidents.first?.title.hasPrefix("The monitor seems to have lost its network: 23 of 25") == true)
+    }
+
+    @Test func anUnacknowledgedIncident_getsItsReminder_anAcknowledgedOneDoesNot() {
+        var a = machine(), b = machine()
+        for m in [0, 1] {
+            let at = Self.t0.addingTimeInterval(5)
+            if m == 0 { a.stateChanged("cam-0", state(.down, at: at), at: at) } else { b.stateChanged("cam-0", state(.down, at: at), at: at) }
+        }
+        #expect(run(&a, from: 6, to: 100).count == 1)
+        #expect(run(&b, from: 6, to: 100).count == 1)
+        let id = b.openIncidents[0].id
+        #expect(!b.acknowledge(id, by: "ops", comment: "on it", at: Self.t0.addingTimeInterval(200)).isEmpty)
+        let reminders = run(&a, from: 101, to: 3700)
+        #expect(reminders.map(\.kind) == [.reminder], "one reminder an hour after the first notice")
+        #expect(run(&b, from: 101, to: 3700).isEmpty, "acknowledged: no reminder")
+        #expect(b.openIncidents[0].acknowledgedBy == "ops" && b.openIncidents[0].acknowledgeComment == "on it")
+    }
+
+    @Test func aStreamInMaintenance_dies_noIncident_noNotice() {
+        let window = MaintenanceWindow(name: "nightly NVR reboot", match: StreamMatch(groups: ["lobby"]),
+                                       schedule: .once(from: Self.t0, to: Self.t0.addingTimeInterval(1800)), timeZone: .gmt)
+        var m = machine(maintenance: [window])
+        let at = Self.t0.addingTimeInterval(5)
+        m.stateChanged("nvr-3", state(.down, at: at), at: at)
+        #expect(m.inMaintenance("nvr-3", at: at) && !m.inMaintenance("cam-0", at: at))
+        #expect(run(&m, from: 6, to: 600).isEmpty)
+        #expect(m.openIncidents.isEmpty)
+    }
+
+    @Test func aPendingStream_opensNothing_untilItIsPastItsRetries() {
+        var m = machine()
+        let at = Self.t0.addingTimeInterval(5)
+        m.stateChanged("cam-2", state(.down, at: at, pending: true), at: at)
+        #expect(run(&m, from: 6, to: 300).isEmpty)
+        m.stateChanged("cam-2", state(.down, at: at), at: Self.t0.addingTimeInterval(301))
+        #expect(run(&m, from: 301, to: 302).count == 1, "already failing since t0+5 s, so past the grace at once")
+    }
+
+    @Test func weeklyMaintenance_followsItsTimeZone_acrossMidnight() {
+        var berlin = Calendar(identifier: .gregorian)
+        berlin.timeZone = TimeZone(identifier: "Europe/Berlin")!
+        let window = MaintenanceWindow(name: "n", match: StreamMatch(), schedule: .weekly(days: [2], minuteOfDay: 23 * 60 + 30, duration: .seconds(3600)),
+                                       timeZone: berlin.timeZone)
+        // Monday 2026-12-07 23:45 and Tuesday 00:15 Berlin are inside; Tuesday 00:45 and Sunday 23:45 are not.
+        func at(_ day: Int, _ h: Int, _ mi: Int) -> Date { berlin.date(from: DateComponents(year: 2026, month: 12, day: day, hour: h, minute: mi))! }
+        #expect(window.isActive(at: at(7, 23, 45)) && window.isActive(at: at(8, 0, 15)))
+        #expect(!window.isActive(at: at(8, 0, 45)) && !window.isActive(at: at(6, 23, 45)))
+    }
+
+    @Test func afterARestart_anOpenIncident_isNeitherNotifiedAgainNorResolvedBeforeItsStreamIsChecked() {
+        var first = machine()
+        first.stateChanged("cam-4", state(.down, at: Self.t0), at: Self.t0)
+        #expect(run(&first, from: 1, to: 100).count == 1)
+        let stored = first.openIncidents[0]
+        var second = IncidentMachine(notify: { var n = NotifyConfig(); n.rules = first.rules; return n }(), maintenance: [])
+        second.setStreams(first.streams.values.map { $0 })
+        second.restore(stored)
+        #expect(run(&second, from: 101, to: 200).isEmpty)
+        #expect(second.openIncidents.count == 1)
+        second.stateChanged("cam-4", state(.ok, at: Self.t0.addingTimeInterval(201)), at: Self.t0.addingTimeInterval(201))
+        #expect(run(&second, from: 201, to: 201).map(\.kind) == [.resolved])
+    }
+
+    @Test func theIssuesExampleConfig_validates() throws {
+        let yaml = """
+            credentials:
+              smtp: { username: alerts@example.com }        # password from secrets.yaml
+            notify:
+              channels:
+                - { name: ops-slack, type: slack, url: "${SLACK_WEBHOOK_URL}" }
+                - { name: hook, type: webhook, url: "https://alerts.example.com/streampulse", ca_file: /etc/ssl/private-ca.pem }
+                - name: oncall-mail
+                  type: email
+                  smtp: { host: smtp.example.com, port: 587, starttls: true, credentials: smtp }
+                  from: streampulse@example.com
+                  to: [oncall@example.com]
+              rules:
+                - { channels: [ops-slack, hook, oncall-mail], statuses: [down, degraded], for: 1m, repeat: 1h, resolved: true }
+            maintenance:
+              - name: nightly NVR reboot
+                match: { groups: [lobby] }
+                weekly: { days: [mon, tue, wed, thu, fri], at: "03:00", duration: 30m }
+                timezone: Europe/Berlin
+            """
+        let dir = TestEnvironment.temporaryDirectory("notifycfg")
+        try "smtp: { password: s3cret-smtp-pass }\n".write(toFile: dir + "/secrets.yaml", atomically: true, encoding: .utf8)
+        let loaded = ConfigLoader(environment: ["SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/XyZsecret"])
+            .load(yaml: yaml, file: dir + "/config.yaml", baseDirectory: dir)
+        let config = try #require(loaded.config, "\(loaded.problems)")
+        #expect(config.notify.channels.map(\.name) == ["ops-slack", "hook", "oncall-mail"])
+        #expect(config.notify.channels[2].smtp?.credentials?.password == "s3cret-smtp-pass")
+        #expect(config.notify.rules.first?.repeatEvery == .seconds(3600) && config.notify.openAfter == .seconds(60))
+        #expect(config.maintenance.first?.timeZone.identifier == "Europe/Berlin")
+        #expect(config.notify.channels[0].secrets.contains("/services/T0/B0/XyZsecret"))
+        // Mistakes are named.
+        let bad = ConfigLoader(environment: [:]).load(yaml: """
+            notify:
+              channels: [{ name: a, type: slak, url: "https://x" }, { name: t, type: telegram, token: abc }]
+              rules: [{ channels: [b], for: 1m }]
+            """, file: "c", baseDirectory: dir)
+        let messages = bad.errors.map(\.message)
+        #expect(messages.contains { $0.hasPrefix("unknown channel type 'slak'") }, "\(messages)")
+        #expect(messages.contains("channel 't' (telegram) needs chat_id"), "\(messages)")
+        #expect(messages.contains { $0.hasPrefix("a notify rule names the unknown channel 'b'") }, "\(messages)")
+    }
+}
