@@ -182,3 +182,105 @@ import Testing
         #expect(messages.contains { $0.hasPrefix("a notify rule names the unknown channel 'b'") }, "\(messages)")
     }
 }
+
+/// The whole path in a real `serve`: 20 streams on one camera host (a test camera on 127.0.0.2) and 5 on
+/// another (127.0.0.1), an HTTPS receiver for two channels, a stream in a maintenance window.
+@Suite(.serialized) struct IncidentScenarioTests {
+    func launchCamera(port: Int) throws -> Process {
+        try TestCameras.launch(TestEnvironment.root + "/scripts/test-cameras/mjpeg_server.py", ["--port", String(port)]).0
+    }
+
+    @Test func twentyDieTogether_oneGroupedIncident_reminderUntilAcknowledged_oneRecovery_maintenanceStaysQuiet() async throws {
+        let shared = try TestCameras.start()
+        let nvrPort = try freePort()
+        var nvr = try launchCamera(port: nvrPort)
+        defer { kill(nvr.processIdentifier, SIGKILL) }
+        let r = try await NotifyChannelTests().receiver()
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        let dir = TestEnvironment.temporaryDirectory("incident-serve")
+        let web = try freePort()
+        var streams = (0..<20).map { "  - { id: nvr-\($0), url: \"http://127.0.0.2:\(nvrPort)/cam/\($0)\", group: lobby }" }
+        streams += (0..<5).map { "  - { id: cam-\($0), url: \"http://127.0.0.1:\(shared.mjpegPort)/cam/x\($0)\" }" }
+        streams.append("  - { id: works, url: \"http://127.0.0.3:9/x\", group: works }")
+        try """
+            settings: { interval: 1s, deep_interval: 1s, timeout: 3s, retries: 1, listen: "127.0.0.1:\(web)" }
+            streams:
+            \(streams.joined(separator: "\n"))
+            notify:
+              channels:
+                - { name: hook, type: webhook, url: "https://127.0.0.1:\(r.port)/hook/streampulse", ca_file: "\(r.ca)" }
+                - { name: ops-slack, type: slack, url: "https://127.0.0.1:\(r.port)\(NotifyChannelTests.slackPath)", ca_file: "\(r.ca)" }
+              rules:
+                - { channels: [hook, ops-slack], statuses: [down, degraded], for: 3s, repeat: 4s, resolved: true }
+            maintenance:
+              - { name: rewiring, match: { groups: [works] }, from: "2020-01-01 00:00", to: "2099-01-01 00:00" }
+            """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let validate = try await TestEnvironment.run(["validate", dir + "/config.yaml"])
+        #expect(validate.status == 0, "\(validate.stdout)")
+        let token = try await TestEnvironment.apiToken(configDirectory: dir)
+        let serve = try TestEnvironment.startServe(configDirectory: dir)
+        defer { if serve.isRunning { kill(serve.processIdentifier, SIGKILL) } }
+        func api(_ path: String) async -> [String: Any]? {
+            guard let text = try? await httpGet("http://127.0.0.1:\(web)\(path)", token: token),
+                  let body = text.components(separatedBy: "\r\n\r\n").dropFirst().first else { return nil }
+            return (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+        }
+        func incidents() async -> [[String: Any]] {
+            guard let text = try? await httpGet("http://127.0.0.1:\(web)/api/incidents", token: token),
+                  let body = text.components(separatedBy: "\r\n\r\n").dropFirst().first,
+                  let list = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [[String: Any]] else { return [] }
+            return list.compactMap { $0["incident"] as? [String: Any] }
+        }
+        func hookKinds() -> [String] { r.records().filter { ($0["path"] as? String)?.hasPrefix("/hook/") == true }.compactMap { ($0["fields"] as? [String: Any])?["kind"] as? String } }
+        func slackCount() -> Int { r.records().filter { ($0["path"] as? String)?.hasPrefix("/slack/") == true }.count }
+
+        // All 25 cameras deliver pictures first.
+        let allOK = await eventuallyTrue(40) { (await api("/api/summary"))?["ok"] as? Int == 25 }
+        let summary = await api("/api/summary") ?? [:]
+        #expect(allOK, "\(summary)")
+        #expect((await api("/api/streams/works"))?["maintenance"] as? Bool == true, "the maintenance stream is marked")
+
+        // The NVR dies: one grouped incident, one notice per channel after `for:`.
+        kill(nvr.processIdentifier, SIGKILL)
+        nvr.waitUntilExit()
+        #expect(await eventuallyTrue(30) { hookKinds().contains("opened") && slackCount() >= 1 }, "\(r.records())")
+        let joined = await eventuallyTrue(20) { (await incidents()).first.map { ($0["failing"] as? [String])?.count == 20 } ?? false }
+        let open = await incidents()
+        #expect(joined, "all 20 joined the one incident: \(open)")
+        #expect(open.count == 1 && open.first?["scope"] as? String == "host" && open.first?["key"] as? String == "127.0.0.2", "\(open)")
+        #expect(hookKinds().filter { $0 == "opened" }.count == 1 && r.records().filter { ($0["path"] as? String)?.hasPrefix("/slack/") == true }
+            .compactMap { (($0["fields"] as? [String: Any])?["text"] as? String) }.filter { !$0.hasPrefix("Still") }.count == 1)
+        // Unacknowledged: a reminder comes; after the acknowledgement, no more.
+        #expect(await eventuallyTrue(15) { hookKinds().contains("reminder") }, "\(hookKinds())")
+        let id = try #require(open.first?["id"] as? Int)
+        let ack = try await httpRequest("POST", port: web, path: "/api/incidents/\(id)/ack",
+                                        headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
+                                        body: Array(#"{"comment":"NVR rebooting"}"#.utf8))
+        #expect(ack.status == 200, "\(ack.body)")
+        let remindersAtAck = hookKinds().filter { $0 == "reminder" }.count
+        // No event to wait on for "nothing more is sent": watch one and a half reminder intervals.
+        try await Task.sleep(for: .seconds(6))
+        #expect(hookKinds().filter { $0 == "reminder" }.count == remindersAtAck, "\(hookKinds())")
+
+        // It comes back: one recovery notice per channel, with the downtime.
+        nvr = try launchCamera(port: nvrPort)
+        #expect(await eventuallyTrue(40) { hookKinds().contains("resolved") }, "\(hookKinds())")
+        let resolved = r.records().first { (($0["fields"] as? [String: Any])?["kind"] as? String) == "resolved" }
+        let incident = (resolved?["fields"] as? [String: Any])?["incident"] as? [String: Any]
+        #expect((incident?["duration_seconds"] as? Double ?? 0) > 5, "\(String(describing: incident))")
+        #expect(incident?["acknowledged_by"] as? String == "token:tests", "who acknowledged is recorded")
+        #expect(await eventuallyTrue(5) { r.records().filter { ($0["path"] as? String)?.hasPrefix("/slack/") == true }
+            .contains { (($0["fields"] as? [String: Any])?["text"] as? String)?.hasPrefix("Resolved") == true } })
+        #expect(hookKinds().filter { $0 == "resolved" }.count == 1)
+        // The stream in maintenance never opened an incident, and no notice names it.
+        #expect((await incidents()).allSatisfy { !(($0["streams"] as? [String]) ?? []).contains("works") })
+        #expect(!r.records().contains { "\($0)".contains("works") })
+        // No secret path of a channel URL in the API's channel list.
+        let channels = try await httpGet("http://127.0.0.1:\(web)/api/notify/channels", token: token)
+        #expect(channels.contains(#""name":"ops-slack""#) && !channels.contains("sl4ck-s3cret-path"))
+        // `notify test` sends through the channel from the command line.
+        let test = try await TestEnvironment.run(["notify", "test", "hook", "--config", dir + "/config.yaml"])
+        #expect(test.status == 0 && test.stdout.contains("hook: delivered"), "\(test.stdout) \(test.stderr)")
+        #expect(hookKinds().contains("test"))
+    }
+}

@@ -11,7 +11,7 @@ struct StreamPulse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "streampulse",
         abstract: "Proves which IP camera streams really deliver pictures.",
-        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, Export.self, TokenCommand.self, BenchProbe.self, BenchReload.self, BenchEngine.self, BenchSQLite.self, BenchMetrics.self])
+        subcommands: [Serve.self, Check.self, Validate.self, Plugins.self, Export.self, TokenCommand.self, NotifyCommand.self, BenchProbe.self, BenchReload.self, BenchEngine.self, BenchSQLite.self, BenchMetrics.self])
 
     /// Usage errors exit with 3 (the `check` contract: 0 ok, 1 degraded, 2 down, 3 usage/config/unknown).
     static func main() async {
@@ -230,6 +230,39 @@ struct Validate: AsyncParsableCommand {
         } else {
             print("\(file): \(result.errors.count) error(s)")
             throw ExitCode(1)
+        }
+    }
+}
+
+/// `streampulse notify test NAME`: sends a test notification through a channel of the config, as the
+/// dashboard's "send test notification" does, and says whether it arrived (never the channel's secrets).
+struct NotifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notify", abstract: "Notification channels.", subcommands: [Test.self])
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send a test notification through channel NAME. Exit 0 when it was delivered, 1 when not.")
+        @Argument(help: "A channel name from notify.channels.") var name: String
+        @Option(name: .long, help: "The config file.") var config: String = "config/config.yaml"
+
+        func run() async throws {
+            let loaded = ConfigLoader().load(path: config)
+            guard let cfg = loaded.config else {
+                for problem in loaded.errors { FileHandle.standardError.write(Data("\(problem.description)\n".utf8)) }
+                fail("the config has errors; see `streampulse validate \(config)`")
+            }
+            guard cfg.notify.channels.contains(where: { $0.name == name }) else {
+                fail("no channel named '\(name)' in \(config) (channels: \(cfg.notify.channels.map(\.name).joined(separator: ", ")))")
+            }
+            let service = IncidentService(config: cfg, store: nil, logger: makeLogger("notify", level: .warning), retryDelays: [])
+            let outcome = await service.sendTest(channel: name)
+            await service.close()
+            if outcome.delivered {
+                print("\(name): delivered")
+            } else {
+                print("\(name): not delivered: \(outcome.error ?? "unknown error")")
+                throw ExitCode(1)
+            }
         }
     }
 }

@@ -51,6 +51,13 @@ public struct Monitor: Sendable {
         let store = await openHistory(cfg, settings: settings, sinkManager: sinkManager, logger: logger)
         await sinkManager.setLocation(dataDirectory: cfg.settings.dataDir, timeZone: TimeZone(identifier: cfg.settings.timezone) ?? .gmt)
         await sinkManager.apply(cfg.sinks)
+        // Before the engine: its first event is the stream list, which the incident service needs.
+        var incidents: IncidentService?
+        if store != nil {
+            let service = IncidentService(config: cfg, store: store, logger: logger)
+            await sinkManager.addBuiltIn(service, capacity: 20_000)
+            incidents = service
+        }
         let offset = ClockOffset()
         let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
         let config = ConfigService(path: configPath, initial: cfg, fileSettings: fileSettings, settings: settings,
@@ -65,14 +72,10 @@ public struct Monitor: Sendable {
                                           logger: logger)
         let live = LiveHub()
         await sinkManager.addBuiltIn(live, capacity: 20_000)
-        var web = WebServices(engine: engine, config: config, plugins: plugins, time: time, store: store, sinks: sinks, accounts: accounts,
-                              live: live, previews: PreviewHub(engine: engine, settings: settings), settings: settings, logger: logger)
-        if store != nil {
-            let incidents = IncidentService(config: cfg, store: store, logger: logger)
-            await sinkManager.addBuiltIn(incidents, capacity: 20_000)
-            await config.setIncidents(incidents)
-            web.incidents = incidents
-        }
+        if let incidents { await config.setIncidents(incidents) }
+        let web = WebServices(engine: engine, config: config, plugins: plugins, time: time, store: store, sinks: sinks, accounts: accounts,
+                              live: live, previews: PreviewHub(engine: engine, settings: settings), settings: settings, logger: logger,
+                              incidents: incidents)
 
         // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
         var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),

@@ -175,6 +175,13 @@ public struct IncidentMachine: Sendable {
             || silences.contains { date < $0.until && $0.match.matches(id: id, group: stream.group, tags: stream.tags) }
     }
 
+    /// Every stream inside a maintenance window or silence at `date`; each window is evaluated once.
+    public func streamsInMaintenance(at date: Date) -> Set<String> {
+        let matches = maintenance.filter { $0.isActive(at: date) }.map(\.match) + silences.filter { date < $0.until }.map(\.match)
+        guard !matches.isEmpty else { return [] }
+        return Set(streams.values.filter { stream in matches.contains { $0.matches(id: stream.id, group: stream.group, tags: stream.tags) } }.map(\.id))
+    }
+
     public mutating func addSilence(_ silence: Silence) { silences.append(silence) }
     public mutating func removeSilence(id: Int64) { silences.removeAll { $0.id == id } }
 

@@ -71,6 +71,9 @@ public final class IncidentService: Sink {
         await notifier.shutdown()
     }
 
+    /// A shutdown does not wait for retries: a delivery still failing is given up (and logged as such).
+    public func willStop() { notifier.stopRetrying() }
+
     /// Open incidents, as the machine holds them.
     public var openIncidents: [Incident] { machine.withLock { $0.openIncidents } }
 
@@ -78,6 +81,12 @@ public final class IncidentService: Sink {
     public func inMaintenance(_ id: String) -> Bool {
         let date = now()
         return machine.withLock { $0.inMaintenance(id, at: date) }
+    }
+
+    /// The streams in maintenance or silenced now (for the stream list's `maintenance` flag).
+    public func streamsInMaintenance() -> Set<String> {
+        let date = now()
+        return machine.withLock { $0.streamsInMaintenance(at: date) }
     }
 
     /// Acknowledges an open incident; false when there is none with that id.

@@ -34,6 +34,7 @@ public final class Notifier: Sendable {
     private let clients = Mutex<[String: HTTPClient]>([:])
     private let stats = Mutex<[String: ChannelStats]>([:])
     private let logger: Logger
+    private let stopping = Atomic<Bool>(false)
     /// Waits before each retry (three retries by default: 1 s, 4 s, 15 s).
     let retryDelays: [Duration]
 
@@ -58,6 +59,9 @@ public final class Notifier: Sendable {
             for c in list where stats[c.name] == nil { stats[c.name] = ChannelStats(name: c.name, type: c.type.rawValue) }
         }
     }
+
+    /// No more retries (shutdown): a failing delivery ends at its current attempt.
+    public func stopRetrying() { stopping.store(true, ordering: .relaxed) }
 
     public var channelStats: [ChannelStats] { stats.withLock { $0.values.sorted { $0.name < $1.name } } }
     public var channelNames: [String] { channels.withLock { $0.keys.sorted() } }
@@ -88,9 +92,14 @@ public final class Notifier: Sendable {
                 return Outcome(channel: name, delivered: true, retries: retries, error: nil)
             } catch {
                 lastError = scrub("\(error)", channel)
-                guard retries < retryDelays.count, !Task.isCancelled else { break }
+                guard retries < retryDelays.count, !Task.isCancelled, !stopping.load(ordering: .relaxed) else { break }
                 logger.warning("notify \(name): delivery failed (\(lastError)); retry \(retries + 1) of \(retryDelays.count)")
-                try? await Task.sleep(for: retryDelays[retries])
+                // Waited in short steps, so a shutdown (`stopRetrying`) does not sit out a long backoff.
+                let until = ContinuousClock.now + retryDelays[retries]
+                while ContinuousClock.now < until, !stopping.load(ordering: .relaxed), !Task.isCancelled {
+                    try? await Task.sleep(for: min(.milliseconds(100), ContinuousClock.now.duration(to: until)))
+                }
+                if stopping.load(ordering: .relaxed) { break }
                 retries += 1
             }
         }

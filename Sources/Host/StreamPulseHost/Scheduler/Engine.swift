@@ -31,6 +31,9 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
     public var uptime: SQLiteStore.Uptime?
     /// The last checks, oldest first, one letter each: o ok, d degraded, p pending, x down, u unknown.
     public var recent: String?
+    /// True while a maintenance window or silence covers the stream: probing goes on, nothing is notified
+    /// and the time does not count against uptime (filled in by the API; absent otherwise).
+    public var maintenance: Bool?
 
     public init(id: String, name: String, url: String, protocol: String?, group: String?, tags: [String], enabled: Bool,
                 status: StreamStatus, reason: Reason, phase: Phase?, message: String, pending: Bool, since: Date?, lastCheck: Date?,

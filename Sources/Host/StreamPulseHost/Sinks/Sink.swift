@@ -63,10 +63,14 @@ public protocol Sink: Sendable {
     func close() async
     /// How often `write` is called with no new events; nil (the default): only when events arrive.
     var tick: Duration? { get }
+    /// Called (synchronously, from any thread) when the sink is asked to stop, before its last `write`:
+    /// a sink that waits between retries of its own stops waiting, so a shutdown is not held up.
+    func willStop()
 }
 
 extension Sink {
     public func close() async {}
+    public func willStop() {}
     public var tick: Duration? { nil }
 }
 

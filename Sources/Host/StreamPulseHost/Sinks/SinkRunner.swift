@@ -66,6 +66,7 @@ public final class SinkRunner: Sendable {
     /// Stops accepting events; `run` writes what is queued and returns.
     public func stop() {
         state.withLock { $0.closed = true }
+        sink.willStop()
         wake.fire()
     }
 

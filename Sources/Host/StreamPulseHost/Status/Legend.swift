@@ -17,6 +17,7 @@ public struct Legend: Encodable, Sendable {
             ("pending", "pending", "Amber outline: failing, but not yet past the configured retries."),
             ("down", "down", "Red: unreachable or no pictures after the retries."),
             ("unknown", "unknown", "Grey: not checked yet, disabled, or no plugin for its scheme."),
+            ("maintenance", "maintenance", "Blue: inside a maintenance window or silence; still probed (the verdict is shown beside it), nothing is notified and the time does not count against uptime."),
         ]
         return Legend(
             statuses: statusMeanings.map { Entry(key: $0.0, status: $0.1, meaning: $0.2) },

@@ -37,6 +37,8 @@ actor StreamListCache {
         /// Positions of the streams of each colour (ok, degraded, pending, down, unknown).
         var byStatus: [String: [Int]]
         var summary: Summary
+        /// Streams in maintenance when the picture was taken.
+        var maintenance: Set<String> = []
     }
     private var cached: Entry?
     /// The engine's config generation the cached picture was taken at (or after).
@@ -49,9 +51,13 @@ actor StreamListCache {
     private nonisolated let wanted = Signal()
     private var running = false
 
-    init(engine: Engine, uptimes: UptimeCache) {
+    /// Which streams are in maintenance now (the incident service's windows and silences).
+    let maintenance: (@Sendable () -> Set<String>)?
+
+    init(engine: Engine, uptimes: UptimeCache, maintenance: (@Sendable () -> Set<String>)? = nil) {
         self.engine = engine
         self.uptimes = uptimes
+        self.maintenance = maintenance
         engine.onConfigApplied { [wanted] in wanted.fire() }
     }
 
@@ -120,7 +126,7 @@ actor StreamListCache {
 
     /// A new picture taken against the cached one (reused where nothing changed).
     private func rebuild() async -> Built {
-        await Self.build(engine: engine, uptimes: uptimes, previous: cached, previousVersion: version, previousGeneration: cachedGeneration,
+        await Self.build(engine: engine, uptimes: uptimes, maintenance: maintenance?() ?? [], previous: cached, previousVersion: version, previousGeneration: cachedGeneration,
                          age: built.duration(to: .now))
     }
 
@@ -136,18 +142,20 @@ actor StreamListCache {
     }
 
     /// Takes and encodes a new picture (off the actor: `nonisolated`), reusing `previous` where nothing changed.
-    nonisolated static func build(engine: Engine, uptimes: UptimeCache, previous: Entry?, previousVersion: Int, previousGeneration: Int,
+    nonisolated static func build(engine: Engine, uptimes: UptimeCache, maintenance: Set<String>, previous: Entry?, previousVersion: Int, previousGeneration: Int,
                                   age: Duration) async -> Built {
             let generation = engine.configGeneration.load(ordering: .acquiring)
             let engineVersion = await engine.version
             // A reload may rename a stream without any probe result (the version) changing: compare both.
-            if let previous, engineVersion == previousVersion, generation == previousGeneration, age < .seconds(30) {
+            if let previous, engineVersion == previousVersion, generation == previousGeneration, maintenance == previous.maintenance,
+               age < .seconds(30) {
                 return Built(entry: previous, version: engineVersion, generation: generation)  // nothing changed: keep it
             }
             let figures = await uptimes.current()
             let list = await engine.snapshot().map { s in
                 var s = s
                 s.uptime = figures[s.id]
+                if maintenance.contains(s.id) { s.maintenance = true }
                 return s
             }
             // Only streams whose snapshot changed are encoded again (a few hundred per rebuild at 10,000 streams
@@ -173,7 +181,8 @@ actor StreamListCache {
             func count(_ key: String) -> Int { byStatus[key]?.count ?? 0 }
             let summary = Summary(streams: list.count, ok: count("ok"), degraded: count("degraded"), pending: count("pending"),
                                   down: count("down"), unknown: count("unknown"), engine: await engine.stats())
-            let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, byStatus: byStatus, summary: summary)
+            let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, byStatus: byStatus, summary: summary,
+                              maintenance: maintenance)
             return Built(entry: entry, version: engineVersion, generation: generation)
     }
 

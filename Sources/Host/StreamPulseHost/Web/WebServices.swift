@@ -25,7 +25,8 @@ public struct WebServices: Sendable {
     let liveStreams = ConnectionsByAddress(limit: 8, exempt: [])
 
     public init(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?, store: SQLiteStore?, sinks: SinkChain,
-                accounts: Accounts?, live: LiveHub, previews: PreviewHub, settings: LiveSettings, logger: Logger = Logger(label: "web")) {
+                accounts: Accounts?, live: LiveHub, previews: PreviewHub, settings: LiveSettings, logger: Logger = Logger(label: "web"),
+                incidents: IncidentService? = nil) {
         self.engine = engine
         self.config = config
         self.plugins = plugins
@@ -38,7 +39,10 @@ public struct WebServices: Sendable {
         self.settings = settings
         self.logger = logger
         uptimes = UptimeCache(store: store)
-        listing = StreamListCache(engine: engine, uptimes: uptimes)
+        self.incidents = incidents
+        var maintenance: (@Sendable () -> Set<String>)?
+        if let incidents { maintenance = { incidents.streamsInMaintenance() } }
+        listing = StreamListCache(engine: engine, uptimes: uptimes, maintenance: maintenance)
     }
 
     /// The server's time zone for CSV files and exports (settings.timezone).

@@ -304,7 +304,10 @@ function row(s) {
   const tr = el("tr", { "data-id": s.id, "data-status": st });
   const badge = el("span", { class: `badge st-${st}`, text: st, title: s.message || "" });
   const reasonText = s.reason === "ok" ? "" : s.phase ? `${s.reason} · ${s.phase}` : s.reason;
-  tr.append(el("td", {}, badge, reasonText ? el("span", { class: "reason", text: reasonText, title: s.message || "" }) : null));
+  const maintenance = s.maintenance ? el("span", { class: "badge st-maintenance", text: "maintenance",
+    title: "In a maintenance window or silence: probed, not notified, not counted against uptime" }) : null;
+  if (s.maintenance) tr.dataset.maintenance = "true";
+  tr.append(el("td", {}, maintenance, badge, reasonText ? el("span", { class: "reason", text: reasonText, title: s.message || "" }) : null));
   const tags = (s.tags || []).map((t) => el("span", { class: "tag", text: t }));
   tr.append(el("td", {}, el("div", { class: "name", text: s.name }),
     el("div", { class: "small" }, s.group ? `${s.group} · ` : "", ...tags)));
