@@ -27,6 +27,7 @@ import Testing
         (.get, "/api/incidents", .viewer), (.get, "/api/incidents/{id}/evidence.jpg", .viewer), (.post, "/api/incidents/{id}/ack", .viewer),
         (.get, "/api/silences", .viewer), (.post, "/api/silences", .admin), (.delete, "/api/silences/{id}", .admin),
         (.get, "/api/notify/channels", .viewer), (.post, "/api/notify/test", .admin),
+        (.get, "/api/report", .viewer), (.get, "/report", .viewer),
     ]
 
     /// Routes whose allowed answer is an endless stream: only their refusals are checked here (the browser

@@ -100,10 +100,16 @@ class Dashboard(unittest.TestCase):
                  "  timezone: Europe/Berlin", f"  listen: 127.0.0.1:{cls.port}", "  host_sessions: 4",
                  "  web: { max_previews: 2, preview_seconds: 5 }",
                  "credentials:", f"  cam: {{ username: {CAMERA_USER} }}", f"  wrong: {{ username: {CAMERA_USER} }}", "streams:"]
+        groups = {"lobby": "lobby", "unplugged": "attic"}
         for sid, name, url, _, cred in streams:
             lines += [f"  - id: {sid}", f"    name: {json.dumps(name)}", f"    url: {url}", "    tags: [e2e]"]
             if cred:
                 lines.append(f"    credentials: {cred}")
+            if sid in groups:
+                lines.append(f"    group: {groups[sid]}")
+        # Incidents open after 2 s of failure (no channels: nothing is sent); the attic is in maintenance.
+        lines += ["notify:", "  open_after: 2s", "maintenance:",
+                  '  - { name: attic rewiring, match: { groups: [attic] }, from: "2020-01-01 00:00", to: "2099-01-01 00:00" }']
         with open(os.path.join(cls.tmp, "config.yaml"), "w") as f:
             f.write("\n".join(lines) + "\n")
         with open(os.path.join(cls.tmp, "secrets.yaml"), "w") as f:
@@ -424,6 +430,72 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(self.page_fetch("/api/settings", "PUT", {"timezone_default": "UTC"})["status"], 403)
         self.assertEqual(self.page_fetch("/api/streams/lobby/preview")["status"], 403)
         self.assertEqual(self.page_fetch("/api/streams")["status"], 200)
+
+    def api(self, path, method="GET", body=None):
+        """A call from inside the page, with its session cookie and CSRF token."""
+        return self.d.execute_async_script("""
+            const [path, method, body, done] = [arguments[0], arguments[1], arguments[2], arguments[arguments.length - 1]];
+            const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": window.__spCsrf() } };
+            if (body !== null) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
+            fetch(path, init).then(async (r) => done({ status: r.status, body: await r.text() }));
+        """, path, method, body)
+
+    def test_13_incidents_view_lists_an_incident_and_acknowledges_it(self):
+        # test_12 ended the session: sign in again as the admin.
+        self.sign_in("admin", self.admin_password)
+        wait_for(lambda: self.d.find_element(By.ID, "dash-view").is_displayed(), what="the dashboard")
+        wait_for(lambda: self.row_status("lobby") == "ok", what="the table")
+        # The unplugged stream is down but in maintenance: marked, and never an incident.
+        wait_for(lambda: self.d.find_elements(By.CSS_SELECTOR, 'tr[data-id="unplugged"][data-maintenance="true"] .st-maintenance'),
+                 what="the maintenance badge on the unplugged row")
+        self.assertEqual(self.row_status("unplugged"), "down")
+        wait_for(lambda: self.text("#n-incidents") not in ("", "0"), timeout=40, what="an open incident in the header count")
+        self.d.find_element(By.ID, "incidents").click()
+        rows = wait_for(lambda: self.d.find_elements(By.CSS_SELECTOR, '#i-rows tr[data-open="true"]'), what="an open incident row")
+        self.shot("13-incidents")
+        incident_id = rows[0].get_attribute("data-incident")
+        listed = json.loads(self.api("/api/incidents?state=open")["body"])
+        self.assertFalse(any("unplugged" in x["incident"]["streams"] for x in listed), "a stream in maintenance opened an incident")
+        rows[0].find_element(By.CSS_SELECTOR, "input.ack-comment").send_keys("checking the switch")
+        rows[0].find_element(By.CSS_SELECTOR, "button.ack").click()
+        wait_for(lambda: "checking the switch" in self.text(f'#i-rows tr[data-incident="{incident_id}"] td.acked'), what="the acknowledgement shown")
+        stored = [x["incident"] for x in json.loads(self.api("/api/incidents?state=open")["body"]) if str(x["incident"]["id"]) == incident_id][0]
+        self.assertEqual(stored["acknowledged_by"], "admin")
+        self.assertEqual(stored["acknowledge_comment"], "checking the switch")
+        self.d.find_element(By.CSS_SELECTOR, "#incidents-dialog [data-close]").click()
+
+    def test_14_an_admin_silences_a_group_for_an_hour(self):
+        self.d.get(self.base + "/")
+        wait_for(lambda: self.row_status("lobby") == "ok", what="the table")
+        self.d.find_element(By.ID, "incidents").click()
+        wait_for(lambda: self.d.find_element(By.ID, "i-silence-form").is_displayed(), what="the silence form (admin)")
+        from selenium.webdriver.support.ui import Select
+        Select(self.d.find_element(By.ID, "i-silence-group")).select_by_value("lobby")
+        Select(self.d.find_element(By.ID, "i-silence-for")).select_by_value("3600")
+        self.d.find_element(By.ID, "i-silence-comment").send_keys("lens cleaning")
+        self.d.find_element(By.ID, "i-silence-submit").click()
+        item = wait_for(lambda: self.d.find_elements(By.CSS_SELECTOR, "#i-silences li"), what="the silence listed")
+        self.assertIn("group lobby", item[0].text)
+        self.assertIn("lens cleaning", item[0].text)
+        silences = json.loads(self.api("/api/silences")["body"])
+        self.assertEqual([s["match"]["groups"] for s in silences], [["lobby"]])
+        remaining = (time.mktime(time.strptime(silences[0]["until"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime()))
+        self.assertTrue(3500 < remaining <= 3600, remaining)
+        self.d.find_element(By.CSS_SELECTOR, "#incidents-dialog [data-close]").click()
+        # The lobby row shows the maintenance state (its verdict stays beside it).
+        wait_for(lambda: self.d.find_elements(By.CSS_SELECTOR, 'tr[data-id="lobby"][data-maintenance="true"]'), timeout=15,
+                 what="the lobby row in maintenance")
+        self.assertEqual(self.row_status("lobby"), "ok")
+        self.shot("14-silenced")
+
+    def test_15_legend_explains_maintenance(self):
+        self.d.get(self.base + "/")
+        wait_for(lambda: self.d.find_element(By.ID, "info").is_displayed(), what="the legend button")
+        self.d.find_element(By.ID, "info").click()
+        text = wait_for(lambda: self.text("#legend-statuses"), what="the legend")
+        self.assertIn("maintenance", text)
+        self.assertIn("nothing is notified", text)
+        self.d.find_element(By.CSS_SELECTOR, "#legend [data-close]").click()
 
     def test_12_csrf_forged_and_expired_cookies_are_rejected(self):
         cookie = self.cookie()

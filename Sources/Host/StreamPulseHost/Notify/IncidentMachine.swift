@@ -182,6 +182,19 @@ public struct IncidentMachine: Sendable {
         return Set(streams.values.filter { stream in matches.contains { $0.matches(id: stream.id, group: stream.group, tags: stream.tags) } }.map(\.id))
     }
 
+    /// Each stream's maintenance-window intervals overlapping [from, to); silences are not history.
+    public func maintenanceIntervals(from: Date, to: Date) -> [String: [(start: Date, end: Date)]] {
+        var result: [String: [(start: Date, end: Date)]] = [:]
+        for window in maintenance {
+            let occurrences = window.occurrences(from: from, to: to)
+            guard !occurrences.isEmpty else { continue }
+            for stream in streams.values where window.match.matches(id: stream.id, group: stream.group, tags: stream.tags) {
+                result[stream.id, default: []] += occurrences
+            }
+        }
+        return result
+    }
+
     public mutating func addSilence(_ silence: Silence) { silences.append(silence) }
     public mutating func removeSilence(id: Int64) { silences.removeAll { $0.id == id } }
 

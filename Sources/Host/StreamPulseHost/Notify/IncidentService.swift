@@ -89,6 +89,11 @@ public final class IncidentService: Sink {
         return machine.withLock { $0.streamsInMaintenance(at: date) }
     }
 
+    /// Each stream's maintenance-window intervals overlapping [from, to) (left out of its uptime).
+    public func maintenanceIntervals(from: Date, to: Date) -> [String: [(start: Date, end: Date)]] {
+        machine.withLock { $0.maintenanceIntervals(from: from, to: to) }
+    }
+
     /// Acknowledges an open incident; false when there is none with that id.
     public func acknowledge(_ id: Int64, by user: String, comment: String) async throws -> Bool {
         let actions = machine.withLock { $0.acknowledge(id, by: user, comment: comment, at: now()) }

@@ -27,7 +27,8 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
     public var height: Int?
     public var fps: Double?
     public var bitrateBps: Double?
-    /// Share of green checks over 24 h / 7 d / 30 d, from the history database (filled in by the API).
+    /// Share of time with pictures over 24 h / 7 d / 30 d (`Availability`: time the monitor was not running
+    /// and maintenance left out), from the history database (filled in by the API).
     public var uptime: SQLiteStore.Uptime?
     /// The last checks, oldest first, one letter each: o ok, d degraded, p pending, x down, u unknown.
     public var recent: String?

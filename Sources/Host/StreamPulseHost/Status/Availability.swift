@@ -12,6 +12,8 @@ public struct Availability: Sendable, Equatable, Codable {
     public var down: Double = 0
     public var unknown: Double = 0
     public var maintenance: Double = 0
+    /// The longest continuous failing stretch the monitor saw, in seconds.
+    public var longestOutage: Double = 0
 
     /// up / (up + down); nil when nothing was observed.
     public var ratio: Double? { up + down > 0 ? up / (up + down) : nil }
@@ -20,42 +22,45 @@ public struct Availability: Sendable, Equatable, Codable {
     public enum State: Sendable, Equatable { case up, failing, unknown }
 
     /// - Parameters:
-    ///   - before: the stream's state at `from` (its last change before the window), if any.
+    ///   - before: the stream's last change before the window, if any.
     ///   - changes: its changes inside the window, oldest first.
     ///   - runs: when the monitor was running (start, end), oldest first; each start resets the state to
     ///     unknown until the run's first change.
     ///   - excluded: maintenance intervals of this stream.
-    public static func compute(from: Date, to: Date, before: State?, changes: [(at: Date, state: State)],
+    public static func compute(from: Date, to: Date, before: (at: Date, state: State)?, changes: [(at: Date, state: State)],
                                runs: [(start: Date, end: Date)], excluded: [(start: Date, end: Date)]) -> Availability {
         var result = Availability()
         guard to > from else { return result }
         // Events: run starts (state → unknown) and changes; the state holds between events.
         enum Event { case runStart, change(State) }
         var events: [(Date, Int, Event)] = runs.map { ($0.start, 0, .runStart) }
+        events += (before.map { [$0] } ?? []).map { ($0.at, 1, .change($0.state)) }
         events += changes.map { ($0.at, 1, .change($0.state)) }
         events.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
-        var state = before ?? .unknown
-        // A run that started before the window and whose first change is also before it: `before` holds.
+        var state = State.unknown
         var cursor = from
         var index = 0
+        var outage: Double = 0
         while index < events.count, events[index].0 <= from {
             if case .change(let s) = events[index].2 { state = s } else { state = .unknown }
             index += 1
         }
-        if let before, index == 0 || events[..<index].allSatisfy({ if case .runStart = $0.2 { false } else { true } }) { state = before }
         func add(_ start: Date, _ end: Date, _ state: State) {
             guard end > start else { return }
             // Split the piece into observed (inside a run) and not; subtract maintenance.
             for (piece, observed) in split(start, end, by: runs) {
                 for (part, inMaintenance) in split(piece.0, piece.1, by: excluded) {
                     let seconds = part.1.timeIntervalSince(part.0)
-                    if inMaintenance { result.maintenance += seconds }
-                    else if !observed { result.unknown += seconds }
+                    if inMaintenance { result.maintenance += seconds; outage = 0 }
+                    else if !observed { result.unknown += seconds; outage = 0 }
                     else {
                         switch state {
-                        case .up: result.up += seconds
-                        case .failing: result.down += seconds
-                        case .unknown: result.unknown += seconds
+                        case .up: result.up += seconds; outage = 0
+                        case .failing:
+                            result.down += seconds
+                            outage += seconds
+                            result.longestOutage = max(result.longestOutage, outage)
+                        case .unknown: result.unknown += seconds; outage = 0
                         }
                     }
                 }

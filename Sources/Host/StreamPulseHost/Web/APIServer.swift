@@ -21,6 +21,7 @@ public enum APIServer {
         SystemRoutes.add(to: router, web)
         SettingsRoutes.add(to: router, web)
         IncidentRoutes.add(to: router, web)
+        ReportRoutes.add(to: router, web)
         return router
     }
 

@@ -2,19 +2,27 @@ import Foundation
 import NIOCore
 import StreamPulseCore
 
-/// Uptime figures for every stream, recomputed at most every 30 s (a few GROUP BYs over the rollups).
+/// Uptime figures for every stream: the share of time with pictures, from state changes and monitor runs.
 actor UptimeCache {
     let store: SQLiteStore?
+    /// Each stream's maintenance intervals over a period (left out of its uptime).
+    let maintenance: (@Sendable (Date, Date) -> [String: [(start: Date, end: Date)]])?
     private var cached: [String: SQLiteStore.Uptime] = [:]
     private var computed = ContinuousClock.now - .seconds(3600)
 
-    init(store: SQLiteStore?) { self.store = store }
+    init(store: SQLiteStore?, maintenance: (@Sendable (Date, Date) -> [String: [(start: Date, end: Date)]])? = nil) {
+        self.store = store
+        self.maintenance = maintenance
+    }
 
+    /// Time-based availability (`SQLiteStore.availability`), recomputed at most every 30 s.
     func current() async -> [String: SQLiteStore.Uptime] {
         guard let store else { return [:] }
         if computed.duration(to: .now) > .seconds(30) {
             computed = .now  // before the read: callers meanwhile get the previous figures, not a second read
-            cached = (try? await store.uptimes()) ?? cached
+            let now = Date()
+            let excluded = maintenance?(now.addingTimeInterval(-30 * 86_400), now) ?? [:]
+            cached = (try? await store.availability(now: now) { excluded[$0] ?? [] }) ?? cached
         }
         return cached
     }

@@ -68,7 +68,7 @@ public actor MetricsExporter {
             guard s.enabled else { return [] }
             return [("", s.lastPicture.map { now.timeIntervalSince($0) } ?? .infinity)]
         }
-        family("streampulse_stream_uptime_ratio", "Share of green checks") {
+        family("streampulse_stream_uptime_ratio", "Share of time with pictures over the window (monitor downtime and maintenance left out)") {
             [(",window=\"24h\"", $0.uptime?.day), (",window=\"7d\"", $0.uptime?.week), (",window=\"30d\"", $0.uptime?.month)]
         }
         out += text.utf8

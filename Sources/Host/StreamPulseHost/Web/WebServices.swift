@@ -38,7 +38,9 @@ public struct WebServices: Sendable {
         self.previews = previews
         self.settings = settings
         self.logger = logger
-        uptimes = UptimeCache(store: store)
+        var intervals: (@Sendable (Date, Date) -> [String: [(start: Date, end: Date)]])?
+        if let incidents { intervals = { incidents.maintenanceIntervals(from: $0, to: $1) } }
+        uptimes = UptimeCache(store: store, maintenance: intervals)
         self.incidents = incidents
         var maintenance: (@Sendable () -> Set<String>)?
         if let incidents { maintenance = { incidents.streamsInMaintenance() } }

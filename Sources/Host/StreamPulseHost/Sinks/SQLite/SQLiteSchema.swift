@@ -10,6 +10,7 @@ enum SQLiteSchema {
         ("v3-accounts", v3),
         ("v4-token-owners", v4),
         ("v5-incidents", v5),
+        ("v6-monitor-runs", v6),
     ]
 
     /// Streams, check results and state changes (with evidence thumbnails).
@@ -142,5 +143,14 @@ enum SQLiteSchema {
             t.primaryKey(["incident_id", "stream_id"])
         }
         try db.create(index: "incident_streams_stream", on: "incident_streams", columns: ["stream_id"])
+    }
+
+    /// When the monitor was running (honest uptime: time outside every run is unknown, not up).
+    static func v6(_ db: Database) throws {
+        try db.create(table: "monitor_runs") { t in
+            t.autoIncrementedPrimaryKey("id")
+            t.column("started", .double).notNull()
+            t.column("last_seen", .double).notNull()
+        }
     }
 }

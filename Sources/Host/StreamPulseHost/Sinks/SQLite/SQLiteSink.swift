@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// The embedded default sink: every result and state change into SQLite, one transaction per batch,
 /// with retention pruning in small batches between writes.
@@ -23,7 +24,21 @@ public final class SQLiteSink: Sink {
         return (current.retentionRawDays, current.retentionRollupDays)
     }
 
+    /// Marks the monitor alive in `monitor_runs` (time outside every run counts as unknown in uptime).
+    public var tick: Duration? { .seconds(10) }
+    private let run = Mutex<(id: Int64, marked: Date)?>(nil)
+
     public func write(_ batch: [SinkEvent]) async throws {
+        let now = Date()
+        if let current = run.withLock({ $0 }) {
+            if now.timeIntervalSince(current.marked) >= 10 {
+                try await store.markAlive(run: current.id, at: now)
+                run.withLock { $0 = (current.id, now) }
+            }
+        } else {
+            let id = try await store.startRun(at: now)
+            run.withLock { $0 = (id, now) }
+        }
         try await store.write(batch)
         if lastPrune.due(every: 3600) {
             let retention = self.retention

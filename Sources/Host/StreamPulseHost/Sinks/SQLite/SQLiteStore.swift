@@ -114,7 +114,8 @@ public final class SQLiteStore: Sendable {
 
     // MARK: Reading
 
-    /// Share of green checks per stream over the last 24 h, 7 d and 30 d (nil when no checks).
+    /// Uptime per stream over the last 24 h, 7 d and 30 d (nil when nothing was observed): the share of time
+    /// from `availability(now:excluded:)`, or of green checks from `uptimes(now:)` (the rollups).
     public struct Uptime: Sendable, Codable, Equatable {
         public var day: Double?
         public var week: Double?

@@ -123,7 +123,7 @@ function initTimeZone(defaultZone) {
 function showOnly(view) {
   for (const id of ["login-view", "change-view", "dash-view"]) $(id).hidden = id !== view;
   const signedIn = view === "dash-view";
-  for (const id of ["counters", "status-line", "info", "export", "logout"]) $(id).hidden = !signedIn;
+  for (const id of ["counters", "status-line", "info", "export", "logout", "incidents"]) $(id).hidden = !signedIn;
   $("settings").hidden = !(signedIn && state.session && state.session.role === "admin");
   if (!signedIn && state.events) { state.events.close(); state.events = null; }
 }
@@ -159,7 +159,7 @@ async function enterDashboard() {
   await loadStreams();
   connectLive();
   refreshHeader();
-  if (!state.headerTimer) state.headerTimer = setInterval(refreshHeader, 30000);
+  if (!state.headerTimer) state.headerTimer = setInterval(refreshHeader, 15000);
   if (!state.clockTimer) state.clockTimer = setInterval(scheduleRender, 10000);
 }
 
@@ -192,6 +192,7 @@ function connectLive() {
 }
 
 async function refreshHeader() {
+  refreshIncidentCount();
   try {
     const failing = (await api("/api/sinks")).filter((s) => s.failing);
     const pill = $("sinks");
@@ -344,6 +345,7 @@ async function openHistory(id) {
   $("h-preview-img").removeAttribute("src");
   $("h-checks").replaceChildren();
   $("history").showModal();
+  loadStreamIncidents(id);
   await loadHistory();
 }
 
@@ -497,6 +499,92 @@ async function loadSettings() {
   select.value = s.timezone_default;
 }
 
+// ---------- incidents ----------
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function incidentSummary(i) {
+  const end = i.resolved ? new Date(i.resolved) : new Date();
+  return duration((end - new Date(i.started)) / 1000);
+}
+
+function deliveriesText(i) {
+  const parts = Object.entries(i.deliveries || {}).map(([name, d]) =>
+    d.state === "failed" ? `${name}: failed, ${d.retries} retries` : `${name}: ${d.state}`);
+  return parts.join(" · ") || "—";
+}
+
+async function refreshIncidentCount() {
+  try {
+    const open = await api("/api/incidents?state=open&limit=1000");
+    $("n-incidents").textContent = String(open.length);
+    $("incidents").classList.toggle("bad", open.length > 0);
+  } catch { /* shown on the next refresh */ }
+}
+
+async function openIncidents() {
+  $("i-message").textContent = "";
+  const admin = state.session && state.session.role === "admin";
+  $("i-silence-form").hidden = !admin;
+  const groups = [...new Set([...state.streams.values()].map((s) => s.group).filter(Boolean))].sort();
+  $("i-silence-group").replaceChildren(...groups.map((g) => el("option", { value: g, text: g })));
+  $("incidents-dialog").showModal();
+  await loadIncidents();
+}
+
+async function loadIncidents() {
+  const list = await api("/api/incidents?limit=100");
+  $("i-empty").hidden = list.length > 0;
+  $("i-rows").replaceChildren(...list.map(({ incident: i, has_evidence: evidence }) => {
+    const st = i.resolved ? "ok" : i.status;
+    const tr = el("tr", { "data-incident": String(i.id), "data-open": i.resolved ? "false" : "true" });
+    const title = el("td", {}, el("div", { class: "name", text: i.title }),
+      el("div", { class: "small", text: `${i.message} · ${(i.streams || []).length} stream(s)` }));
+    if (evidence) title.append(el("a", { href: `/api/incidents/${i.id}/evidence.jpg`, target: "_blank", rel: "noopener", text: "evidence" }));
+    let ack;
+    if (i.acknowledged_by) {
+      ack = el("td", { class: "acked", text: `${i.acknowledged_by}${i.acknowledge_comment ? `: ${i.acknowledge_comment}` : ""}` });
+    } else if (!i.resolved) {
+      const comment = el("input", { placeholder: "comment", maxlength: "500", class: "ack-comment", "aria-label": "Acknowledgement comment" });
+      const button = el("button", { class: "ack", text: "Acknowledge" });
+      button.onclick = async () => {
+        try { await api(`/api/incidents/${i.id}/ack`, { method: "POST", body: { comment: comment.value } }); await loadIncidents(); refreshIncidentCount(); }
+        catch (err) { $("i-message").textContent = err.message; }
+      };
+      ack = el("td", {}, comment, button);
+    } else ack = el("td", { text: "—" });
+    tr.append(el("td", { text: fmtTime(i.started) }), title,
+      el("td", {}, el("span", { class: `badge st-${st}`, text: i.resolved ? "resolved" : i.status })),
+      el("td", { text: incidentSummary(i) }), el("td", { class: "small", text: deliveriesText(i) }), ack);
+    return tr;
+  }));
+  const silences = await api("/api/silences");
+  const admin = state.session && state.session.role === "admin";
+  $("i-silences").replaceChildren(...silences.map((x) => {
+    const what = [...x.match.groups.map((g) => `group ${g}`), ...x.match.streams, ...x.match.tags.map((t) => `tag ${t}`)].join(", ");
+    const li = el("li", { "data-silence": String(x.id), text: `${what} until ${fmtTime(x.until)} (${x.by}${x.comment ? `: ${x.comment}` : ""}) ` });
+    if (admin) {
+      const end = el("button", { text: "End" });
+      end.onclick = () => api(`/api/silences/${x.id}`, { method: "DELETE" }).then(loadIncidents).catch((e) => { $("i-message").textContent = e.message; });
+      li.append(end);
+    }
+    return li;
+  }));
+}
+
+async function loadStreamIncidents(id) {
+  try {
+    const list = await api(`/api/incidents?stream=${encodeURIComponent(id)}&limit=10`);
+    $("h-incidents-box").hidden = list.length === 0;
+    $("h-incidents").replaceChildren(...list.map(({ incident: i }) =>
+      el("li", { text: `${fmtTime(i.started)} · ${i.title} · ${i.resolved ? `resolved after ${incidentSummary(i)}` : `open for ${incidentSummary(i)}`}` })));
+  } catch { $("h-incidents-box").hidden = true; }
+}
+
 // ---------- wiring ----------
 function wireStatic() {
   $("login-form").addEventListener("submit", async (e) => {
@@ -536,6 +624,19 @@ function wireStatic() {
   $("h-more").onclick = () => moreChecks();
   $("h-preview").onclick = () => startPreview();
   $("info").onclick = () => openLegend();
+  $("incidents").onclick = () => openIncidents();
+  $("i-silence-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("/api/silences", { method: "POST", body: { groups: [$("i-silence-group").value], seconds: Number($("i-silence-for").value),
+        comment: $("i-silence-comment").value } });
+      $("i-silence-comment").value = "";
+      $("i-message").textContent = `Group ${$("i-silence-group").value} silenced.`;
+      await loadIncidents();
+      // The shared stream list is at most 2 s old: read it again once it carries the maintenance marks.
+      setTimeout(() => loadStreams().catch(() => {}), 2500);
+    } catch (err) { $("i-message").textContent = err.message; }
+  });
   $("export").onclick = () => { exportLink(); $("export-dialog").showModal(); };
   $("x-scope").onchange = exportLink;
   $("x-range").onchange = exportLink;

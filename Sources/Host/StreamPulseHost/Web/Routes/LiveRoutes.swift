@@ -94,7 +94,11 @@ enum LiveRoutes {
             }
             if !ids.isEmpty {
                 var snapshots: [StreamSnapshot] = []
-                for id in ids { if let s = await web.engine.snapshot(id: id) { snapshots.append(s) } }
+                for id in ids {
+                    guard var s = await web.engine.snapshot(id: id) else { continue }
+                    if web.incidents?.inMaintenance(id) == true { s.maintenance = true }
+                    snapshots.append(s)
+                }
                 var buffer = ByteBuffer(string: "event: streams\ndata: ")
                 buffer.writeBytes(try Wire.encode(snapshots))
                 buffer.writeString("\n\n")
