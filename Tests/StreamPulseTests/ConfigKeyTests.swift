@@ -75,10 +75,13 @@ import Testing
             except jsonschema.ValidationError:
                 print("valid")
             """
-        let run = try await TestEnvironment.run([
-            "-c", script, TestEnvironment.root + "/config/streampulse.schema.json", TestEnvironment.root + "/config/config.yaml",
-        ], executable: "/usr/bin/python3")
-        #expect(run.status == 0, "\(run.stderr)")
-        #expect(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "valid", "\(run.stdout) \(run.stderr)")
+        // The bundled config, and the alerts example (notify channels and rules, maintenance windows).
+        for file in ["/config/config.yaml", "/examples/alerts.yaml"] {
+            let run = try await TestEnvironment.run([
+                "-c", script, TestEnvironment.root + "/config/streampulse.schema.json", TestEnvironment.root + file,
+            ], executable: "/usr/bin/python3")
+            #expect(run.status == 0, "\(file): \(run.stderr)")
+            #expect(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "valid", "\(file): \(run.stdout) \(run.stderr)")
+        }
     }
 }

@@ -61,6 +61,18 @@ import Testing
         #expect(text.details.hasPrefix("No pictures from 08:00 to 08:35, 35 min."), "\(text.details)")
     }
 
+    @Test func aMemberFailingForAnotherReason_isRecordedOnTheIncident() {
+        var m = machine()
+        m.stateChanged("cam-1", state(.down, at: Self.t0.addingTimeInterval(5)), at: Self.t0.addingTimeInterval(5))
+        _ = run(&m, from: 6, to: 100)
+        var frozen = state(.degraded, at: Self.t0.addingTimeInterval(101))
+        frozen.reason = .frozen
+        frozen.message = "The picture does not change"
+        m.stateChanged("cam-1", frozen, at: Self.t0.addingTimeInterval(101))
+        let saved = m.tick(now: Self.t0.addingTimeInterval(102)).compactMap { if case .save(let i) = $0 { i } else { nil } }
+        #expect(saved.count == 1 && saved[0].reason == .frozen && saved[0].updates.last?.text == "Cam 1: connection_refused → frozen", "\(saved)")
+    }
+
     @Test func oneStreamFails_aStreamIncident_andTheOthersStayOutOfIt() {
         var m = machine()
         m.stateChanged("cam-1", state(.down, at: Self.t0.addingTimeInterval(5)), at: Self.t0.addingTimeInterval(5))

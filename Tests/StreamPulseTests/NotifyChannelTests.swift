@@ -128,6 +128,33 @@ import Testing
         await wrong.shutdown()
     }
 
+    @Test func theGenericWebhook_rendersItsMustacheTemplate() async throws {
+        let r = try await receiver()
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        let loaded = ConfigLoader(environment: [:]).load(yaml: """
+            notify:
+              channels:
+                - name: hook
+                  type: webhook
+                  url: "https://127.0.0.1:\(r.port)/hook/templated"
+                  ca_file: "\(r.ca)"
+                  template: '{"kind": "{{kind}}", "incident": {"id": {{incident.id}}}, "msg": {{{text_json}}}, "who": "{{#incident.streams}}{{.}};{{/incident.streams}}"}'
+                - { name: broken, type: webhook, url: "https://x/y", template: "{{#open}} never closed" }
+            """, file: "c", baseDirectory: "/tmp")
+        #expect(loaded.errors.map(\.message).contains { $0.hasPrefix("channel 'broken': the template does not parse") }, "\(loaded.problems)")
+        var hook = ChannelConfig(name: "hook", type: .webhook, url: "https://127.0.0.1:\(r.port)/hook/templated")
+        hook.caFile = r.ca
+        hook.template = #"{"kind": "{{kind}}", "incident": {"id": {{incident.id}}}, "msg": {{{text_json}}}, "who": "{{#incident.streams}}{{.}};{{/incident.streams}}"}"#
+        let notifier = Notifier(channels: [hook], logger: CapturedLogs().logger(), retryDelays: [])
+        let n = notice(channels: ["hook"])
+        let text = NoticeText(n, names: [:], timeZone: .gmt, now: Date(), evidence: nil)
+        #expect(await notifier.send(n, text: text).first?.delivered == true)
+        let body = try #require(r.records().first?["fields"] as? [String: Any])
+        #expect(body["msg"] as? String == text.details, "a text with a newline and quotes survives as JSON: \(body)")
+        #expect(body["who"] as? String == "gate;yard;" && (body["incident"] as? [String: Any])?["id"] as? Int == 7)
+        await notifier.shutdown()
+    }
+
     @Test func aFailingDelivery_isRetriedWithBackoff_countedAndReported_withoutItsSecrets() async throws {
         let r = try await receiver(fail: 2)
         defer { kill(r.process.processIdentifier, SIGKILL) }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Mustache
 import StreamPulseCore
 
 /// The words of one notice, shared by every channel: a title, a few lines of detail, and the evidence
@@ -130,14 +131,43 @@ enum ChannelPayloads {
                             started: incident.started, resolved: incident.resolved,
                             durationSeconds: incident.resolved.map { $0.timeIntervalSince(incident.started) },
                             acknowledgedBy: incident.acknowledgedBy))
-        let bytes = Array(try Wire.encode(body))
-        var request = ChannelRequest(url: channel.url ?? "", headers: [("Content-Type", "application/json")], body: bytes)
+        let bytes: [UInt8]
+        if let template = channel.template {
+            bytes = Array(try MustacheTemplate(string: template).render(templateContext(notice, text)).utf8)
+        } else {
+            bytes = Array(try Wire.encode(body))
+        }
+        var request = ChannelRequest(url: channel.url ?? "", headers: [("Content-Type", channel.contentType)], body: bytes)
         for (name, value) in channel.headers.sorted(by: { $0.key < $1.key }) { request.headers.append((name, headerSafe(value))) }
         if let secret = channel.hmacSecret {
             let mac = HMAC<SHA256>.authenticationCode(for: bytes, using: SymmetricKey(data: Array(secret.utf8)))
             request.headers.append(("X-StreamPulse-Signature", "sha256=" + mac.map { String(format: "%02x", $0) }.joined()))
         }
         return request
+    }
+
+    /// What a webhook template sees: `kind`, `title`, `text`, `incident.*` (id, scope, key, title, streams,
+    /// failing, status, reason, phase, message, started, resolved, duration_seconds, acknowledged_by), and
+    /// `title_json`, `text_json`, `message_json`: the same texts as JSON string literals, for `{{{…}}}` in a JSON body.
+    /// (`{{x}}` escapes HTML; `{{{x}}}` inserts as is.)
+    static func templateContext(_ notice: IncidentNotice, _ text: NoticeText) -> [String: Any] {
+        let incident = notice.incident
+        func literal(_ value: String) -> String {
+            (try? JSONSerialization.data(withJSONObject: [value], options: [])).map { String(decoding: $0.dropFirst().dropLast(), as: UTF8.self) } ?? "\"\""
+        }
+        let iso = ISO8601DateFormatter()
+        var fields: [String: Any] = [
+            "id": incident.id, "scope": incident.scope.rawValue, "key": incident.key, "title": incident.title, "streams": incident.streams,
+            "failing": incident.failing, "status": incident.status.rawValue, "reason": incident.reason.rawValue,
+            "phase": incident.phase?.rawValue ?? "", "message": incident.message, "started": iso.string(from: incident.started),
+        ]
+        if let resolved = incident.resolved {
+            fields["resolved"] = iso.string(from: resolved)
+            fields["duration_seconds"] = Int(resolved.timeIntervalSince(incident.started).rounded())
+        }
+        if let who = incident.acknowledgedBy { fields["acknowledged_by"] = who }
+        return ["kind": notice.kind.rawValue, "title": text.title, "text": text.details, "incident": fields,
+                "title_json": literal(text.title), "text_json": literal(text.details), "message_json": literal(incident.message)]
     }
 
     private static func json(_ url: String, _ object: [String: Any]) -> ChannelRequest {

@@ -121,6 +121,8 @@ public struct IncidentMachine: Sendable {
     /// Incident id → rule index → when that rule last notified.
     private var notified: [Int64: [Int: Date]] = [:]
     private var nextID: Int64
+    /// Incidents updated outside a tick (a reason change), stored at the next tick.
+    private var changed: Set<Int64> = []
 
     public init(notify: NotifyConfig, maintenance: [MaintenanceWindow], nextID: Int64 = 1) {
         self.rules = notify.rules
@@ -160,6 +162,19 @@ public struct IncidentMachine: Sendable {
 
     /// A stream's new state.
     public mutating func stateChanged(_ id: String, _ state: StreamState, at: Date) {
+        // A member of an open incident failing for another reason: the incident says so.
+        if let incidentID = memberOf[id], var incident = incidents[incidentID], incident.isOpen, isFailing(state),
+           let old = states[id], old.reason != state.reason || old.status != state.status {
+            incident.updates.append(.init(at: at, text: "\(streams[id]?.name ?? id): \(old.reason.rawValue) → \(state.reason.rawValue)"))
+            if incident.scope == .stream {
+                incident.status = state.status
+                incident.reason = state.reason
+                incident.phase = state.phase
+                incident.message = state.message
+            }
+            incidents[incidentID] = incident
+            changed.insert(incidentID)
+        }
         states[id] = state
         if isFailing(state) {
             if failingSince[id] == nil { failingSince[id] = state.since ?? at }
@@ -221,9 +236,13 @@ public struct IncidentMachine: Sendable {
 
     /// Opens, grows, resolves and notifies as of `now`.
     public mutating func tick(now: Date) -> [IncidentAction] {
-        var actions: [IncidentAction] = []
-        let watched = streams.values.filter { $0.enabled && !inMaintenance($0.id, at: now) }
-        let failing = watched.filter { states[$0.id].map(isFailing) ?? false }
+        var actions: [IncidentAction] = changed.sorted().compactMap { incidents[$0].map { .save($0) } }
+        changed = []
+        // Only failing streams are looked at (a tick costs nothing when the fleet is fine); the whole
+        // fleet only when the monitor-wide share must be judged.
+        let inWindow = streamsInMaintenance(at: now)
+        let failing = failingSince.keys.compactMap { streams[$0] }
+            .filter { $0.enabled && !inWindow.contains($0.id) && (states[$0.id].map(isFailing) ?? false) }
         let grace = TimeInterval(openAfter.components.seconds) + TimeInterval(openAfter.components.attoseconds) / 1e18
         let ready = failing.filter { stream in
             guard memberOf[stream.id] == nil, states[stream.id]?.pending == false, let since = failingSince[stream.id] else { return false }
@@ -231,6 +250,7 @@ public struct IncidentMachine: Sendable {
         }.sorted { $0.id < $1.id }
 
         if !ready.isEmpty {
+            let watched = streams.values.filter { $0.enabled && !inWindow.contains($0.id) }
             let hosts = Set(watched.map(\.host)), failingHosts = Set(failing.map(\.host))
             let monitorWide = watched.count >= monitorMinimum && Double(failing.count) >= monitorShare * Double(watched.count)
                 && failingHosts.count >= 2 && Double(failingHosts.count) >= 0.5 * Double(hosts.count)

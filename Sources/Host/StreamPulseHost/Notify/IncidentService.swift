@@ -12,6 +12,10 @@ import Synchronization
 public final class IncidentService: Sink {
     public let name = "incidents"
     public var tick: Duration? { .seconds(1) }
+    /// Incidents are built from state changes and the stream list; results never reach this sink.
+    public var wantsResults: Bool { false }
+    /// The machine is ticked at most once a second, however many batches arrive.
+    private let lastTick = Mutex(Date.distantPast)
 
     private let machine: Mutex<IncidentMachine>
     private struct Facts {
@@ -63,6 +67,12 @@ public final class IncidentService: Sink {
                 facts.withLock { $0.names = Dictionary(streams.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a }) }
             }
         }
+        let due = lastTick.withLock { last -> Bool in
+            guard date.timeIntervalSince(last) >= 1 else { return false }
+            last = date
+            return true
+        }
+        guard due else { return }
         let actions = machine.withLock { $0.tick(now: date) }
         try await perform(actions, at: date)
     }

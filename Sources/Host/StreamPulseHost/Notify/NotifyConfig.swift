@@ -1,4 +1,5 @@
 import Foundation
+import Mustache
 import StreamPulseCore
 import Yams
 
@@ -35,6 +36,9 @@ public struct ChannelConfig: Sendable, Equatable {
     public var caFile: String?
     /// Extra HTTP headers (generic webhook).
     public var headers: [String: String] = [:]
+    /// A Mustache template for the generic webhook's body (default: StreamPulse's JSON), and its content type.
+    public var template: String?
+    public var contentType = "application/json"
     /// HMAC-SHA256 key: the generic webhook signs its body in `X-StreamPulse-Signature: sha256=<hex>`.
     public var hmacSecret: String?
     /// Telegram bot token, Gotify app token, Pushover app token, ntfy access token.
@@ -88,7 +92,7 @@ public struct NotifyRule: Sendable, Equatable {
 extension ConfigParser {
     static let notifyKeys = ["open_after", "channels", "rules"]
     static let channelKeys = ["name", "type", "url", "api_url", "ca_file", "headers", "hmac_secret", "token", "chat_id", "user",
-                              "topic", "smtp", "from", "to", "timeout"]
+                              "topic", "smtp", "from", "to", "timeout", "template", "content_type"]
     static let ruleKeys = ["channels", "statuses", "reasons", "streams", "groups", "tags", "for", "repeat", "resolved"]
     static let smtpKeys = ["host", "port", "starttls", "tls", "credentials"]
 
@@ -145,6 +149,15 @@ extension ConfigParser {
             case "from": channel.from = string(value)
             case "to": channel.to = stringList(value)
             case "timeout": channel.timeout = duration(value) ?? channel.timeout
+            case "template":
+                guard let text = string(value) else { continue }
+                do {
+                    _ = try MustacheTemplate(string: text)
+                    channel.template = text
+                } catch {
+                    problem(value, "channel '\(channel.name)': the template does not parse: \(error)")
+                }
+            case "content_type": channel.contentType = string(value) ?? channel.contentType
             default: unknownKey(key, key.string ?? "", Self.channelKeys)
             }
         }
@@ -165,6 +178,7 @@ extension ConfigParser {
         case .email: needs = [channel.smtp == nil ? "smtp" : nil, channel.from == nil ? "from" : nil, channel.to.isEmpty ? "to" : nil].compactMap { $0 }
         }
         if !needs.isEmpty { problem(node, "channel '\(channel.name)' (\(type.rawValue)) needs \(needs.joined(separator: " and "))") }
+        if channel.template != nil, type != .webhook { problem(map["template"] ?? node, "channel '\(channel.name)': template is for type webhook only") }
         return channel
     }
 

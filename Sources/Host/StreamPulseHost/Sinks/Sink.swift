@@ -66,11 +66,15 @@ public protocol Sink: Sendable {
     /// Called (synchronously, from any thread) when the sink is asked to stop, before its last `write`:
     /// a sink that waits between retries of its own stops waiting, so a shutdown is not held up.
     func willStop()
+    /// Whether `.result` events reach `write` (default true); a sink that reads only state changes and
+    /// stream lists says false, and the runner never buffers results for it.
+    var wantsResults: Bool { get }
 }
 
 extension Sink {
     public func close() async {}
     public func willStop() {}
+    public var wantsResults: Bool { true }
     public var tick: Duration? { nil }
 }
 

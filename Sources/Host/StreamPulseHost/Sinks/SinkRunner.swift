@@ -31,6 +31,8 @@ public final class SinkRunner: Sendable {
     /// Queues an event; never waits. Returns false (and counts a drop) when the buffer is full.
     @discardableResult
     public func submit(_ event: SinkEvent) -> Bool {
+        // Results are most of the traffic; a sink that reads only changes never buffers them.
+        if case .result = event, !wantsResults { return true }
         let accepted = state.withLock { state -> Bool in
             guard !state.closed, state.buffer.count < capacity else {
                 state.dropped += 1
@@ -64,6 +66,8 @@ public final class SinkRunner: Sendable {
     }
 
     /// Stops accepting events; `run` writes what is queued and returns.
+    private var wantsResults: Bool { sink.wantsResults }
+
     public func stop() {
         state.withLock { $0.closed = true }
         sink.willStop()

@@ -533,6 +533,7 @@ async function openIncidents() {
   const groups = [...new Set([...state.streams.values()].map((s) => s.group).filter(Boolean))].sort();
   $("i-silence-group").replaceChildren(...groups.map((g) => el("option", { value: g, text: g })));
   $("incidents-dialog").showModal();
+  loadChannels().catch((e) => { $("i-message").textContent = e.message; });
   await loadIncidents();
 }
 
@@ -574,6 +575,30 @@ async function loadIncidents() {
     }
     return li;
   }));
+}
+
+async function loadChannels() {
+  const admin = state.session && state.session.role === "admin";
+  const channels = await api("/api/notify/channels");
+  $("i-channels").replaceChildren(...(channels.length ? channels.map((c) => {
+    const li = el("li", { "data-channel": c.name, class: c.failing ? "failing" : "",
+      text: `${c.name} (${c.type}): ${c.sent} sent, ${c.failed} failed${c.retries ? `, ${c.retries} retries` : ""}${c.failing && c.last_error ? ` — ${c.last_error}` : ""} ` });
+    if (admin) {
+      const test = el("button", { class: "test-channel", text: "Send test notification" });
+      test.onclick = async () => {
+        test.disabled = true;
+        $("i-message").textContent = `Sending a test notification to ${c.name}…`;
+        try {
+          await api("/api/notify/test", { method: "POST", body: { channel: c.name } });
+          $("i-message").textContent = `${c.name}: delivered.`;
+        } catch (err) { $("i-message").textContent = `${c.name}: not delivered: ${err.message}`; }
+        test.disabled = false;
+        loadChannels().catch(() => {});
+      };
+      li.append(test);
+    }
+    return li;
+  }) : [el("li", { text: "No channels in config.yaml (notify.channels)." })]));
 }
 
 async function loadStreamIncidents(id) {
