@@ -151,6 +151,23 @@ import Testing
         #expect(run(&second, from: 201, to: 201).map(\.kind) == [.resolved])
     }
 
+    @Test func aSilence_survivesARestart_andEndsOnTime() async throws {
+        let store = try SQLiteStore(path: TestEnvironment.temporaryDirectory("silence") + "/streampulse.db")
+        let first = IncidentService(config: Config(), store: store, logger: CapturedLogs().logger())
+        let made = try await first.silence(StreamMatch(groups: ["lobby"]), until: Date().addingTimeInterval(3600), comment: "lens cleaning", by: "ops")
+        _ = try await first.silence(StreamMatch(streams: ["gate"]), until: Date().addingTimeInterval(120), comment: "", by: "ops")
+        try await first.removeSilence(2)
+        // A new monitor on the same database: the lobby silence is back, the removed one is not.
+        let second = IncidentService(config: Config(), store: store, logger: CapturedLogs().logger())
+        try await second.write([.streams([.forTests(id: "nvr-1", name: "NVR 1", group: "lobby")], at: Date())])
+        #expect(second.silences.map(\.id) == [made.id] && second.silences.first?.comment == "lens cleaning")
+        #expect(second.inMaintenance("nvr-1"))
+        // One that has ended is not restored.
+        let expired = IncidentService(config: Config(), store: store, logger: CapturedLogs().logger(), now: { Date().addingTimeInterval(7200) })
+        try await expired.write([])
+        #expect(expired.silences.isEmpty)
+    }
+
     @Test func theIssuesExampleConfig_validates() throws {
         let yaml = """
             credentials:

@@ -111,13 +111,16 @@ public final class IncidentService: Sink {
         return !actions.isEmpty
     }
 
-    /// Silences matching streams until `until` (ad hoc maintenance).
-    public func silence(_ match: StreamMatch, until: Date, comment: String, by user: String) -> Silence {
-        machine.withLock { machine in
+    /// Silences matching streams until `until` (ad hoc maintenance); stored, so a restart keeps it.
+    public func silence(_ match: StreamMatch, until: Date, comment: String, by user: String) async throws -> Silence {
+        try await restoreOnce()
+        let silence = machine.withLock { machine in
             let silence = Silence(id: Int64((machine.silences.map(\.id).max() ?? 0) + 1), match: match, until: until, comment: comment, by: user)
             machine.addSilence(silence)
             return silence
         }
+        try await store?.save(silence)
+        return silence
     }
 
     public var silences: [Silence] {
@@ -125,7 +128,10 @@ public final class IncidentService: Sink {
         return machine.withLock { $0.silences.filter { $0.until > date } }
     }
 
-    public func removeSilence(_ id: Int64) { machine.withLock { $0.removeSilence(id: id) } }
+    public func removeSilence(_ id: Int64) async throws {
+        machine.withLock { $0.removeSilence(id: id) }
+        try await store?.deleteSilence(id)
+    }
 
     /// Sends a test notice to one channel (the dashboard's and `notify test`'s "send test notification").
     public func sendTest(channel: String) async -> Notifier.Outcome {
@@ -138,14 +144,15 @@ public final class IncidentService: Sink {
     }
 
     private func restoreOnce() async throws {
-        guard !restored.withLock({ $0 }) else { return }
-        restored.withLock { $0 = true }
+        guard restored.withLock({ done in defer { done = true }; return !done }) else { return }
         guard let store else { return }
         let open = try await store.incidents(open: true, limit: 1000).map(\.incident)
         let last = try await store.lastIncidentID()
+        let silences = try await store.silences(now: now())
         machine.withLock { machine in
             machine.bumpIDs(after: last)
             for incident in open { machine.restore(incident) }
+            for silence in silences where !machine.silences.contains(where: { $0.id == silence.id }) { machine.addSilence(silence) }
         }
     }
 

@@ -132,12 +132,7 @@ public final class Notifier: Sendable {
 
     private func client(for channel: ChannelConfig) throws -> HTTPClient {
         if let existing = clients.withLock({ $0[channel.name] }) { return existing }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let caFile = channel.caFile {
-            do { tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))] } catch {
-                throw ChannelError(message: "cannot read the CA file \(caFile): \(error)")
-            }
-        }
+        let tls = try TLSTrust.client(caFile: channel.caFile)
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow,
                                                      timeout: .init(connect: .seconds(10), read: .seconds(30)))
         configuration.connectionPool.retryConnectionEstablishment = false

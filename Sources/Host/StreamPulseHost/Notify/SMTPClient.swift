@@ -135,13 +135,7 @@ struct SMTPClient: Sendable {
     }
 
     private func tlsContext() throws -> NIOSSLContext {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let caFile {
-            do { tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))] } catch {
-                throw Failure(message: "cannot read the CA file \(caFile): \(error)")
-            }
-        }
-        return try NIOSSLContext(configuration: tls)
+        try NIOSSLContext(configuration: TLSTrust.client(caFile: caFile))
     }
 }
 

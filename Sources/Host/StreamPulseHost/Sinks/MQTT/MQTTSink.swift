@@ -36,15 +36,7 @@ public final class MQTTSink: Sink {
         self.config = options
         self.logger = logger
         if options.tls {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            if let caFile = options.caFile {
-                do {
-                    tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
-                } catch {
-                    throw SinkSetupError(message: "mqtt sink '\(name)': cannot read the CA file \(caFile): \(error)")
-                }
-            }
-            self.tls = tls
+            do { tls = try TLSTrust.client(caFile: options.caFile) } catch { throw SinkSetupError(message: "mqtt sink '\(name)': \(error)") }
         } else {
             self.tls = nil
         }

@@ -11,6 +11,7 @@ enum SQLiteSchema {
         ("v4-token-owners", v4),
         ("v5-incidents", v5),
         ("v6-monitor-runs", v6),
+        ("v7-silences", v7),
     ]
 
     /// Streams, check results and state changes (with evidence thumbnails).
@@ -151,6 +152,15 @@ enum SQLiteSchema {
             t.autoIncrementedPrimaryKey("id")
             t.column("started", .double).notNull()
             t.column("last_seen", .double).notNull()
+        }
+    }
+
+    /// Ad hoc silences from the dashboard and API, kept across restarts until they end.
+    static func v7(_ db: Database) throws {
+        try db.create(table: "silences") { t in
+            t.primaryKey("id", .integer)
+            t.column("until", .double).notNull()
+            t.column("record", .text).notNull()
         }
     }
 }

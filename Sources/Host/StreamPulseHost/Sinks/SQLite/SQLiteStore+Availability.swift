@@ -31,27 +31,37 @@ extension SQLiteStore {
         }
     }
 
+    /// What availability is computed from: the monitor's runs, each stream's last change before `from`,
+    /// and its changes in [from, to), oldest first.
+    struct History {
+        var runs: [(start: Date, end: Date)]
+        var before: [String: (Date, Availability.State)]
+        var changes: [String: [(at: Date, state: Availability.State)]]
+    }
+
+    func history(_ db: Database, from: Date, to: Date, now: Date) throws -> History {
+        let runs = try self.runs(db, from: from, to: to, now: now)
+        var before: [String: (Date, Availability.State)] = [:]
+        for row in try Row.fetchAll(db, sql: """
+            SELECT c.stream_id, c.at, c.to_status, c.pending FROM state_changes c
+            JOIN (SELECT stream_id, MAX(at) AS at FROM state_changes WHERE at < ? GROUP BY stream_id) last
+              ON last.stream_id = c.stream_id AND last.at = c.at
+            """, arguments: [from.timeIntervalSince1970]) {
+            before[row[0]] = (Date(timeIntervalSince1970: row[1]), Availability.state(status: row[2], pending: row[3]))
+        }
+        var changes: [String: [(at: Date, state: Availability.State)]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT stream_id, at, to_status, pending FROM state_changes WHERE at >= ? AND at < ? ORDER BY at, id",
+                                    arguments: [from.timeIntervalSince1970, to.timeIntervalSince1970]) {
+            changes[row[0], default: []].append((Date(timeIntervalSince1970: row[1]), Availability.state(status: row[2], pending: row[3])))
+        }
+        return History(runs: runs, before: before, changes: changes)
+    }
+
     /// Time-based availability of every stream over the last 24 h, 7 d and 30 d (`Availability`), with each
     /// stream's maintenance intervals (`excluded`) left out.
     public func availability(now: Date = Date(), excluded: (String) -> [(start: Date, end: Date)] = { _ in [] }) async throws -> [String: Uptime] {
         let month = now.addingTimeInterval(-30 * 86_400)
-        let data = try await pool.read { db -> (runs: [(start: Date, end: Date)], before: [String: (Date, Availability.State)], changes: [String: [(at: Date, state: Availability.State)]]) in
-            let runs = try self.runs(db, from: month, to: now, now: now)
-            var before: [String: (Date, Availability.State)] = [:]
-            for row in try Row.fetchAll(db, sql: """
-                SELECT c.stream_id, c.at, c.to_status, c.pending FROM state_changes c
-                JOIN (SELECT stream_id, MAX(at) AS at FROM state_changes WHERE at < ? GROUP BY stream_id) last
-                  ON last.stream_id = c.stream_id AND last.at = c.at
-                """, arguments: [month.timeIntervalSince1970]) {
-                before[row[0]] = (Date(timeIntervalSince1970: row[1]), Availability.state(status: row[2], pending: row[3]))
-            }
-            var changes: [String: [(at: Date, state: Availability.State)]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT stream_id, at, to_status, pending FROM state_changes WHERE at >= ? ORDER BY at, id",
-                                        arguments: [month.timeIntervalSince1970]) {
-                changes[row[0], default: []].append((Date(timeIntervalSince1970: row[1]), Availability.state(status: row[2], pending: row[3])))
-            }
-            return (runs, before, changes)
-        }
+        let data = try await pool.read { db in try self.history(db, from: month, to: now, now: now) }
         var result: [String: Uptime] = [:]
         for id in Set(data.before.keys).union(data.changes.keys) {
             let changes = data.changes[id] ?? []

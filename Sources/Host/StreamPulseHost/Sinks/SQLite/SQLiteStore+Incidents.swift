@@ -80,3 +80,25 @@ extension SQLiteStore {
         }
     }
 }
+
+extension SQLiteStore {
+    public func save(_ silence: Silence) async throws {
+        let record = String(decoding: try Wire.encode(silence), as: UTF8.self)
+        try await pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO silences (id, until, record) VALUES (?, ?, ?)",
+                           arguments: [silence.id, silence.until.timeIntervalSince1970, record])
+        }
+    }
+
+    public func deleteSilence(_ id: Int64) async throws {
+        try await pool.write { db in try db.execute(sql: "DELETE FROM silences WHERE id = ?", arguments: [id]) }
+    }
+
+    /// Silences still running at `now` (ended ones are deleted).
+    public func silences(now: Date) async throws -> [Silence] {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM silences WHERE until <= ?", arguments: [now.timeIntervalSince1970])
+            return try String.fetchAll(db, sql: "SELECT record FROM silences ORDER BY id").compactMap { try? Wire.decode(Silence.self, from: Data($0.utf8)) }
+        }
+    }
+}

@@ -54,24 +54,7 @@ extension SQLiteStore {
                        excluded: (String) -> [(start: Date, end: Date)] = { _ in [] }) async throws -> AvailabilityReport {
         let end = min(to, now)
         let ids = Set(streams.map(\.id))
-        let data = try await pool.read { db -> (runs: [(start: Date, end: Date)], before: [String: (Date, Availability.State)],
-                                                changes: [String: [(at: Date, state: Availability.State)]]) in
-            let runs = try self.runs(db, from: from, to: end, now: now)
-            var before: [String: (Date, Availability.State)] = [:]
-            for row in try Row.fetchAll(db, sql: """
-                SELECT c.stream_id, c.at, c.to_status, c.pending FROM state_changes c
-                JOIN (SELECT stream_id, MAX(at) AS at FROM state_changes WHERE at < ? GROUP BY stream_id) last
-                  ON last.stream_id = c.stream_id AND last.at = c.at
-                """, arguments: [from.timeIntervalSince1970]) {
-                before[row[0]] = (Date(timeIntervalSince1970: row[1]), Availability.state(status: row[2], pending: row[3]))
-            }
-            var changes: [String: [(at: Date, state: Availability.State)]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT stream_id, at, to_status, pending FROM state_changes WHERE at >= ? AND at < ? ORDER BY at, id",
-                                        arguments: [from.timeIntervalSince1970, end.timeIntervalSince1970]) {
-                changes[row[0], default: []].append((Date(timeIntervalSince1970: row[1]), Availability.state(status: row[2], pending: row[3])))
-            }
-            return (runs, before, changes)
-        }
+        let data = try await pool.read { db in try self.history(db, from: from, to: end, now: now) }
         let incidents = try await self.incidents(from: from, to: end, limit: 1000).map(\.incident)
         var perStream: [String: [Incident]] = [:]
         for incident in incidents { for id in incident.streams where ids.contains(id) { perStream[id, default: []].append(incident) } }

@@ -37,14 +37,8 @@ public final class WebhookSink: Sink {
         self.name = name
         self.options = options
         self.logger = logger
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let caFile = options.caFile {
-            do {
-                tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
-            } catch {
-                throw SinkSetupError(message: "webhook sink '\(name)': cannot read the CA file \(caFile): \(error)")
-            }
-        }
+        let tls: TLSConfiguration
+        do { tls = try TLSTrust.client(caFile: options.caFile) } catch { throw SinkSetupError(message: "webhook sink '\(name)': \(error)") }
         let timeout = TimeAmount.milliseconds(Int64(options.timeout.milliseconds))
         var configuration = HTTPClient.Configuration(
             tlsConfiguration: tls, redirectConfiguration: .follow(max: 3, allowCycles: false),

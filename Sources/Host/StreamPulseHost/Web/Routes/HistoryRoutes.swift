@@ -28,10 +28,7 @@ enum HistoryRoutes {
             guard let store, let id = Int64(try context.parameters.require("id")), let jpeg = try await store.thumbnail(change: id) else {
                 return APIServer.json(["error": "no thumbnail"], status: .notFound)
             }
-            var headers = HTTPFields()
-            headers[.contentType] = "image/jpeg"
-            headers[.cacheControl] = "private, max-age=86400"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jpeg)))
+            return jpegAnswer(jpeg)
         }
         viewer.get("/api/export.csv") { request, _ -> Response in
             guard let store else { return noDatabase }
@@ -49,6 +46,14 @@ enum HistoryRoutes {
                 try await writer.finish(nil)
             })
         }
+    }
+
+    /// A stored evidence picture (it never changes, so it may be cached privately).
+    static func jpegAnswer(_ jpeg: Data) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "image/jpeg"
+        headers[.cacheControl] = "private, max-age=86400"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jpeg)))
     }
 
     static var noDatabase: Response { APIServer.json(["error": "no history database"], status: .serviceUnavailable) }

@@ -39,10 +39,7 @@ enum IncidentRoutes {
             guard let store = web.store, let id = Int64(try context.parameters.require("id")), let jpeg = try await store.incidentEvidence(id) else {
                 return APIServer.json(["error": "no evidence picture"], status: .notFound)
             }
-            var headers = HTTPFields()
-            headers[.contentType] = "image/jpeg"
-            headers[.cacheControl] = "private, max-age=86400"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jpeg)))
+            return HistoryRoutes.jpegAnswer(jpeg)
         }
         viewer.post("/api/incidents/{id}/ack") { request, context -> Response in
             guard let incidents = web.incidents else { return unavailable }
@@ -78,7 +75,7 @@ enum IncidentRoutes {
                     return APIServer.json(["error": "give 'seconds' or a future 'until' within 30 days"], status: .badRequest)
                 }
                 let who = context.identity?.name ?? "?"
-                let silence = incidents.silence(match, until: until, comment: String((body.comment ?? "").prefix(500)), by: who)
+                let silence = try await incidents.silence(match, until: until, comment: String((body.comment ?? "").prefix(500)), by: who)
                 web.logger.notice("silence \(silence.id) until \(until) by '\(who)'")
                 return APIServer.json(silence, status: .created)
             } catch { return try RequestSupport.failure(error) }
@@ -86,7 +83,7 @@ enum IncidentRoutes {
         admin.delete("/api/silences/{id}") { _, context -> Response in
             guard let incidents = web.incidents else { return unavailable }
             guard let id = Int64(try context.parameters.require("id")) else { return APIServer.json(["error": "no such silence"], status: .notFound) }
-            incidents.removeSilence(id)
+            try await incidents.removeSilence(id)
             return APIServer.json(["status": "removed"])
         }
         viewer.get("/api/notify/channels") { _, _ -> Response in
