@@ -86,16 +86,22 @@ import Testing
         #expect((fields("/slack")["blocks"] as? [[String: Any]])?.first?["type"] as? String == "header")
         #expect(((fields("/teams")["attachments"] as? [[String: Any]])?.first?["content"] as? [String: Any])?["type"] as? String == "AdaptiveCard")
         #expect((fields("/discord")["embeds"] as? [[String: Any]])?.first?["title"] as? String == "Camera host 10.0.0.9: 2 of 2 streams fail")
+        #expect((fields("/discord")["file"] as? [String: Any])?["bytes"] as? Int == picture.count, "Discord gets the picture in its embed")
+        #expect(fields("/ntfy/cams")["jpeg"] as? Bool == true && fields("/ntfy/cams")["method"] as? String == "PUT", "ntfy gets the picture as an attachment")
         // Telegram gets the evidence as a real JPEG through sendPhoto.
         let telegram = records.first { ($0["path"] as? String) == "/bot\(Self.botToken)/sendPhoto" }
         let photo = (telegram?["fields"] as? [String: Any])?["photo"] as? [String: Any]
         #expect(photo?["jpeg"] as? Bool == true && photo?["bytes"] as? Int == picture.count, "\(String(describing: telegram))")
         #expect(((telegram?["fields"] as? [String: Any])?["caption"] as? String)?.contains("Front gate") == true)
         #expect(fields("/ntfy/cams")["title"] as? String == "Camera host 10.0.0.9: 2 of 2 streams fail")
-        #expect(fields("/ntfy/cams")["authorization"] as? String == "Bearer tk_ntfy_s3cret")
+        // Without a picture ntfy gets the text as the body, with the token.
+        let plain = notice(channels: ["ntfy"])
+        #expect(await notifier.send(plain, text: NoticeText(plain, names: [:], timeZone: .gmt, now: Date(), evidence: nil)).first?.delivered == true)
+        let text = r.records().last { ($0["path"] as? String) == "/ntfy/cams" }?["fields"] as? [String: Any] ?? [:]
+        #expect(text["authorization"] as? String == "Bearer tk_ntfy_s3cret" && (text["message"] as? String)?.hasPrefix("Failing since") == true)
         #expect(fields("/gotify")["priority"] as? Int == 8 && fields("/gotify")["key"] as? String == "AGotifyAppToken")
         #expect((fields("/1/messages.json")["attachment"] as? [String: Any])?["jpeg"] as? Bool == true)
-        #expect(notifier.channelStats.allSatisfy { $0.sent == 1 && !$0.failing })
+        #expect(notifier.channelStats.allSatisfy { $0.sent == ($0.name == "ntfy" ? 2 : 1) && !$0.failing }, "\(notifier.channelStats)")
         // No token or secret path reaches the logs.
         for secret in [Self.botToken, "sl4ck-s3cret-path", "tk_ntfy_s3cret", "AGotifyAppToken", "apptoken-pushover"] {
             #expect(!logs.all.contains { $0.contains(secret) }, "\(secret) logged")

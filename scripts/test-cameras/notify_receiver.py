@@ -69,6 +69,16 @@ def check(method, path, headers, body, secret):
         if not all(item.get("type") == "TextBlock" and isinstance(item.get("text"), str) for item in card["content"].get("body", [])):
             return j, "the card body must be TextBlocks"
         return j, None
+    if path.startswith("/discord/") and headers.get("content-type", "").startswith("multipart/"):
+        fields = multipart(headers, body)
+        payload = json.loads(fields.get("payload_json", "{}"))
+        picture = fields.get("files[0]")
+        if not isinstance(picture, dict) or not picture["jpeg"]:
+            return fields, "Invalid Form Body: files[0] must be an image"
+        embeds = payload.get("embeds") or [{}]
+        if embeds[0].get("image", {}).get("url") != "attachment://" + picture["filename"]:
+            return fields, "the embed does not show the attached file"
+        return dict(payload, file=picture), None
     if path.startswith("/discord/"):
         j = json.loads(body)
         if not j.get("content") and not j.get("embeds"):
@@ -88,6 +98,10 @@ def check(method, path, headers, body, secret):
     if path.startswith("/bot") and path.endswith("/sendMessage"):
         j = json.loads(body)
         return j, None if j.get("chat_id") and j.get("text") else "Bad Request: chat_id and text are required"
+    if path.startswith("/ntfy/") and headers.get("content-type") == "image/jpeg":
+        fields = dict(jpeg_facts(body), title=headers.get("title"), message=headers.get("message"), filename=headers.get("filename"), method=method)
+        ok = method == "PUT" and fields["jpeg"] and fields["title"] and fields["message"] and fields["filename"]
+        return fields, None if ok else "an attachment is a PUT of the file with Title, Message and Filename headers"
     if path.startswith("/ntfy/"):
         fields = {"title": headers.get("title"), "priority": headers.get("priority"), "tags": headers.get("tags"),
                   "message": body.decode("utf-8"), "authorization": headers.get("authorization")}

@@ -82,8 +82,16 @@ enum ChannelPayloads {
             ]
             return json(channel.url ?? "", ["type": "message", "attachments": [["contentType": "application/vnd.microsoft.card.adaptive", "content": card]]])
         case .discord:
-            return json(channel.url ?? "", ["content": text.title, "embeds": [["title": String(text.title.prefix(256)), "description": text.details,
-                                                                              "color": text.isTrouble ? 0xE5484D : 0x30A46C]]])
+            var embed: [String: Any] = ["title": String(text.title.prefix(256)), "description": text.details,
+                                        "color": text.isTrouble ? 0xE5484D : 0x30A46C]
+            guard let jpeg = text.evidence else { return json(channel.url ?? "", ["content": text.title, "embeds": [embed]]) }
+            // With the picture: multipart, `payload_json` plus the file, shown inside the embed.
+            embed["image"] = ["url": "attachment://evidence.jpg"]
+            let payload = (try? JSONSerialization.data(withJSONObject: ["content": text.title, "embeds": [embed]], options: [.sortedKeys])) ?? Data()
+            var form = Multipart()
+            form.field("payload_json", String(decoding: payload, as: UTF8.self))
+            form.file("files[0]", filename: "evidence.jpg", type: "image/jpeg", data: jpeg)
+            return ChannelRequest(url: channel.url ?? "", headers: [("Content-Type", form.contentType)], body: form.finish())
         case .telegram:
             let base = (channel.url ?? "https://api.telegram.org") + "/bot" + (channel.token ?? "")
             let caption = text.title + "\n" + text.details
@@ -99,8 +107,14 @@ enum ChannelPayloads {
             var headers = [("Title", text.title), ("Priority", text.isTrouble ? "high" : "default"),
                            ("Tags", text.isTrouble ? "rotating_light" : "white_check_mark"), ("Content-Type", "text/plain; charset=utf-8")]
             if let token = channel.token { headers.append(("Authorization", "Bearer \(token)")) }
-            return ChannelRequest(url: (channel.url ?? "") + "/" + (channel.target ?? ""), headers: headers.map { ($0.0, headerSafe($0.1)) },
-                                  body: Array(text.details.utf8))
+            let url = (channel.url ?? "") + "/" + (channel.target ?? "")
+            if let jpeg = text.evidence {
+                // ntfy's attachment upload: the picture is the body, the message a header.
+                headers.removeAll { $0.0 == "Content-Type" }
+                headers += [("Content-Type", "image/jpeg"), ("Filename", "evidence.jpg"), ("Message", text.details.replacingOccurrences(of: "\n", with: " · "))]
+                return ChannelRequest(method: "PUT", url: url, headers: headers.map { ($0.0, headerSafe($0.1)) }, body: Array(jpeg))
+            }
+            return ChannelRequest(url: url, headers: headers.map { ($0.0, headerSafe($0.1)) }, body: Array(text.details.utf8))
         case .gotify:
             var request = json((channel.url ?? "") + "/message", ["title": text.title, "message": text.details, "priority": text.isTrouble ? 8 : 4])
             request.headers.append(("X-Gotify-Key", channel.token ?? ""))
