@@ -133,6 +133,9 @@ public struct IncidentMachine: Sendable {
 
     public var openIncidents: [Incident] { incidents.values.filter(\.isOpen).sorted { $0.id < $1.id } }
 
+    /// A stream's display name, if it is in the config.
+    public func name(of id: String) -> String? { streams[id]?.name }
+
     /// Ids continue after the highest one stored.
     public mutating func bumpIDs(after last: Int64) { nextID = max(nextID, last + 1) }
 

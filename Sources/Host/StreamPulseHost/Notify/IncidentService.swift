@@ -18,10 +18,6 @@ public final class IncidentService: Sink {
     private let lastTick = Mutex(Date.distantPast)
 
     private let machine: Mutex<IncidentMachine>
-    private struct Facts {
-        var names: [String: String] = [:]
-    }
-    private let facts = Mutex(Facts())
     private let store: SQLiteStore?
     public let notifier: Notifier
     private let logger: Logger
@@ -60,11 +56,6 @@ public final class IncidentService: Sink {
                 case .result:
                     break
                 }
-            }
-        }
-        for event in batch {
-            if case .streams(let streams, _) = event {
-                facts.withLock { $0.names = Dictionary(streams.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a }) }
             }
         }
         let due = lastTick.withLock { last -> Bool in
@@ -163,7 +154,7 @@ public final class IncidentService: Sink {
                 try await save(incident)
             case .notify(let notice):
                 let evidence = try await evidencePicture(notice.incident)
-                let names = facts.withLock { $0.names }
+                let names = machine.withLock { machine in notice.incident.streams.reduce(into: [String: String]()) { $0[$1] = machine.name(of: $1) } }
                 let text = NoticeText(notice, names: names, timeZone: timeZone.withLock { $0 }, now: date, evidence: evidence?.jpeg)
                 let outcomes = await notifier.send(notice, text: text)
                 var updates: [IncidentAction] = []
