@@ -24,6 +24,8 @@ import Testing
         (.get, "/api/tokens", .admin), (.post, "/api/tokens", .admin), (.delete, "/api/tokens/{id}", .admin),
         (.get, "/api/settings", .admin), (.put, "/api/settings", .admin), (.get, "/api/settings/previews", .admin),
         (.post, "/api/settings/engine-stats/reset", .admin), (.get, "/api/streams/{id}/preview", .admin),
+        (.get, "/api/streams/{id}/baseline", .viewer), (.get, "/api/streams/{id}/reference.jpg", .viewer),
+        (.post, "/api/streams/{id}/profile/accept", .admin), (.post, "/api/streams/{id}/reference", .admin),
         (.get, "/api/incidents", .viewer), (.get, "/api/incidents/{id}/evidence.jpg", .viewer), (.post, "/api/incidents/{id}/ack", .viewer),
         (.get, "/api/silences", .viewer), (.post, "/api/silences", .admin), (.delete, "/api/silences/{id}", .admin),
         (.get, "/api/notify/channels", .viewer), (.post, "/api/notify/test", .admin),

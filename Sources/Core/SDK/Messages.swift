@@ -89,7 +89,23 @@ public struct ProbeOptions: Codable, Sendable, Equatable {
     /// Follow HTTP redirects to another host. Nil or false: only redirects to the stream's own host are
     /// followed (a camera must not send the monitor to fetch arbitrary addresses).
     public var redirectsToOtherHosts: Bool?
+    /// Parts of the picture the frozen check ignores (a waving flag, a ticker), as fractions of the frame
+    /// (protocol 1.1; older plugins ignore it).
+    public var ignore: [PictureRegion]?
 
+    public init(
+        transport: String? = nil, sampleFrames: Int? = nil, sampleSeconds: Double? = nil, minFps: Double? = nil,
+        frozenThreshold: Double? = nil, blackThreshold: Double? = nil, maxFirstFrameMs: Double? = nil,
+        maxFrameBytes: Int? = nil, thumbnail: Bool? = nil, maxWidth: Int? = nil, redirectsToOtherHosts: Bool? = nil,
+        ignore: [PictureRegion]?
+    ) {
+        self.init(transport: transport, sampleFrames: sampleFrames, sampleSeconds: sampleSeconds, minFps: minFps,
+                  frozenThreshold: frozenThreshold, blackThreshold: blackThreshold, maxFirstFrameMs: maxFirstFrameMs,
+                  maxFrameBytes: maxFrameBytes, thumbnail: thumbnail, maxWidth: maxWidth, redirectsToOtherHosts: redirectsToOtherHosts)
+        self.ignore = ignore
+    }
+
+    /// The protocol 1.0 initializer (kept so plugins built against it link unchanged).
     public init(
         transport: String? = nil, sampleFrames: Int? = nil, sampleSeconds: Double? = nil, minFps: Double? = nil,
         frozenThreshold: Double? = nil, blackThreshold: Double? = nil, maxFirstFrameMs: Double? = nil,
@@ -184,7 +200,19 @@ public struct MediaFacts: Codable, Sendable, Equatable {
     public var height: Int?
     public var fps: Double?
     public var bitrateBps: Double?
+    /// An audio track is announced and its packets arrived (nil: the plugin does not look at audio).
+    public var audio: Bool?
+    /// Seconds between the keyframes seen in the sampling window (the GOP length), when two were seen.
+    public var keyframeIntervalSeconds: Double?
 
+    public init(codec: String? = nil, width: Int? = nil, height: Int? = nil, fps: Double? = nil, bitrateBps: Double? = nil,
+                audio: Bool?, keyframeIntervalSeconds: Double? = nil) {
+        self.init(codec: codec, width: width, height: height, fps: fps, bitrateBps: bitrateBps)
+        self.audio = audio
+        self.keyframeIntervalSeconds = keyframeIntervalSeconds
+    }
+
+    /// The protocol 1.0 initializer (kept so plugins built against it link unchanged).
     public init(codec: String? = nil, width: Int? = nil, height: Int? = nil, fps: Double? = nil, bitrateBps: Double? = nil) {
         self.codec = codec
         self.width = width
@@ -206,7 +234,27 @@ public struct ImageFacts: Codable, Sendable, Equatable {
     public var meanDifference: Double?
     /// Frames looked at.
     public var framesSampled: Int
+    /// Sharpness of the first picture at its own resolution: fine-detail contrast over coarse contrast
+    /// (0–1, exposure-independent); a blurred lens lowers it (protocol 1.1).
+    public var sharpness: Double?
+    /// The first picture, downscaled, for the host's scene, obstruction and across-probe frozen checks
+    /// (protocol 1.1).
+    public var grid: LumaGrid?
+    /// The pictures were identical apart from one horizontal band (an on-screen clock), which the frozen
+    /// check set aside.
+    public var onlyBandChanged: Bool?
+    /// CPU time the plugin spent on `grid` and `sharpness`, in microseconds (the cost of picture health).
+    public var analysisUs: Double?
 
+    public init(frozen: Bool, black: Bool, meanLuma: Double? = nil, meanDifference: Double? = nil, framesSampled: Int = 0,
+                sharpness: Double?, grid: LumaGrid? = nil, onlyBandChanged: Bool? = nil) {
+        self.init(frozen: frozen, black: black, meanLuma: meanLuma, meanDifference: meanDifference, framesSampled: framesSampled)
+        self.sharpness = sharpness
+        self.grid = grid
+        self.onlyBandChanged = onlyBandChanged
+    }
+
+    /// The protocol 1.0 initializer (kept so plugins built against it link unchanged).
     public init(frozen: Bool, black: Bool, meanLuma: Double? = nil, meanDifference: Double? = nil, framesSampled: Int = 0) {
         self.frozen = frozen
         self.black = black
@@ -249,5 +297,42 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     /// A failure with no facts.
     public static func failure(_ reason: Reason, phase: Phase?, _ message: String) -> ProbeResult {
         ProbeResult(reason: reason, phase: phase, message: message)
+    }
+}
+
+/// A picture downscaled to a small luma image (each value the mean of a cell, 0–255), row by row.
+public struct LumaGrid: Codable, Sendable, Equatable {
+    public var columns: Int
+    public var rows: Int
+    /// `columns × rows` bytes (base64 in JSON).
+    public var values: Data
+
+    public init(columns: Int, rows: Int, values: Data) {
+        self.columns = columns
+        self.rows = rows
+        self.values = values
+    }
+
+    /// The standard size plugins send: 48 × 27 (16:9), about 1.3 KB.
+    public static let standardColumns = 48, standardRows = 27
+}
+
+/// A rectangle of the picture in fractions of its width and height (0–1), origin top left.
+public struct PictureRegion: Codable, Sendable, Equatable {
+    public var x: Double
+    public var y: Double
+    public var width: Double
+    public var height: Double
+
+    public init(x: Double, y: Double, width: Double, height: Double) {
+        self.x = x
+        self.y = y
+        self.width = width
+        self.height = height
+    }
+
+    /// True when the point (fractions of the picture) lies inside.
+    public func contains(x px: Double, y py: Double) -> Bool {
+        px >= x && px < x + width && py >= y && py < y + height
     }
 }

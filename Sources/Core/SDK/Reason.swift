@@ -46,6 +46,12 @@ public struct Reason: OpenWord {
     public static let black: Reason = "black"
     public static let lowFps: Reason = "low_fps"
     public static let slowFirstFrame: Reason = "slow_first_frame"
+    public static let noVideo: Reason = "no_video"
+    public static let sceneChanged: Reason = "scene_changed"
+    public static let obstructed: Reason = "obstructed"
+    public static let blurred: Reason = "blurred"
+    public static let profileChanged: Reason = "profile_changed"
+    public static let lowBitrate: Reason = "low_bitrate"
     // Not about the camera.
     public static let cancelled: Reason = "cancelled"
     public static let noPlugin: Reason = "no_plugin"

@@ -293,28 +293,35 @@ struct MJPEGSession {
             media.bitrateBps = Double(window.totalBytes - first.bytes.count) * 8 / span
         }
         var samples: [LumaSample] = []
+        var firstAnalysis: JPEGDecoder.Analysis?
         if request.mode == .deep {
-            if let a = decoder.sample(first.bytes) { samples.append(a) } else {
+            if let a = decoder.analyse(first.bytes, full: true) { samples.append(a.sample); firstAnalysis = a } else {
                 return ProbeResult(reason: .corruptJpeg, phase: .firstFrame, message: "The first frame has JPEG markers but does not decode.", timings: timings, media: media)
             }
             // First, middle and last: a looped or slowly changing picture is not mistaken for a frozen one.
             if let middle = window.middle, window.middleIndex < count - 1, let m = decoder.sample(middle.bytes) { samples.append(m) }
             if count >= 2, let b = decoder.sample(lastFrame.bytes) { samples.append(b) }
         }
-        let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold)
+        let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold,
+                                     ignore: options.ignore ?? [])
         let frozen = count >= 2 && (allIdentical || verdict.frozen)
         let image = request.mode == .deep
-            ? ImageFacts(frozen: frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: count)
+            ? ImageFacts(frozen: frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: count,
+                         sharpness: firstAnalysis?.sharpness, grid: firstAnalysis?.grid,
+                         onlyBandChanged: frozen && !allIdentical && verdict.onlyBandChanged ? true : nil)
             : nil
         var result = ProbeResult(reason: .ok, phase: request.mode == .deep ? .sample : .firstFrame, message: "", timings: timings, media: media, image: image,
                                  thumbnailJpeg: options.thumbnail == true ? Data(first.bytes) : nil)
+        result.image?.analysisUs = firstAnalysis?.analysisUs
         let size = "MJPEG \(first.info.width)x\(first.info.height)" + (media.fps.map { String(format: " at %.1f fps", $0) } ?? "")
         if request.mode == .deep && verdict.black {
             result.reason = .black
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if frozen {
             result.reason = .frozen
-            result.message = String(format: "The picture is frozen: %d frames over %.1f s are %@ — %@.", count, span, allIdentical ? "byte-identical" : "identical", size)
+            result.message = image?.onlyBandChanged == true
+                ? String(format: "The picture is frozen: over %.1f s only the on-screen clock changes (%d frames identical apart from one band) — %@.", span, count, size)
+                : String(format: "The picture is frozen: %d frames over %.1f s are %@ — %@.", count, span, allIdentical ? "byte-identical" : "identical", size)
         } else if count < 2, request.mode == .deep, !isSnapshot, let ended {
             var failure = ended
             failure.timings = timings

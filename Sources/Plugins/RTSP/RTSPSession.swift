@@ -21,6 +21,9 @@ final class RTSPSession {
     private(set) var bytesRead = 0
     private(set) var decodeErrors = 0
     private(set) var transportUsed = "tcp"
+    /// The audio track's index (-1: none announced) and its packets read so far.
+    private(set) var audioIndex: Int32 = -1
+    private(set) var audioPackets = 0
 
     private var clockBox: Unmanaged<ProbeClock>
 
@@ -72,7 +75,9 @@ final class RTSPSession {
         timings.firstByteMs = timings.firstByteMs ?? clock.elapsedMs
         guard let format else { return .failure(.pluginError, phase: .handshake, "FFmpeg returned no context.") }
         videoIndex = av_find_best_stream(format, AVMEDIA_TYPE_VIDEO, -1, -1, nil, 0)
+        audioIndex = av_find_best_stream(format, AVMEDIA_TYPE_AUDIO, -1, -1, nil, 0)
         guard videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)] else {
+            if audioIndex >= 0 { return audioWithoutVideo() }
             return ProbeResult(reason: .noFrames, phase: .handshake, message: "The stream offers no video track.", timings: timings)
         }
         guard let codec = avcodec_find_decoder(stream.pointee.codecpar.pointee.codec_id) else {
@@ -94,6 +99,27 @@ final class RTSPSession {
         return nil
     }
 
+    /// The camera announces audio but no video: when audio packets really flow, its video is gone
+    /// (`no_video`, the encoder off or failed) rather than the camera being unreachable.
+    private func audioWithoutVideo() -> ProbeResult {
+        guard let format else { return .failure(.pluginError, phase: .handshake, "FFmpeg returned no context.") }
+        phase = .firstFrame
+        let packet = av_packet_alloc()
+        defer { var p = packet; av_packet_free(&p) }
+        let start = clock.elapsedMs
+        while audioPackets < 10, clock.elapsedMs - start < 2000, clock.remainingMs > 200 {
+            guard let packet, av_read_frame(format, packet) >= 0 else { break }
+            if packet.pointee.stream_index == audioIndex { audioPackets += 1 }
+            av_packet_unref(packet)
+        }
+        guard audioPackets > 0 else {
+            return ProbeResult(reason: .noFrames, phase: .handshake, message: "The stream offers no video track, and its audio track sends nothing either.", timings: timings)
+        }
+        return ProbeResult(reason: .noVideo, phase: .firstFrame, message: String(
+            format: "The stream announces only audio, and %d audio packets arrived in %.1f s: the camera's video is gone (video encoder off or failed).",
+            audioPackets, (clock.elapsedMs - start) / 1000), timings: timings, media: MediaFacts(audio: true))
+    }
+
     private func openInput(transport: String) -> Int32 {
         avformat_close_input(&format)
         format = avformat_alloc_context()
@@ -106,7 +132,9 @@ final class RTSPSession {
             opaque: clockBox.toOpaque())
         var options: OpaquePointer?
         av_dict_set(&options, "rtsp_transport", transport, 0)
-        av_dict_set(&options, "allowed_media_types", "video", 0)
+        // Audio is set up too (its packets are only counted): a camera whose video died while its audio
+        // still flows is `no_video`, and the stream's profile records whether it has audio.
+        av_dict_set(&options, "allowed_media_types", "video+audio", 0)
         // Socket timeout in µs; the interrupt callback enforces the overall deadline.
         av_dict_set(&options, "timeout", String(max(100_000, Int(clock.remainingMs * 1000))), 0)
         av_dict_set(&options, "user_agent", "StreamPulse/1.0", 0)
@@ -152,7 +180,10 @@ final class RTSPSession {
             av_packet_unref(packet)
             let code = av_read_frame(format, packet)
             if code < 0 { return .failure(classifyRead(code)) }
-            guard packet.pointee.stream_index == videoIndex else { continue }
+            guard packet.pointee.stream_index == videoIndex else {
+                if packet.pointee.stream_index == audioIndex { audioPackets += 1 }
+                continue
+            }
             packetsRead += 1
             bytesRead += Int(packet.pointee.size)
             if phase == .firstByte { phase = .firstFrame }
@@ -242,7 +273,10 @@ final class RTSPSession {
             let code = av_read_frame(format, packet)
             if code < 0 { return .failure(classifyRead(code)) }
             defer { av_packet_unref(packet) }
-            if packet.pointee.stream_index != videoIndex { continue }
+            if packet.pointee.stream_index != videoIndex {
+                if packet.pointee.stream_index == audioIndex { audioPackets += 1 }
+                continue
+            }
             packetsRead += 1
             bytesRead += Int(packet.pointee.size)
             if timings.firstByteMs == nil || phase == .firstByte {
@@ -258,6 +292,8 @@ final class RTSPSession {
             (reason, text) = (.cancelled, "The probe was cancelled.")
         } else if code == sp_averror_eof() {
             (reason, text) = (.streamEnded, "The camera ended the stream after PLAY (\(packetsRead) video packets received).")
+        } else if packetsRead == 0, audioPackets > 0 {
+            (reason, text) = (.noVideo, "PLAY was accepted and \(audioPackets) audio packets arrived, but no video: the camera's video is gone (video encoder off or failed).")
         } else if packetsRead == 0 {
             (reason, text) = (.noFrames, "PLAY was accepted but no video arrived within the deadline.")
         } else if decodeErrors > 0 {
@@ -310,7 +346,14 @@ struct RTSPDeepProbe {
         }
         let width = Int(first.pointee.width), height = Int(first.pointee.height)
         let thumbnail = request.options.thumbnail == true ? JPEGEncoder(maxWidth: request.options.maxWidth ?? 320).encode(first) : nil
-        let window = sample(session, first: first)
+        // The host's picture checks (scene, obstruction, blur, frozen across probes) work on these two.
+        let cpuBefore = threadCPUMicroseconds()
+        let grid = LumaGrid(frame: first), sharpness = Sharpness.measure(first)
+        let analysisUs = threadCPUMicroseconds() - cpuBefore
+        var window = sample(session, first: first)
+        window.grid = grid
+        window.sharpness = sharpness
+        window.analysisUs = analysisUs
         if let failure = window.failure {
             if failure.reason == .cancelled { return failure }
             // One picture, then the camera went away: it is down now, whatever the first picture showed.
@@ -326,6 +369,9 @@ struct RTSPDeepProbe {
     /// What the sampling window saw.
     struct Window {
         var samples: [LumaSample]
+        var grid: LumaGrid?
+        var sharpness: Double?
+        var analysisUs: Double?
         var packets = 0
         /// Timestamps of the first and last timed packets in the window, and how many had one.
         var firstSeconds: Double?, lastSeconds: Double?, timedPackets = 0
@@ -338,6 +384,14 @@ struct RTSPDeepProbe {
         /// camera slower than one picture per window): it is often missing or guessed (the first packet
         /// after joining), so two packets inside the window are preferred.
         var firstPictureSeconds: Double?
+        /// Timestamps of the keyframes in the window (the first picture's included when known).
+        var keyframeSeconds: [Double] = []
+
+        /// Mean time between keyframes, when two were seen.
+        var keyframeInterval: Double? {
+            guard let a = keyframeSeconds.first, let b = keyframeSeconds.last, keyframeSeconds.count >= 2, b > a else { return nil }
+            return (b - a) / Double(keyframeSeconds.count - 1)
+        }
 
         /// From packet timestamps inside the window: two are enough, so a 1 fps camera (the window stretches
         /// until it has them) and slower ones get an fps. Falls back to packets per second of wall time.
@@ -364,6 +418,7 @@ struct RTSPDeepProbe {
         let options = request.options
         var window = Window(samples: [LumaSample(frame: first)].compactMap { $0 })
         window.firstPictureSeconds = session.seconds(of: first)
+        if let seconds = window.firstPictureSeconds { window.keyframeSeconds.append(seconds) }
         let start = clock.elapsedMs
         var lastSampleAt = start
         let bytesAtStart = session.bytesRead
@@ -403,6 +458,7 @@ struct RTSPDeepProbe {
                     if window.firstSeconds == nil { window.firstSeconds = seconds }
                     window.lastSeconds = seconds
                     window.timedPackets += 1
+                    if key, seconds > (window.keyframeSeconds.last ?? -.infinity) { window.keyframeSeconds.append(seconds) }
                 }
                 let picture = key && clock.elapsedMs - lastSampleAt >= Self.sampleSpacingMs ? session.decodeCurrentPacket() : nil
                 if let picture, let sample = LumaSample(frame: picture) {
@@ -420,19 +476,27 @@ struct RTSPDeepProbe {
         let options = request.options
         let fps = window.fps
         let samples = window.samples
-        let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold)
+        let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold,
+                                     ignore: options.ignore ?? [])
         var result = ProbeResult(
             reason: .ok, phase: .sample, message: "", timings: session.timings,
-            media: MediaFacts(codec: session.codecName, width: width, height: height, fps: fps.map { ($0 * 100).rounded() / 100 }, bitrateBps: window.bitrate),
-            image: ImageFacts(frozen: verdict.frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: samples.count),
+            media: MediaFacts(codec: session.codecName, width: width, height: height, fps: fps.map { ($0 * 100).rounded() / 100 }, bitrateBps: window.bitrate,
+                              audio: session.audioIndex >= 0 && session.audioPackets > 0,
+                              keyframeIntervalSeconds: window.keyframeInterval.map { ($0 * 100).rounded() / 100 }),
+            image: ImageFacts(frozen: verdict.frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference,
+                              framesSampled: samples.count, sharpness: window.sharpness, grid: window.grid,
+                              onlyBandChanged: verdict.onlyBandChanged ? true : nil),
             thumbnailJpeg: thumbnail)
+        result.image?.analysisUs = window.analysisUs.map { $0.rounded() }
         let size = "\(session.codecName ?? "video") \(width)x\(height)" + (fps.map { String(format: " at %.1f fps", $0) } ?? "")
         if verdict.black {
             result.reason = .black
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if verdict.frozen {
             result.reason = .frozen
-            result.message = String(format: "The picture is frozen: %d pictures over %.1f s are identical (mean difference %.2f) — %@.", samples.count, window.spanSeconds, verdict.meanDifference ?? 0, size)
+            result.message = verdict.onlyBandChanged
+                ? String(format: "The picture is frozen: over %.1f s only the on-screen clock changes (%d pictures identical apart from one band) — %@.", window.spanSeconds, samples.count, size)
+                : String(format: "The picture is frozen: %d pictures over %.1f s are identical (mean difference %.2f) — %@.", samples.count, window.spanSeconds, verdict.meanDifference ?? 0, size)
         } else if let minFps = options.minFps, let fps, fps < minFps {
             result.reason = .lowFps
             result.message = String(format: "%.1f fps is below the stream's minimum of %.1f — %@.", fps, minFps, size)

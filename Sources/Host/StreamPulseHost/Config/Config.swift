@@ -88,6 +88,15 @@ public struct StreamConfig: Sendable, Equatable {
     public var transport: String?
     /// `any` lets HTTP redirects lead to another host; by default only the stream's own host is followed.
     public var redirects: String?
+    /// The profile pinned as code (`expect:`); fields left out are learned.
+    public var expect: StreamProfile?
+    /// Picture-health checks against the profile and the reference view (`picture_checks: false` turns
+    /// them off for a stream whose view legitimately changes, such as a PTZ tour).
+    public var pictureChecks = true
+    /// Thresholds of the picture-health checks (`thresholds: {scene, blur, obstruction, low_bitrate}`).
+    public var pictureThresholds = PictureThresholds()
+    /// Parts of the picture the frozen and scene checks ignore (`ignore: [{x, y, width, height}]`, fractions).
+    public var ignore: [PictureRegion] = []
 
     /// The URL as shown to people: `scheme://***@host/…` when the config put credentials inside it.
     public var maskedURL: String {

@@ -298,7 +298,7 @@ struct ConfigParser: ValueReading {
     }
 
     static let streamKeys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "tags", "credentials",
-                             "thresholds", "enabled", "transport", "redirects"]
+                             "thresholds", "enabled", "transport", "redirects", "expect", "picture_checks", "ignore"]
 
     mutating func parseStreams(_ node: Node, credentials: [String: CredentialRef]) -> [StreamConfig] {
         var streams: [StreamConfig] = []
@@ -337,7 +337,10 @@ struct ConfigParser: ValueReading {
                 if let ref = stream.credentialsName, credentials[ref] == nil, !brokenCredentials.contains(ref) {
                     problem(value, "unknown credentials '\(ref)'\(suggest(ref, Array(credentials.keys) + brokenCredentials))")
                 }
-            case "thresholds": stream.thresholds = parseThresholds(value)
+            case "thresholds": (stream.thresholds, stream.pictureThresholds) = parseThresholds(value)
+            case "expect": stream.expect = parseExpect(value)
+            case "picture_checks": stream.pictureChecks = bool(value) ?? true
+            case "ignore": stream.ignore = parseRegions(value)
             case "enabled": stream.enabled = bool(value) ?? true
             case "transport":
                 if let t = string(value)?.lowercased() {
@@ -387,19 +390,66 @@ struct ConfigParser: ValueReading {
         }
     }
 
-    mutating func parseThresholds(_ node: Node) -> Thresholds {
+    static let thresholdKeys = ["min_fps", "frozen", "black", "max_first_frame", "scene", "blur", "obstruction", "low_bitrate"]
+
+    mutating func parseThresholds(_ node: Node) -> (Thresholds, PictureThresholds) {
         var t = Thresholds()
-        guard let map = node.mapping else { problem(node, "thresholds must be a mapping"); return t }
+        var p = PictureThresholds()
+        guard let map = node.mapping else { problem(node, "thresholds must be a mapping"); return (t, p) }
         for (key, value) in map {
             switch key.string ?? "" {
             case "min_fps": t.minFps = number("min_fps", value, in: Self.fpsRange, "frames per second")
             case "frozen": t.frozen = number("frozen", value, in: Self.lumaRange, "a mean luma difference")
             case "black": t.black = number("black", value, in: Self.lumaRange, "a mean luma")
             case "max_first_frame": t.maxFirstFrame = duration(value)
-            default: unknownKey(key, key.string ?? "", ["min_fps", "frozen", "black", "max_first_frame"])
+            case "scene": p.scene = number("scene", value, in: -1...1, "an edge correlation with the reference") ?? p.scene
+            case "blur": p.blur = number("blur", value, in: 0...1, "a share of the reference's sharpness") ?? p.blur
+            case "obstruction": p.obstruction = number("obstruction", value, in: 0...1, "a share of the view") ?? p.obstruction
+            case "low_bitrate": p.lowBitrate = number("low_bitrate", value, in: 0...1, "a share of the profile's bitrate") ?? p.lowBitrate
+            default: unknownKey(key, key.string ?? "", Self.thresholdKeys)
             }
         }
-        return t
+        return (t, p)
+    }
+
+    static let expectKeys = ["codec", "width", "height", "fps", "audio"]
+
+    /// `expect: {codec: h264, width: 1920, height: 1080, fps: 25, audio: false}`.
+    mutating func parseExpect(_ node: Node) -> StreamProfile? {
+        guard let map = node.mapping else { problem(node, "expect must be a mapping, e.g. expect: {codec: h264, width: 1920, height: 1080, fps: 25}"); return nil }
+        var profile = StreamProfile()
+        for (key, value) in map {
+            switch key.string ?? "" {
+            case "codec": profile.codec = string(value)?.lowercased()
+            case "width": profile.width = int(value, min: 1)
+            case "height": profile.height = int(value, min: 1)
+            case "fps": profile.fps = number("fps", value, in: Self.fpsRange, "frames per second")
+            case "audio": profile.audio = bool(value)
+            default: unknownKey(key, key.string ?? "", Self.expectKeys)
+            }
+        }
+        return profile
+    }
+
+    /// `ignore: [{x: 0, y: 0, width: 0.3, height: 0.08}]`: fractions of the picture, origin top left.
+    mutating func parseRegions(_ node: Node) -> [PictureRegion] {
+        guard let list = node.sequence else { problem(node, "ignore must be a list of {x, y, width, height} (fractions of the picture)"); return [] }
+        var regions: [PictureRegion] = []
+        for item in list {
+            guard let map = item.mapping else { problem(item, "each ignore region is a mapping {x, y, width, height}"); continue }
+            var values: [String: Double] = [:]
+            for (key, value) in map {
+                let name = key.string ?? ""
+                guard ["x", "y", "width", "height"].contains(name) else { unknownKey(key, name, ["x", "y", "width", "height"]); continue }
+                values[name] = number(name, value, in: 0...1, "a fraction of the picture")
+            }
+            guard let x = values["x"], let y = values["y"], let w = values["width"], let h = values["height"], w > 0, h > 0 else {
+                problem(item, "an ignore region needs x, y, width and height (fractions of the picture, width and height above 0)")
+                continue
+            }
+            regions.append(PictureRegion(x: x, y: y, width: w, height: h))
+        }
+        return regions
     }
 
     static let lumaRange = 0.0...255.0

@@ -60,6 +60,11 @@ public struct Monitor: Sendable {
         }
         let offset = ClockOffset()
         let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
+        if let store {
+            do { await engine.restoreBaselines(try await store.baselines()) } catch {
+                logger.error("picture baselines could not be read (streams learn their profile and reference again): \(error)")
+            }
+        }
         let config = ConfigService(path: configPath, initial: cfg, fileSettings: fileSettings, settings: settings,
                                    initialProblems: loaded.problems, engine: engine, plugins: plugins, scrubber: scrubber, logger: logger,
                                    environment: environment)

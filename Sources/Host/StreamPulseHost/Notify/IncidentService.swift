@@ -53,7 +53,7 @@ public final class IncidentService: Sink {
                                                                    tags: $0.tags, enabled: $0.enabled) })
                 case .change(let change):
                     machine.stateChanged(change.streamId, change.to, at: change.at)
-                case .result:
+                case .result, .baseline:
                     break
                 }
             }

@@ -278,6 +278,38 @@ public actor Engine {
     }
 
     /// New plugins were loaded: streams waiting for one are checked now.
+    // MARK: Picture health
+
+    /// Baselines stored by an earlier run (profiles, reference views).
+    public func restoreBaselines(_ baselines: [String: PictureBaseline]) {
+        machine.pictures.restore(baselines)
+    }
+
+    /// The stream's picture baseline, or nil (unknown stream, nothing learned yet).
+    public func pictureBaseline(of id: String) -> PictureBaseline? {
+        guard machine.stream(id) != nil else { return nil }
+        return machine.pictures.baseline(of: id)
+    }
+
+    /// Accepts the stream's current profile (its last good deep probe's) as the new normal; false when
+    /// the stream is unknown or no good deep probe has been seen since the start.
+    public func acceptProfile(of id: String, by user: String) -> Bool {
+        guard machine.stream(id) != nil, let record = machine.pictures.acceptProfile(id, by: user, at: clock.now()) else { return false }
+        sinks.submit(.baseline(record))
+        machine.checkNow(id, now: now)
+        wake.fire()
+        return true
+    }
+
+    /// The stream's next decoded picture becomes its reference view; a deep check starts now.
+    public func setReference(of id: String, by user: String) -> Bool {
+        guard machine.stream(id) != nil else { return false }
+        machine.pictures.adoptReference(id, by: user)
+        machine.checkNow(id, now: now)
+        wake.fire()
+        return true
+    }
+
     public func pluginsChanged() {
         perform(machine.pluginsChanged(now: now))
         wake.fire()
@@ -353,7 +385,7 @@ public func makeProbeRequest(for stream: StreamConfig, config: Config, mode: Pro
         options: ProbeOptions(
             transport: stream.transport, minFps: t.minFps, frozenThreshold: t.frozen, blackThreshold: t.black,
             maxFirstFrameMs: t.maxFirstFrame?.milliseconds, thumbnail: mode == .deep ? true : nil,
-            redirectsToOtherHosts: stream.redirects == "any" ? true : nil))
+            redirectsToOtherHosts: stream.redirects == "any" ? true : nil, ignore: stream.ignore.isEmpty ? nil : stream.ignore))
 }
 
 /// FNV-1a, stable across runs (Swift's Hasher is seeded per process).

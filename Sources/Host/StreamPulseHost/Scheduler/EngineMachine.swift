@@ -60,6 +60,8 @@ public struct EngineMachine: Sendable {
     private var described: [String: StreamSnapshot] = [:]
     /// Checks completed (current tickets only).
     public private(set) var checks = 0
+    /// Picture health against each stream's profile and reference view.
+    public var pictures = PictureJudge()
     /// Bumped whenever any stream's state or the stream list changes (API caches key on it).
     public private(set) var version = 0
 
@@ -167,11 +169,15 @@ public struct EngineMachine: Sendable {
         version &+= 1
         var result = result
         if result.mode == nil { result.mode = running.mode }
+        // Picture health: the deep result judged against the stream's profile and reference view.
+        var baseline: BaselineRecord?
+        if let stream = streams[id] { (result, baseline) = pictures.judge(id, result, stream: stream, at: date) }
         let old = states[id] ?? .initial
         let new = StatusTracker.apply(result, to: old, retries: config.settings.retries, at: date)
         states[id] = new
         schedule.completed(id, success: result.reason == .ok, dueAt: running.dueAt, now: now, jitter: jitter)
         var actions: [Action] = []
+        if let baseline { actions.append(.emit(.baseline(baseline))) }
         if result.reason != .cancelled {
             actions.append(.emit(.result(ResultRecord(
                 streamId: id, at: date, mode: result.mode ?? running.mode, status: new.status, pending: new.pending, reason: result.reason,
@@ -181,6 +187,13 @@ public struct EngineMachine: Sendable {
             actions.append(.emit(.change(change)))
         }
         return actions
+    }
+
+    /// A deep check of the stream now (an admin's "use the current picture as the reference"); a probe in
+    /// flight already serves.
+    public mutating func checkNow(_ id: String, now: Double) {
+        guard let stream = streams[id], stream.enabled, inFlight[id] == nil else { return }
+        schedule.addNow(id, plan: plan(for: stream), now: now)
     }
 
     /// A new config: added streams start, removed stop, changed restart (after their running probe has
@@ -198,6 +211,7 @@ public struct EngineMachine: Sendable {
             actions += retire(id)
             streams[id] = nil
             states[id] = nil
+            pictures.forget(id)
         }
         for id in diff.added {
             guard let stream = byID[id] else { continue }

@@ -37,6 +37,8 @@ public enum SinkEvent: Sendable {
     case change(StateChange)
     /// The config now has these streams (names, masked URLs); ids missing from it are retired.
     case streams([StreamSnapshot], at: Date)
+    /// A stream's picture baseline (profile, reference view) was learned or changed: storage keeps it.
+    case baseline(BaselineRecord)
 }
 
 /// A destination for results and state changes (SQLite, CSV files, webhooks, MQTT…).

@@ -22,6 +22,7 @@ public enum APIServer {
         SettingsRoutes.add(to: router, web)
         IncidentRoutes.add(to: router, web)
         ReportRoutes.add(to: router, web)
+        PictureRoutes.add(to: router, web)
         return router
     }
 

@@ -48,6 +48,7 @@ public final class LiveHub: Sink, Sendable {
             case .result(let result): ids.insert(result.streamId)
             case .change(let change): ids.insert(change.streamId)
             case .streams: reload = true
+            case .baseline(let record): ids.insert(record.streamId)
             }
         }
         state.withLock { state in

@@ -43,7 +43,7 @@ public final class CSVFileSink: Sink {
                 ]
                 let path = (directory as NSString).appendingPathComponent("streampulse-\(day.string(from: r.at)).csv")
                 byFile[path, default: ""] += fields.map { CSVExport.quote($0 ?? "") }.joined(separator: ",") + "\r\n"
-            case .change:
+            case .change, .baseline:
                 break
             }
         }

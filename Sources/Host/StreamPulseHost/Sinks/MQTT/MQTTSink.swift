@@ -62,6 +62,8 @@ public final class MQTTSink: Sink {
             case .streams(let streams, _):
                 guard config.discovery else { continue }
                 messages += try discoveryChanges(streams)
+            case .baseline:
+                continue
             }
         }
         if messages.isEmpty { return }

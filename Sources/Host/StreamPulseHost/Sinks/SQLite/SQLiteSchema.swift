@@ -12,6 +12,7 @@ enum SQLiteSchema {
         ("v5-incidents", v5),
         ("v6-monitor-runs", v6),
         ("v7-silences", v7),
+        ("v8-picture-baselines", v8),
     ]
 
     /// Streams, check results and state changes (with evidence thumbnails).
@@ -161,6 +162,17 @@ enum SQLiteSchema {
             t.primaryKey("id", .integer)
             t.column("until", .double).notNull()
             t.column("record", .text).notNull()
+        }
+    }
+
+    /// Picture health (issue #16): each stream's learned profile and reference view, and the reference
+    /// picture as JPEG for the evidence.
+    static func v8(_ db: Database) throws {
+        try db.create(table: "picture_baselines") { t in
+            t.primaryKey("stream_id", .text)
+            t.column("record", .text).notNull()       // PictureBaseline as JSON
+            t.column("reference_jpeg", .blob)
+            t.column("updated", .double).notNull()
         }
     }
 }

@@ -86,6 +86,8 @@ public final class SQLiteStore: Sendable {
                 let placeholders = ids.isEmpty ? "''" : Array(repeating: "?", count: ids.count).joined(separator: ",")
                 try db.execute(sql: "UPDATE streams SET retired_at = ? WHERE retired_at IS NULL AND id NOT IN (\(placeholders))",
                                arguments: StatementArguments([now] + ids))
+            case .baseline(let record):
+                try storeBaseline(record, in: db)
             }
         }
     }

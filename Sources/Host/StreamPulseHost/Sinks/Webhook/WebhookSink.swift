@@ -76,7 +76,7 @@ public final class WebhookSink: Sink {
                     let label = Self.label(change.to)
                     guard matches(change, tags: state.tags[change.streamId] ?? []), state.lastSent[change.streamId] != label else { continue }
                     state.pending[change.streamId] = Pending(change: change, due: change.at.addingTimeInterval(options.minDuration.seconds))
-                case .result:
+                case .result, .baseline:
                     break
                 }
             }

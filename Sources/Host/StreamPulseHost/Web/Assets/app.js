@@ -346,7 +346,52 @@ async function openHistory(id) {
   $("h-checks").replaceChildren();
   $("history").showModal();
   loadStreamIncidents(id);
+  loadBaseline(id);
   await loadHistory();
+}
+
+// Picture health: the profile the stream is judged against and its reference view, beside the latest
+// picture (the evidence for scene_changed, obstructed and blurred); admins accept a new profile or take the
+// current picture as the reference.
+const PICTURE_REASONS = ["scene_changed", "obstructed", "blurred", "profile_changed", "low_bitrate"];
+async function loadBaseline(id) {
+  const enc = encodeURIComponent(id);
+  let b;
+  try { b = await api(`/api/streams/${enc}/baseline`); } catch { $("h-baseline-box").hidden = true; return; }
+  $("h-baseline-box").hidden = false;
+  const p = b.profile;
+  const size = p && p.width ? `${p.width}×${p.height}` : "";
+  $("h-profile").textContent = !b.picture_checks ? "Picture checks are off for this stream (picture_checks: false)."
+    : p ? `Profile (${b.profile_source || "learned"}${b.profile_at ? `, ${fmtTime(b.profile_at)}` : ""}): ${[p.codec, size,
+        p.fps ? `${p.fps} fps` : "", p.bitrate_bps ? `${Math.round(p.bitrate_bps / 1000)} kb/s` : "",
+        p.keyframe_interval_seconds ? `keyframe every ${p.keyframe_interval_seconds} s` : "",
+        p.audio === undefined ? "" : (p.audio ? "audio" : "no audio")].filter(Boolean).join(" · ")}` +
+        (b.drift_since ? ` — differs since ${fmtTime(b.drift_since)}` : "")
+    : `Learning the profile (${b.learning_probes} of 3 good deep probes).`;
+  const figures = [];
+  if (b.reference_at) {
+    figures.push(el("figure", {}, el("img", { src: `/api/streams/${enc}/reference.jpg?at=${encodeURIComponent(b.reference_at)}`, alt: "Reference picture", loading: "lazy" }),
+      el("figcaption", { text: `reference · ${fmtTime(b.reference_at)}${b.reference_by ? ` · set by ${b.reference_by}` : ""}` })));
+  }
+  const s = state.streams.get(id);
+  if (s && PICTURE_REASONS.includes(s.reason)) {
+    const changes = await api(`/api/streams/${enc}/changes?limit=5`).catch(() => []);
+    const latest = changes.find((c) => c.has_thumbnail);
+    if (latest) figures.push(el("figure", {}, el("img", { src: `/api/changes/${latest.id}/thumbnail.jpg`, alt: "Picture when it changed", loading: "lazy" }),
+      el("figcaption", { text: `${latest.reason} · ${fmtTime(latest.at)}` })));
+  }
+  $("h-reference").replaceChildren(...figures);
+  $("h-baseline-tools").hidden = !(state.session && state.session.role === "admin") || !b.picture_checks;
+  $("h-baseline-msg").textContent = "";
+}
+
+async function baselineAction(path, done) {
+  const id = state.history.id;
+  try {
+    await api(`/api/streams/${encodeURIComponent(id)}/${path}`, { method: "POST" });
+    $("h-baseline-msg").textContent = done;
+    setTimeout(() => loadBaseline(id), 3000);
+  } catch (e) { $("h-baseline-msg").textContent = e.message; }
 }
 
 async function loadHistory() {
@@ -648,6 +693,8 @@ function wireStatic() {
   $("h-range").onchange = () => loadHistory();
   $("h-more").onclick = () => moreChecks();
   $("h-preview").onclick = () => startPreview();
+  $("h-accept-profile").onclick = () => baselineAction("profile/accept", "Accepted: the current profile is now the normal one.");
+  $("h-set-reference").onclick = () => baselineAction("reference", "The next decoded picture becomes the reference.");
   $("info").onclick = () => openLegend();
   $("incidents").onclick = () => openIncidents();
   $("i-silence-form").addEventListener("submit", async (e) => {
