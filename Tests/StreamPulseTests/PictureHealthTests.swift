@@ -53,7 +53,7 @@ import StreamPulseCore
         let web = try freePort()
         let ids = ["moved", "blur", "cover", "night", "noise", "clock", "frozen", "profile", "audio"]
         try """
-            settings: { interval: 2s, deep_interval: 2s, timeout: 6s, retries: 1, listen: "127.0.0.1:\(web)" }
+            settings: { interval: 3s, deep_interval: 3s, timeout: 6s, retries: 1, listen: "127.0.0.1:\(web)" }
             streams:
             \(ids.map { "  - { id: \($0), url: \"rtsp://127.0.0.1:\(cams.port)/\($0)\" }" }.joined(separator: "\n"))
             """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
