@@ -92,6 +92,13 @@ def main():
               % (len(cams), swings, args.minutes, args.deep))
         print("deep probes: %d; by reason: %s" % (total, json.dumps(by_reason, sort_keys=True)))
         print("picture verdicts: %d (false alarms); single mismatches held for confirmation: %d" % (verdicts, notes))
+        marks = ",".join("?" * len(PICTURE_REASONS))
+        for stream, reason, count, first in db.execute(
+                "SELECT stream_id, reason, COUNT(*), MIN(at) FROM results WHERE mode = 'deep' AND reason IN (%s) GROUP BY stream_id, reason" % marks,
+                PICTURE_REASONS):
+            print("  %s: %d × %s, first at %s" % (stream, count, reason, time.strftime("%H:%M:%S", time.gmtime(first))))
+        for (message,) in db.execute("SELECT message FROM results WHERE mode = 'deep' AND reason IN (%s) LIMIT 3" % marks, PICTURE_REASONS):
+            print("    " + message)
         return 0 if verdicts == 0 else 1
     finally:
         if serve.poll() is None:
