@@ -33,10 +33,10 @@ import Testing
     }
 
     /// A real JPEG (ffmpeg's test pattern).
-    func jpeg() async throws -> Data {
+    func jpeg(size: String = "320x240") async throws -> Data {
         let file = TestEnvironment.temporaryDirectory("jpeg") + "/evidence.jpg"
         let run = try await TestEnvironment.run([], executable: "/usr/bin/ffmpeg", arguments: [
-            "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240", "-frames:v", "1", file])
+            "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=\(size)", "-frames:v", "1", file])
         #expect(run.status == 0, "\(run.stderr)")
         return try Data(contentsOf: URL(fileURLWithPath: file))
     }
@@ -181,6 +181,31 @@ import Testing
         await failing.shutdown()
     }
 
+    /// A scene verdict's notice carries the reference view beside the picture now, where the channel takes
+    /// two pictures: Discord (two files, each in an embed), Telegram (an album through sendMediaGroup).
+    @Test func theReferenceView_travelsBesideThePicture_inDiscordAndTelegram() async throws {
+        let r = try await receiver()
+        defer { kill(r.process.processIdentifier, SIGKILL) }
+        let notifier = Notifier(channels: channels(r), logger: CapturedLogs().logger(), retryDelays: [])
+        let now = try await jpeg(), reference = try await jpeg(size: "160x120")
+        let n = notice(channels: ["discord", "telegram", "pushover"])
+        let companion = CompanionPicture(name: "reference.jpg", caption: "the picture now beside the reference view", jpeg: reference)
+        let text = NoticeText(n, names: [:], timeZone: .gmt, now: Date(), evidence: now, companion: companion)
+        #expect(text.details.contains("Pictures: the picture now beside the reference view."))
+        let outcomes = await notifier.send(n, text: text)
+        #expect(outcomes.allSatisfy { $0.delivered }, "\(outcomes)")
+        let records = r.records()
+        #expect(records.allSatisfy { $0["ok"] as? Bool == true }, "\(records.map { ($0["path"] ?? "", $0["why"] ?? "") })")
+        let discord = records.first { ($0["path"] as? String)?.hasPrefix("/discord") == true }?["fields"] as? [String: Any] ?? [:]
+        #expect((discord["file2"] as? [String: Any])?["bytes"] as? Int == reference.count, "\(discord)")
+        #expect((discord["file2"] as? [String: Any])?["filename"] as? String == "reference.jpg")
+        let album = records.first { ($0["path"] as? String) == "/bot\(Self.botToken)/sendMediaGroup" }?["fields"] as? [String: Any] ?? [:]
+        let photos = album["photos"] as? [[String: Any]] ?? []
+        #expect(photos.map { $0["bytes"] as? Int } == [now.count, reference.count], "\(album)")
+        #expect((photos.first?["caption"] as? String)?.contains("2 of 2 streams fail") == true)
+        await notifier.shutdown()
+    }
+
     @Test func email_overSTARTTLSWithAUTH_arrivesWithTheEvidenceAttached() async throws {
         let tls = try await AlertSinkTests().privateCA()
         let out = TestEnvironment.temporaryDirectory("smtp")
@@ -197,7 +222,9 @@ import Testing
         let notifier = Notifier(channels: [mail], logger: logs.logger(), retryDelays: [])
         let picture = try await jpeg()
         let n = notice(channels: ["oncall-mail"])
-        let outcome = await notifier.send(n, text: NoticeText(n, names: [:], timeZone: .gmt, now: Date(), evidence: picture))
+        let last = try await jpeg(size: "160x120")
+        let companion = CompanionPicture(name: "last.jpg", caption: "the first and the last picture of the frozen window", jpeg: last)
+        let outcome = await notifier.send(n, text: NoticeText(n, names: [:], timeZone: .gmt, now: Date(), evidence: picture, companion: companion))
         #expect(outcome.first?.delivered == true, "\(outcome)")
         let file = try String(contentsOfFile: out + "/1.eml", encoding: .utf8)
         #expect(file.contains("X-Envelope-To: oncall@example.com,lead@example.com"))
@@ -206,6 +233,10 @@ import Testing
         let message = try #require(file.components(separatedBy: "filename=\"evidence.jpg\"").last)
         let base64 = message.components(separatedBy: "\r\n\r\n").dropFirst().first?.components(separatedBy: "--").first ?? ""
         #expect(Data(base64Encoded: base64, options: .ignoreUnknownCharacters) == picture)
+        // The companion picture (here a frozen window's last picture) is the second attachment.
+        let second = try #require(file.components(separatedBy: "filename=\"last.jpg\"").last)
+        let base64Last = second.components(separatedBy: "\r\n\r\n").dropFirst().first?.components(separatedBy: "--").first ?? ""
+        #expect(Data(base64Encoded: base64Last, options: .ignoreUnknownCharacters) == last)
         // A wrong password is refused, and the error does not carry it.
         mail.smtp?.credentials = CredentialRef(username: "alerts@example.com", password: "wrong-pa55")
         let refused = Notifier(channels: [mail], logger: logs.logger(), retryDelays: [])

@@ -85,6 +85,16 @@ import StreamPulseCore
         let frozen = await eventuallyTrue(20) { await reason("frozen") == "frozen" }
         let frozenState = await api("/api/streams/frozen") ?? [:]
         #expect(frozen, "\(frozenState)")
+        // Its evidence: the first and the last picture of the window, stored with the change and served.
+        let auth = ["Authorization": "Bearer \(token)"]
+        let changes = try await httpRequest("GET", port: web, path: "/api/streams/frozen/changes", headers: auth)
+        let list = (try? JSONSerialization.jsonObject(with: Data(changes.body.utf8))) as? [[String: Any]] ?? []
+        let frozenChange = list.first { $0["reason"] as? String == "frozen" && $0["has_last_picture"] as? Bool == true }
+        #expect(frozenChange != nil, "\(changes.body.prefix(600))")
+        if let id = frozenChange?["id"] as? Int {
+            let last = try await httpRequest("GET", port: web, path: "/api/changes/\(id)/last.jpg", headers: auth)
+            #expect(last.status == 200 && last.headers["content-type"] == "image/jpeg", "\(last.status) \(last.headers)")
+        }
 
         // The cameras change.
         for (path, variant) in [("/moved", "moved"), ("/blur", "blurred"), ("/cover", "covered"), ("/night", "night"),

@@ -66,6 +66,23 @@ struct PictureJudgeTests {
         #expect(judge(&j, Self.result(Self.grid(shift: 7)), 7).reason == .ok)
     }
 
+    /// Two damaged or half-composed pictures in a row both mismatch the reference, but not each other: no
+    /// verdict. Only the same new view seen twice confirms it (the false-alarm bench found such pairs).
+    @Test func twoDifferentMismatches_doNotConfirmEachOther_theSameNewViewTwiceDoes() {
+        var j = PictureJudge()
+        for n in 0..<3 { _ = judge(&j, Self.result(Self.grid()), n) }
+        let garbled = Self.result(Self.grid(shift: 7, seed: 5))
+        let other = Self.result(Self.grid(shift: 2, scale: 0.5, cover: true, seed: 3))
+        #expect(PictureChecks.sameView(PictureChecks.halved(garbled.image!.grid!), PictureChecks.halved(Self.grid(shift: 19, seed: 8))) == false)
+        #expect(judge(&j, garbled, 3).reason == .ok)
+        let second = judge(&j, Self.result(Self.grid(shift: 19, seed: 8)), 4)
+        #expect(second.reason == .ok && second.message.contains("the next deep probe confirms"), "\(second.message)")
+        #expect(judge(&j, other, 5).reason == .ok)
+        #expect(judge(&j, Self.result(Self.grid(shift: 19, seed: 8)), 6).reason == .ok, "a different mismatch came between")
+        #expect(judge(&j, Self.result(Self.grid(shift: 19, seed: 8)), 7).reason == .sceneChanged)
+        #expect(judge(&j, Self.result(Self.grid(shift: 19, seed: 8)), 8).reason == .sceneChanged, "the verdict holds while the view stays")
+    }
+
     @Test func aCoveredView_isObstructed_andASofterPicture_isBlurred() {
         var j = PictureJudge()
         for n in 0..<3 { _ = judge(&j, Self.result(Self.grid()), n) }

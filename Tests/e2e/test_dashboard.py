@@ -497,6 +497,39 @@ class Dashboard(unittest.TestCase):
         self.assertIn("nothing is notified", text)
         self.d.find_element(By.CSS_SELECTOR, "#legend [data-close]").click()
 
+    def test_16_picture_health_evidence_and_admin_buttons(self):
+        self.d.get(self.base + "/")
+        wait_for(lambda: self.row_status("stairs") == "degraded", what="the frozen stairs row")
+        # A frozen stream's history shows the first and the last picture of its window, both real pictures.
+        self.click_row("stairs")
+        wait_for(lambda: self.d.find_element(By.ID, "history").get_attribute("open") is not None, what="the history modal")
+        loaded = lambda css: self.d.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].filter((i) => i.complete && i.naturalWidth > 0).length", css)
+        wait_for(lambda: loaded('#h-reference img[src*="/last.jpg"]') == 1 and loaded('#h-reference img[src*="/thumbnail.jpg"]') == 1,
+                 timeout=20, what="the first and last picture of the frozen window")
+        self.assertIn("last picture", self.text("#h-reference"))
+        self.shot("16-frozen-evidence")
+        self.d.find_element(By.CSS_SELECTOR, "#history [data-close]").click()
+        # The lobby camera: once its profile is learned, the admin buttons set the reference and accept the profile.
+        wait_for(lambda: json.loads(self.api("/api/streams/lobby/baseline")["body"]).get("profile_source") == "learned",
+                 timeout=40, what="the lobby's learned profile")
+        self.click_row("lobby")
+        wait_for(lambda: self.d.find_element(By.ID, "h-baseline-tools").is_displayed(), what="the admin's picture buttons")
+        self.assertIn("Profile (learned", self.text("#h-profile"))
+        self.d.find_element(By.ID, "h-set-reference").click()
+        wait_for(lambda: "reference" in self.text("#h-baseline-msg"), what="the reference request acknowledged")
+        wait_for(lambda: json.loads(self.api("/api/streams/lobby/baseline")["body"]).get("reference_by") == "admin",
+                 timeout=30, what="the reference set by the admin")
+        self.d.find_element(By.ID, "h-accept-profile").click()
+        wait_for(lambda: json.loads(self.api("/api/streams/lobby/baseline")["body"]).get("profile_source") == "accepted by admin",
+                 timeout=10, what="the profile accepted by the admin")
+        self.d.find_element(By.CSS_SELECTOR, "#history [data-close]").click()
+        self.click_row("lobby")
+        wait_for(lambda: "set by admin" in self.text("#h-reference"), timeout=15, what="the reference caption naming the admin")
+        self.assertIn("accepted by admin", self.text("#h-profile"))
+        self.shot("16-reference-set")
+        self.d.find_element(By.CSS_SELECTOR, "#history [data-close]").click()
+
     def test_12_csrf_forged_and_expired_cookies_are_rejected(self):
         cookie = self.cookie()
         jar = {"Cookie": f"sp_session={cookie}", "Content-Type": "application/json"}

@@ -6,6 +6,7 @@ request shape the way the provider would, and answers 200 or 400 with the reason
   /teams/...           Teams webhook: JSON message with one Adaptive Card attachment of TextBlocks
   /discord/...         Discord webhook: JSON "content" and/or "embeds" (title <= 256, description)
   /bot<T>/sendPhoto    Telegram: multipart chat_id, caption (<= 1024) and a JPEG "photo"
+  /bot<T>/sendMediaGroup  Telegram album: multipart chat_id, "media" JSON of photos "attach://<part>", JPEG parts
   /bot<T>/sendMessage  Telegram: JSON chat_id and text
   /ntfy/<topic>        ntfy: a text body with a Title header
   /gotify/message      Gotify: JSON title, message, integer priority; X-Gotify-Key header
@@ -78,6 +79,13 @@ def check(method, path, headers, body, secret):
         embeds = payload.get("embeds") or [{}]
         if embeds[0].get("image", {}).get("url") != "attachment://" + picture["filename"]:
             return fields, "the embed does not show the attached file"
+        second = fields.get("files[1]")
+        if second is not None:
+            if not isinstance(second, dict) or not second["jpeg"]:
+                return fields, "Invalid Form Body: files[1] must be an image"
+            if len(embeds) < 2 or embeds[1].get("image", {}).get("url") != "attachment://" + second["filename"]:
+                return fields, "the second embed does not show the second file"
+            return dict(payload, file=picture, file2=second), None
         return dict(payload, file=picture), None
     if path.startswith("/discord/"):
         j = json.loads(body)
@@ -95,6 +103,25 @@ def check(method, path, headers, body, secret):
         if len(fields.get("caption", "")) > 1024:
             return fields, "Bad Request: message caption is too long"
         return fields, None
+    if path.startswith("/bot") and path.endswith("/sendMediaGroup"):
+        # An album: "media" is a JSON array of 2-10 InputMediaPhoto, each "attach://<field>" naming a file part.
+        fields = multipart(headers, body)
+        try:
+            media = json.loads(fields.get("media", ""))
+        except ValueError:
+            return fields, "Bad Request: can't parse media JSON"
+        if not fields.get("chat_id") or not isinstance(media, list) or not 2 <= len(media) <= 10:
+            return fields, "Bad Request: chat_id and 2-10 media are required"
+        photos = []
+        for item in media:
+            ref = str(item.get("media", ""))
+            part = fields.get(ref[len("attach://"):]) if ref.startswith("attach://") else None
+            if item.get("type") != "photo" or not isinstance(part, dict) or not part["jpeg"]:
+                return fields, "Bad Request: each media must be a photo attached as a JPEG file"
+            if len(item.get("caption", "")) > 1024:
+                return fields, "Bad Request: message caption is too long"
+            photos.append(dict(part, caption=item.get("caption")))
+        return {"chat_id": fields["chat_id"], "photos": photos}, None
     if path.startswith("/bot") and path.endswith("/sendMessage"):
         j = json.loads(body)
         return j, None if j.get("chat_id") and j.get("text") else "Bad Request: chat_id and text are required"

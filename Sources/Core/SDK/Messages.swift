@@ -279,6 +279,9 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     public var image: ImageFacts?
     /// A small JPEG of the first frame (base64 in JSON), when asked for.
     public var thumbnailJpeg: Data?
+    /// With a `frozen` verdict and a thumbnail asked for: a small JPEG of the last picture of the sampling
+    /// window, so the first and last pictures can be shown side by side as the evidence (optional, 1.x).
+    public var lastPictureJpeg: Data?
 
     public init(
         reason: Reason, phase: Phase? = nil, message: String, mode: ProbeMode? = nil, timings: Timings = Timings(),

@@ -319,6 +319,7 @@ struct MJPEGSession {
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if frozen {
             result.reason = .frozen
+            if options.thumbnail == true { result.lastPictureJpeg = Data(lastFrame.bytes) }
             result.message = image?.onlyBandChanged == true
                 ? String(format: "The picture is frozen: over %.1f s only the on-screen clock changes (%d frames identical apart from one band) — %@.", span, count, size)
                 : String(format: "The picture is frozen: %d frames over %.1f s are %@ — %@.", count, span, allIdentical ? "byte-identical" : "identical", size)

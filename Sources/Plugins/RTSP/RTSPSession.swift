@@ -16,6 +16,8 @@ final class RTSPSession {
     private var decoder: UnsafeMutablePointer<AVCodecContext>?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var frame: UnsafeMutablePointer<AVFrame>?
+    /// A reference to the last picture kept by `keepCurrentPicture` (the frozen verdict's evidence).
+    private var kept: UnsafeMutablePointer<AVFrame>?
     private(set) var videoIndex: Int32 = -1
     private(set) var packetsRead = 0
     private(set) var bytesRead = 0
@@ -39,6 +41,7 @@ final class RTSPSession {
         avcodec_free_context(&decoder)
         av_packet_free(&packet)
         av_frame_free(&frame)
+        av_frame_free(&kept)
         clockBox.release()
     }
 
@@ -229,6 +232,19 @@ final class RTSPSession {
         }
         if timings.firstFrameMs == nil { timings.firstFrameMs = clock.elapsedMs }
         return UnsafePointer(frame)
+    }
+
+    /// Keeps a reference (no copy) to the picture last decoded, which the next decode would overwrite.
+    func keepCurrentPicture() {
+        guard let frame, frame.pointee.width > 0 else { return }
+        if kept == nil { kept = av_frame_alloc() } else { av_frame_unref(kept) }
+        if let kept, av_frame_ref(kept, frame) < 0 { av_frame_unref(kept) }
+    }
+
+    /// The picture kept last, if any.
+    var keptPicture: UnsafePointer<AVFrame>? {
+        guard let kept, kept.pointee.width > 0 else { return nil }
+        return UnsafePointer(kept)
     }
 
     /// After this many keyframes that failed or decoded damaged, and no intact one, the stream is judged
@@ -464,6 +480,8 @@ struct RTSPDeepProbe {
                 if let picture, let sample = LumaSample(frame: picture) {
                     window.samples.append(sample)
                     lastSampleAt = clock.elapsedMs
+                    // Referenced, not copied: encoded only if the window turns out frozen (its evidence).
+                    if options.thumbnail == true { session.keepCurrentPicture() }
                 }
             }
             if window.failure != nil { break }
@@ -494,6 +512,9 @@ struct RTSPDeepProbe {
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if verdict.frozen {
             result.reason = .frozen
+            if options.thumbnail == true, let last = session.keptPicture {
+                result.lastPictureJpeg = JPEGEncoder(maxWidth: options.maxWidth ?? 320).encode(last)
+            }
             result.message = verdict.onlyBandChanged
                 ? String(format: "The picture is frozen: over %.1f s only the on-screen clock changes (%d pictures identical apart from one band) — %@.", window.spanSeconds, samples.count, size)
                 : String(format: "The picture is frozen: %d pictures over %.1f s are identical (mean difference %.2f) — %@.", samples.count, window.spanSeconds, verdict.meanDifference ?? 0, size)

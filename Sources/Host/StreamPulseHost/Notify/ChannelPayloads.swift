@@ -3,19 +3,43 @@ import Foundation
 import Mustache
 import StreamPulseCore
 
+/// A second picture shown beside the evidence: the reference view for a scene verdict (`reference.jpg`), the
+/// last picture of the window for a frozen one (`last.jpg`).
+public struct CompanionPicture: Sendable, Equatable {
+    /// The attachment's file name.
+    public var name: String
+    /// What the two pictures are, one line for the notice ("the picture now beside the reference view").
+    public var caption: String
+    public var jpeg: Data
+
+    public init(name: String, caption: String, jpeg: Data) {
+        self.name = name
+        self.caption = caption
+        self.jpeg = jpeg
+    }
+}
+
 /// The words of one notice, shared by every channel: a title, a few lines of detail, and the evidence
-/// picture when there is one.
+/// picture when there is one (with its companion, where the channel carries two pictures).
 public struct NoticeText: Sendable, Equatable {
     public var title: String
     public var details: String
     /// Whether the notice reports trouble (opened, reminder) or its end.
     public var isTrouble: Bool
     public var evidence: Data?
+    public var companion: CompanionPicture?
+
+    /// The pictures to attach, evidence first, with their file names.
+    var pictures: [(name: String, jpeg: Data)] {
+        guard let evidence else { return [] }
+        return [("evidence.jpg", evidence)] + (companion.map { [($0.name, $0.jpeg)] } ?? [])
+    }
 
     /// - Parameters:
     ///   - names: stream id → display name.
     ///   - timeZone: local times in the text.
-    public init(_ notice: IncidentNotice, names: [String: String], timeZone: TimeZone, now: Date, evidence: Data?) {
+    public init(_ notice: IncidentNotice, names: [String: String], timeZone: TimeZone, now: Date, evidence: Data?,
+                companion: CompanionPicture? = nil) {
         let incident = notice.incident
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
@@ -44,6 +68,8 @@ public struct NoticeText: Sendable, Equatable {
         }
         details += "\nStreams: \(list)"
         self.evidence = evidence
+        self.companion = evidence == nil ? nil : companion
+        if let companion = self.companion, isTrouble { details += "\nPictures: \(companion.caption)." }
     }
 }
 
@@ -85,16 +111,37 @@ enum ChannelPayloads {
             var embed: [String: Any] = ["title": String(text.title.prefix(256)), "description": text.details,
                                         "color": text.isTrouble ? 0xE5484D : 0x30A46C]
             guard let jpeg = text.evidence else { return json(channel.url ?? "", ["content": text.title, "embeds": [embed]]) }
-            // With the picture: multipart, `payload_json` plus the file, shown inside the embed.
+            // With the pictures: multipart, `payload_json` plus the files, each shown inside an embed.
             embed["image"] = ["url": "attachment://evidence.jpg"]
-            let payload = (try? JSONSerialization.data(withJSONObject: ["content": text.title, "embeds": [embed]], options: [.sortedKeys])) ?? Data()
+            var embeds = [embed]
+            if let companion = text.companion {
+                embeds.append(["title": companion.caption, "image": ["url": "attachment://\(companion.name)"]])
+            }
+            let payload = (try? JSONSerialization.data(withJSONObject: ["content": text.title, "embeds": embeds], options: [.sortedKeys])) ?? Data()
             var form = Multipart()
             form.field("payload_json", String(decoding: payload, as: UTF8.self))
             form.file("files[0]", filename: "evidence.jpg", type: "image/jpeg", data: jpeg)
+            if let companion = text.companion { form.file("files[1]", filename: companion.name, type: "image/jpeg", data: companion.jpeg) }
             return ChannelRequest(url: channel.url ?? "", headers: [("Content-Type", form.contentType)], body: form.finish())
         case .telegram:
             let base = (channel.url ?? "https://api.telegram.org") + "/bot" + (channel.token ?? "")
             let caption = text.title + "\n" + text.details
+            if text.pictures.count > 1 {
+                // Two pictures: an album (sendMediaGroup), each photo an attached file, the caption on the first.
+                var form = Multipart()
+                form.field("chat_id", channel.target ?? "")
+                let media: [[String: Any]] = text.pictures.enumerated().map { index, picture in
+                    var item: [String: Any] = ["type": "photo", "media": "attach://picture\(index)"]
+                    if index == 0 { item["caption"] = String(caption.prefix(1024)) }
+                    return item
+                }
+                let json = (try? JSONSerialization.data(withJSONObject: media, options: [.sortedKeys])) ?? Data()
+                form.field("media", String(decoding: json, as: UTF8.self))
+                for (index, picture) in text.pictures.enumerated() {
+                    form.file("picture\(index)", filename: picture.name, type: "image/jpeg", data: picture.jpeg)
+                }
+                return ChannelRequest(url: base + "/sendMediaGroup", headers: [("Content-Type", form.contentType)], body: form.finish())
+            }
             if let jpeg = text.evidence {
                 var form = Multipart()
                 form.field("chat_id", channel.target ?? "")

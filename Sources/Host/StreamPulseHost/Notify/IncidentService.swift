@@ -154,8 +154,9 @@ public final class IncidentService: Sink {
                 try await save(incident)
             case .notify(let notice):
                 let evidence = try await evidencePicture(notice.incident)
+                let companion = try await companionPicture(notice.incident, evidence: evidence)
                 let names = machine.withLock { machine in notice.incident.streams.reduce(into: [String: String]()) { $0[$1] = machine.name(of: $1) } }
-                let text = NoticeText(notice, names: names, timeZone: timeZone.withLock { $0 }, now: date, evidence: evidence?.jpeg)
+                let text = NoticeText(notice, names: names, timeZone: timeZone.withLock { $0 }, now: date, evidence: evidence?.jpeg, companion: companion)
                 let outcomes = await notifier.send(notice, text: text)
                 var updates: [IncidentAction] = []
                 for outcome in outcomes {
@@ -181,10 +182,28 @@ public final class IncidentService: Sink {
         // The evidence is taken once, when the incident is first stored.
         let isNew = incident.updates.count == 1
         let evidence = isNew ? try await evidencePicture(incident) : nil
-        try await store.save(incident, evidence: evidence)
+        try await store.save(incident, evidence: evidence.map { ($0.jpeg, $0.at) })
     }
 
-    private func evidencePicture(_ incident: Incident) async throws -> (jpeg: Data, at: Date)? {
+    /// The picture to show beside the evidence: the reference view when the view no longer matches it
+    /// (scene changed, obstructed, blurred), the last picture of the window when it is frozen.
+    private func companionPicture(_ incident: Incident, evidence: (jpeg: Data, at: Date, last: Data?)?) async throws -> CompanionPicture? {
+        guard let store, let first = incident.streams.first, evidence != nil else { return nil }
+        switch incident.reason {
+        case .sceneChanged, .obstructed, .blurred:
+            guard let reference = try await store.referencePicture(of: first) else { return nil }
+            return CompanionPicture(name: "reference.jpg", caption: "the picture now (evidence.jpg) beside the reference view (reference.jpg)",
+                                    jpeg: reference.jpeg)
+        case .frozen:
+            guard let last = evidence?.last else { return nil }
+            return CompanionPicture(name: "last.jpg", caption: "the first (evidence.jpg) and the last (last.jpg) picture of the frozen window",
+                                    jpeg: last)
+        default:
+            return nil
+        }
+    }
+
+    private func evidencePicture(_ incident: Incident) async throws -> (jpeg: Data, at: Date, last: Data?)? {
         guard let store, let first = incident.streams.first else { return nil }
         if let failing = try await store.evidence(stream: first, good: false, since: incident.started) { return failing }
         return try await store.evidence(stream: first, good: true)

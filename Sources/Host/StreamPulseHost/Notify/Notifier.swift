@@ -111,7 +111,7 @@ public final class Notifier: Sendable {
     private func attempt(_ channel: ChannelConfig, notice: IncidentNotice, text: NoticeText) async throws {
         if channel.type == .email {
             guard let smtp = channel.smtp, let from = channel.from else { throw ChannelError(message: "email channel without smtp or from") }
-            let mail = MailMessage(from: from, to: channel.to, subject: text.title, body: text.details, jpeg: text.evidence)
+            let mail = MailMessage(from: from, to: channel.to, subject: text.title, body: text.details, pictures: text.pictures)
             try await SMTPClient(settings: smtp, caFile: channel.caFile, timeout: channel.timeout).send(mail)
             return
         }

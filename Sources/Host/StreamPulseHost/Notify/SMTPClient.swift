@@ -3,13 +3,15 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// One mail: a plain-text body and, when there is one, the evidence JPEG attached.
+/// One mail: a plain-text body and the evidence pictures attached (the picture, and beside it the reference
+/// view or the last picture of a frozen window).
 struct MailMessage: Sendable {
     var from: String
     var to: [String]
     var subject: String
     var body: String
-    var jpeg: Data?
+    /// File name and JPEG of each attached picture.
+    var pictures: [(name: String, jpeg: Data)] = []
 
     /// RFC 5322 + MIME: multipart/mixed when a picture is attached; CRLF line ends, dot-stuffed by the client.
     func rendered(date: Date = Date(), boundary: String = "sp-" + UUID().uuidString) -> String {
@@ -26,13 +28,16 @@ struct MailMessage: Sendable {
             "MIME-Version: 1.0",
         ]
         let text = Data(body.utf8).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
-        if let jpeg {
+        if !pictures.isEmpty {
             lines += ["Content-Type: multipart/mixed; boundary=\"\(boundary)\"", "", "--\(boundary)",
-                      "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64", "", text,
-                      "--\(boundary)", "Content-Type: image/jpeg; name=\"evidence.jpg\"", "Content-Transfer-Encoding: base64",
-                      "Content-Disposition: attachment; filename=\"evidence.jpg\"", "",
-                      jpeg.base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]),
-                      "--\(boundary)--"]
+                      "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64", "", text]
+            for picture in pictures {
+                let name = Self.headerSafe(picture.name).replacingOccurrences(of: "\"", with: "")
+                lines += ["--\(boundary)", "Content-Type: image/jpeg; name=\"\(name)\"", "Content-Transfer-Encoding: base64",
+                          "Content-Disposition: attachment; filename=\"\(name)\"", "",
+                          picture.jpeg.base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])]
+            }
+            lines.append("--\(boundary)--")
         } else {
             lines += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64", "", text]
         }

@@ -183,7 +183,8 @@ public struct EngineMachine: Sendable {
                 streamId: id, at: date, mode: result.mode ?? running.mode, status: new.status, pending: new.pending, reason: result.reason,
                 phase: result.phase, message: result.message, timings: result.timings, media: result.media))))
         }
-        if let change = StatusTracker.change(from: old, to: new, stream: id, at: date, thumbnail: result.thumbnailJpeg) {
+        if let change = StatusTracker.change(from: old, to: new, stream: id, at: date, thumbnail: result.thumbnailJpeg,
+                                                  lastPicture: result.lastPictureJpeg) {
             actions.append(.emit(.change(change)))
         }
         return actions

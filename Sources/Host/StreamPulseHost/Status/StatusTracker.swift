@@ -31,6 +31,8 @@ public struct StateChange: Sendable, Equatable {
     public var to: StreamState
     public var at: Date
     public var thumbnailJpeg: Data?
+    /// With a frozen verdict: the last picture of the window (the thumbnail is the first).
+    public var lastPictureJpeg: Data? = nil
 }
 
 /// Turns probe results into statuses operators trust. Pure.
@@ -101,8 +103,9 @@ public enum StatusTracker {
     }
 
     /// The change between two states worth an event (status, reason or pending changed).
-    public static func change(from old: StreamState, to new: StreamState, stream: String, at now: Date, thumbnail: Data?) -> StateChange? {
+    public static func change(from old: StreamState, to new: StreamState, stream: String, at now: Date, thumbnail: Data?,
+                              lastPicture: Data? = nil) -> StateChange? {
         guard old.status != new.status || old.reason != new.reason || old.pending != new.pending else { return nil }
-        return StateChange(streamId: stream, from: old, to: new, at: now, thumbnailJpeg: thumbnail)
+        return StateChange(streamId: stream, from: old, to: new, at: now, thumbnailJpeg: thumbnail, lastPictureJpeg: lastPicture)
     }
 }

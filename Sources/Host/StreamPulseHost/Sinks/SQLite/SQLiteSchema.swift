@@ -13,6 +13,7 @@ enum SQLiteSchema {
         ("v6-monitor-runs", v6),
         ("v7-silences", v7),
         ("v8-picture-baselines", v8),
+        ("v9-last-picture", v9),
     ]
 
     /// Streams, check results and state changes (with evidence thumbnails).
@@ -174,5 +175,10 @@ enum SQLiteSchema {
             t.column("reference_jpeg", .blob)
             t.column("updated", .double).notNull()
         }
+    }
+
+    /// Frozen evidence (issue #16): the last picture of the window beside the first (the thumbnail).
+    static func v9(_ db: Database) throws {
+        try db.alter(table: "state_changes") { t in t.add(column: "last_picture", .blob) }
     }
 }

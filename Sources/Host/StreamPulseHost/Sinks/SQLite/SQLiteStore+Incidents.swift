@@ -67,16 +67,16 @@ public struct StoredIncident: Sendable, Codable, Equatable {
 extension SQLiteStore {
     /// The newest stored picture of a stream: from its last change to ok (`good`), or from a failing change
     /// since `since` (a frozen or black picture), with its time.
-    public func evidence(stream: String, good: Bool, since: Date? = nil) async throws -> (jpeg: Data, at: Date)? {
+    public func evidence(stream: String, good: Bool, since: Date? = nil) async throws -> (jpeg: Data, at: Date, last: Data?)? {
         try await pool.read { db in
             let condition = good ? "to_status = 'ok'" : "to_status <> 'ok' AND at >= \(since?.timeIntervalSince1970 ?? 0)"
             guard let row = try Row.fetchOne(db, sql: """
-                SELECT thumbnail, at FROM state_changes WHERE stream_id = ? AND thumbnail IS NOT NULL AND \(condition)
+                SELECT thumbnail, last_picture, at FROM state_changes WHERE stream_id = ? AND thumbnail IS NOT NULL AND \(condition)
                 ORDER BY id DESC LIMIT 1
                 """, arguments: [stream]) else { return nil }
             let jpeg: Data = row["thumbnail"]
             let at: Double = row["at"]
-            return (jpeg, Date(timeIntervalSince1970: at))
+            return (jpeg, Date(timeIntervalSince1970: at), row["last_picture"])
         }
     }
 }

@@ -67,10 +67,10 @@ public final class SQLiteStore: Sendable {
                 try daily.execute(arguments: [r.streamId, Int(at / 86400) * 86400, ok])
             case .change(let c):
                 try db.execute(sql: """
-                    INSERT INTO state_changes (stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO state_changes (stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail, last_picture)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [c.streamId, c.at.timeIntervalSince1970, c.from.status.rawValue, c.to.status.rawValue, c.to.pending,
-                                     c.to.reason.rawValue, c.to.phase?.rawValue, c.to.message, c.thumbnailJpeg])
+                                     c.to.reason.rawValue, c.to.phase?.rawValue, c.to.message, c.thumbnailJpeg, c.lastPictureJpeg])
             case .streams(let streams, let at):
                 let now = at.timeIntervalSince1970
                 for s in streams {
@@ -217,24 +217,32 @@ public final class SQLiteStore: Sendable {
         public var phase: String?
         public var message: String
         public var hasThumbnail: Bool
+        /// A frozen verdict's last picture is stored beside the thumbnail (its first).
+        public var hasLastPicture: Bool
     }
 
     public func changes(stream: String, from: Date?, to: Date?, limit: Int = 200) async throws -> [Change] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT id, stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail IS NOT NULL AS has_thumb
+                SELECT id, stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail IS NOT NULL AS has_thumb,
+                       last_picture IS NOT NULL AS has_last
                 FROM state_changes WHERE stream_id = ? AND at >= ? AND at <= ? ORDER BY id DESC LIMIT ?
                 """, arguments: [stream, from?.timeIntervalSince1970 ?? 0, to?.timeIntervalSince1970 ?? 1e12, min(limit, 2000)])
                 .map { row in
                     Change(id: row["id"], streamId: row["stream_id"], at: Date(timeIntervalSince1970: row["at"]), fromStatus: row["from_status"],
                            toStatus: row["to_status"], pending: row["pending"], reason: row["reason"], phase: row["phase"],
-                           message: row["message"], hasThumbnail: row["has_thumb"])
+                           message: row["message"], hasThumbnail: row["has_thumb"], hasLastPicture: row["has_last"])
                 }
         }
     }
 
     public func thumbnail(change id: Int64) async throws -> Data? {
         try await pool.read { db in try Data.fetchOne(db, sql: "SELECT thumbnail FROM state_changes WHERE id = ?", arguments: [id]) }
+    }
+
+    /// A frozen verdict's last picture of the window, stored with its change.
+    public func lastPicture(change id: Int64) async throws -> Data? {
+        try await pool.read { db in try Data.fetchOne(db, sql: "SELECT last_picture FROM state_changes WHERE id = ?", arguments: [id]) }
     }
 
     public func resultCount() async throws -> Int {

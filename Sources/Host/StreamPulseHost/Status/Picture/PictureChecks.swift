@@ -23,6 +23,15 @@ public enum PictureChecks {
         return (sab - sa * sb / n) / (va * vb).squareRoot()
     }
 
+    /// Whether two pictures show the same view: their edges correlate (≥ `minCorrelation`), or, when
+    /// either has no structure to compare (a lens fully covered), their luma barely differs. Two damaged
+    /// or half-composed pictures in a row rarely agree; a camera that really moved shows its new view twice.
+    public static func sameView(_ a: LumaGrid, _ b: LumaGrid, ignore: [PictureRegion] = [], minCorrelation: Double = 0.8) -> Bool {
+        if let correlation = edgeCorrelation(a, b, ignore: ignore) { return correlation >= minCorrelation }
+        guard let still = stillness(a, b, ignore: ignore, threshold: 6) else { return false }
+        return still.mean < 6
+    }
+
     /// Gradient magnitude (|dx| + |dy|, central differences) of each inner cell; border cells are 0.
     static func gradients(_ g: LumaGrid) -> [Double] {
         var out = [Double](repeating: 0, count: g.values.count)

@@ -121,8 +121,10 @@ public struct PictureJudge: Sendable {
         /// Take the next decoded picture as the reference (set by an admin), and who asked.
         var adoptReference: String?
         /// A scene verdict seen once, waiting for the next deep probe to confirm it (one damaged or
-        /// half-decoded picture must not call a camera moved).
+        /// half-decoded picture must not call a camera moved), and that picture (halved grid): the
+        /// confirming picture must show the same view, not merely another mismatch.
         var suspect: Reason?
+        var suspectPicture: LumaGrid?
     }
 
     private var entries: [String: Entry] = [:]
@@ -237,20 +239,25 @@ public struct PictureJudge: Sendable {
                     jpegForReference = result.thumbnailJpeg
                 }
                 entry.suspect = nil
+                entry.suspectPicture = nil
             } else if let reference = entry.baseline.reference {
                 let found = scene(grid, reference: reference, baseline: entry.baseline, sharpness: result.image?.sharpness,
                                   thresholds: thresholds, ignore: ignore)
-                if let found, entry.suspect == found.0 {
+                if let found, entry.suspect == found.0, let seen = entry.suspectPicture, PictureChecks.sameView(seen, halved, ignore: ignore) {
                     verdict = found
+                    entry.suspectPicture = halved
                 } else if let found {
                     entry.suspect = found.0
+                    entry.suspectPicture = halved
                     note = " One picture did not match the reference view (\(found.0)); the next deep probe confirms or clears it."
                 } else {
                     entry.suspect = nil
+                    entry.suspectPicture = nil
                 }
             }
         } else if verdict != nil {
             entry.suspect = nil
+            entry.suspectPicture = nil
         }
 
         // 3. Frozen across probes: a window that could not compare two pictures is compared with the

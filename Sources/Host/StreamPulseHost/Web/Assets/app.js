@@ -374,15 +374,27 @@ async function loadBaseline(id) {
       el("figcaption", { text: `reference · ${fmtTime(b.reference_at)}${b.reference_by ? ` · set by ${b.reference_by}` : ""}` })));
   }
   const s = state.streams.get(id);
-  if (s && PICTURE_REASONS.includes(s.reason)) {
+  if (s && (PICTURE_REASONS.includes(s.reason) || s.reason === "frozen")) {
+    // The evidence beside the reference: the picture of the latest change; for frozen, the first and the
+    // last picture of the window.
     const changes = await api(`/api/streams/${enc}/changes?limit=5`).catch(() => []);
     const latest = changes.find((c) => c.has_thumbnail);
-    if (latest) figures.push(el("figure", {}, el("img", { src: `/api/changes/${latest.id}/thumbnail.jpg`, alt: "Picture when it changed", loading: "lazy" }),
-      el("figcaption", { text: `${latest.reason} · ${fmtTime(latest.at)}` })));
+    if (latest) figures.push(...evidenceFigures(latest));
   }
   $("h-reference").replaceChildren(...figures);
   $("h-baseline-tools").hidden = !(state.session && state.session.role === "admin") || !b.picture_checks;
   $("h-baseline-msg").textContent = "";
+}
+
+// A change's pictures: its thumbnail, and for a frozen window the first and the last picture side by side.
+function evidenceFigures(c) {
+  const state = c.pending ? "pending" : c.to_status;
+  const label = c.has_last_picture ? `${c.reason} · first picture` : `${c.reason === "ok" ? state : `${state} · ${c.reason}`}`;
+  const out = [el("figure", {}, el("img", { src: `/api/changes/${c.id}/thumbnail.jpg`, alt: `Picture at ${state}`, loading: "lazy" }),
+    el("figcaption", { text: `${label} · ${fmtTime(c.at)}` }))];
+  if (c.has_last_picture) out.push(el("figure", { class: "last-picture" }, el("img", { src: `/api/changes/${c.id}/last.jpg`, alt: "Last picture of the frozen window", loading: "lazy" }),
+    el("figcaption", { text: `${c.reason} · last picture · ${fmtTime(c.at)}` })));
+  return out;
 }
 
 async function baselineAction(path, done) {
@@ -405,9 +417,7 @@ async function loadHistory() {
     api(`/api/streams/${enc}/checks?from=${from}&limit=50`),
   ]);
   drawTimeline(changes, from, now);
-  $("h-evidence").replaceChildren(...changes.filter((c) => c.has_thumbnail).slice(0, 12).map((c) =>
-    el("figure", {}, el("img", { src: `/api/changes/${c.id}/thumbnail.jpg`, alt: `Picture at ${c.to_status}`, loading: "lazy" }),
-      el("figcaption", { text: `${c.pending ? "pending" : c.to_status} · ${fmtTime(c.at)}` }))));
+  $("h-evidence").replaceChildren(...changes.filter((c) => c.has_thumbnail).slice(0, 12).flatMap(evidenceFigures));
   $("h-checks").replaceChildren(...checks.map(checkRow));
   h.before = checks.length ? checks[checks.length - 1].id : null;
   $("h-more").hidden = checks.length < 50;

@@ -30,6 +30,12 @@ enum HistoryRoutes {
             }
             return jpegAnswer(jpeg)
         }
+        viewer.get("/api/changes/{id}/last.jpg") { _, context -> Response in
+            guard let store, let id = Int64(try context.parameters.require("id")), let jpeg = try await store.lastPicture(change: id) else {
+                return APIServer.json(["error": "no last picture"], status: .notFound)
+            }
+            return jpegAnswer(jpeg)
+        }
         viewer.get("/api/export.csv") { request, _ -> Response in
             guard let store else { return noDatabase }
             let q = request.uri.queryParameters
