@@ -99,6 +99,16 @@ def main():
             print("  %s: %d × %s, first at %s" % (stream, count, reason, time.strftime("%H:%M:%S", time.gmtime(first))))
         for (message,) in db.execute("SELECT message FROM results WHERE mode = 'deep' AND reason IN (%s) LIMIT 3" % marks, PICTURE_REASONS):
             print("    " + message)
+        if verdicts:
+            # Keep the evidence: each verdict's change picture and the stored reference pictures, to look at.
+            keep = tempfile.mkdtemp(prefix="streampulse-bench-pictures-evidence-")
+            rows = db.execute("SELECT id, stream_id, reason, thumbnail FROM state_changes WHERE thumbnail IS NOT NULL AND reason IN (%s)" % marks,
+                              PICTURE_REASONS).fetchall()
+            rows += db.execute("SELECT 0, stream_id, 'reference', reference_jpeg FROM picture_baselines WHERE reference_jpeg IS NOT NULL").fetchall()
+            for change, stream, reason, jpeg in rows:
+                with open(os.path.join(keep, "%s-%s-%d.jpg" % (stream, reason, change)), "wb") as f:
+                    f.write(jpeg)
+            print("evidence pictures kept in %s" % keep)
         return 0 if verdicts == 0 else 1
     finally:
         if serve.poll() is None:

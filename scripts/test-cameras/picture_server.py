@@ -97,10 +97,10 @@ def variants(scene, moved_scene=None):
 
     def noisy(chain):
         # The picture (after what happened to it in front of the sensor), then sensor noise at 3 %.
-        return "compositor name=c min-upstream-latency=500000000 latency=300000000 sink_1::alpha=0.03 ! video/x-raw,format=I420 ! " + enc + " " + chain + " ! c.sink_0 " + noise + " ! c.sink_1"
+        return "compositor name=c background=black min-upstream-latency=500000000 latency=300000000 sink_1::alpha=0.03 ! video/x-raw,format=I420 ! " + enc + " " + chain + " ! c.sink_0 " + noise + " ! c.sink_1"
 
     clock = "clockoverlay time-format=\"%H:%M:%S\" valignment=bottom halignment=right font-desc=\"Sans 10\""
-    cover = ("compositor name=k min-upstream-latency=500000000 latency=300000000 sink_1::xpos=0 sink_1::ypos=0 ! video/x-raw,format=I420,width=320,height=240 ! videoconvert ! queue ! m.sink_0 "
+    cover = ("compositor name=k background=black min-upstream-latency=500000000 latency=300000000 sink_1::xpos=0 sink_1::ypos=0 ! video/x-raw,format=I420,width=320,height=240 ! videoconvert ! queue ! m.sink_0 "
              + still + " ! k.sink_0 videotestsrc is-live=true pattern=solid-color foreground-color=0xff8a8a8a ! "
              + "video/x-raw,format=I420,width=160,height=240,framerate=10/1 ! k.sink_1 ")
     moving = "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=%d,height=%d,framerate=25/1 ! "
@@ -110,7 +110,7 @@ def variants(scene, moved_scene=None):
         "clock": noisy(still + " ! " + clock),
         "moved": noisy(still_with("", moved_scene)),
         "blurred": noisy(still_with("gaussianblur sigma=3.5 ! videoconvert ! ")),
-        "covered": "compositor name=m min-upstream-latency=500000000 latency=300000000 sink_1::alpha=0.03 ! video/x-raw,format=I420 ! " + enc + " " + cover + noise + " ! m.sink_1",
+        "covered": "compositor name=m background=black min-upstream-latency=500000000 latency=300000000 sink_1::alpha=0.03 ! video/x-raw,format=I420 ! " + enc + " " + cover + noise + " ! m.sink_1",
         "frozen-clock": still + " ! " + clock + " ! " + quant,
         "hd": moving % (1920, 1080) + "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=3000 ! rtph264pay name=pay0 pt=96 config-interval=1",
         "sd": moving % (640, 480) + "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800 ! rtph264pay name=pay0 pt=96 config-interval=1",
@@ -122,8 +122,11 @@ def variants(scene, moved_scene=None):
 
 def factory(launch):
     # One pipeline per client. Under load its first pictures may be composed before every input has
-    # arrived (a grey or half-drawn frame, as a damaged keyframe from a real camera): the monitor must
-    # not take one such picture for a moved or covered camera.
+    # arrived (a dark frame with only the noise on it, as a damaged keyframe from a real camera): the
+    # monitor must not take one such picture for a moved or covered camera. The compositors' background is
+    # black, not GStreamer's default checkerboard: a checkerboard twice in a row is the same (wrong) view
+    # twice, which the monitor rightly reports, and no healthy camera shows one (the false-alarm bench
+    # found exactly that: two probes in a row joined during a pipeline's start under load).
     f = GstRtspServer.RTSPMediaFactory()
     f.set_launch("( " + launch + " )")
     f.set_shared(False)
