@@ -29,6 +29,31 @@ import Testing
         actions.compactMap { if case let .emit(.result(record)) = $0 { record } else { nil } }
     }
 
+    /// A deep picture that does not match the reference makes the very next check deep (10 s later), so the
+    /// mismatch is confirmed or cleared within one interval instead of one deep interval (5 min).
+    @Test func aPictureMismatch_makesTheNextCheckDeep() throws {
+        var machine = EngineMachine(config: config([("a", "rtsp://h/1")]), startupSpread: .seconds(1), now: 0, lookup: Self.facts)
+        func run(_ now: Double, _ grid: LumaGrid?) throws -> ProbeMode? {
+            let actions = machine.tick(now: now, at: Self.date)
+            guard case let .start(ticket, request, _, _, _, _)? = actions.first(where: { if case .start = $0 { true } else { false } }) else { return nil }
+            let result = grid.map { PictureJudgeTests.result($0) } ?? ProbeResult(reason: .ok, message: "quick", mode: .quick)
+            _ = machine.probeFinished(ticket, result: request.mode == .deep ? result : ProbeResult(reason: .ok, message: "quick", mode: .quick),
+                                      now: now + 1, at: Self.date.addingTimeInterval(now), jitter: 0.5)
+            return request.mode
+        }
+        // Three deep probes (one per deep interval) learn the profile and the reference.
+        var now = 2.0
+        for _ in 0..<3 {
+            #expect(try run(now, PictureJudgeTests.grid()) == .deep)
+            #expect(try run(now + 20, nil) == .quick, "between deep probes, quick checks")
+            now += 301
+        }
+        // The camera turned: the mismatch is noted, and the next check, 10 s later, is deep and confirms it.
+        #expect(try run(now, PictureJudgeTests.grid(shift: 7)) == .deep)
+        #expect(try run(now + 20, PictureJudgeTests.grid(shift: 7)) == .deep, "the mismatch is checked again at once")
+        #expect(machine.state(of: "a")?.reason == .sceneChanged)
+    }
+
     @Test func aStreamRestartedMidProbe_startsAgainOnlyAfterTheOldProbeEnded_andCountsOneCheck() throws {
         var machine = EngineMachine(config: config([("a", "rtsp://h/1")]), startupSpread: .seconds(1), now: 0, lookup: Self.facts)
         let first = try #require(starts(machine.tick(now: 2, at: Self.date)).first)

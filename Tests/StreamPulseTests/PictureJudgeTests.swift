@@ -57,7 +57,7 @@ struct PictureJudgeTests {
         let night = judge(&j, Self.result(Self.grid(scale: 0.4, offset: 5)), 3)
         #expect(night.reason == .ok, "\(night.message)")
         let once = judge(&j, Self.result(Self.grid(shift: 7)), 4)
-        #expect(once.reason == .ok && once.message.contains("the next deep probe confirms"), "\(once.message)")
+        #expect(once.reason == .ok && once.message.contains("the next check (deep) confirms"), "\(once.message)")
         let twice = judge(&j, Self.result(Self.grid(shift: 7)), 5)
         #expect(twice.reason == .sceneChanged, "\(twice.message)")
         // An admin takes the current picture as the reference: the new view is normal from then on.
@@ -76,7 +76,7 @@ struct PictureJudgeTests {
         #expect(PictureChecks.sameView(PictureChecks.halved(garbled.image!.grid!), PictureChecks.halved(Self.grid(shift: 19, seed: 8))) == false)
         #expect(judge(&j, garbled, 3).reason == .ok)
         let second = judge(&j, Self.result(Self.grid(shift: 19, seed: 8)), 4)
-        #expect(second.reason == .ok && second.message.contains("the next deep probe confirms"), "\(second.message)")
+        #expect(second.reason == .ok && second.message.contains("the next check (deep) confirms"), "\(second.message)")
         #expect(judge(&j, other, 5).reason == .ok)
         #expect(judge(&j, Self.result(Self.grid(shift: 19, seed: 8)), 6).reason == .ok, "a different mismatch came between")
         #expect(judge(&j, Self.result(Self.grid(shift: 19, seed: 8)), 7).reason == .sceneChanged)

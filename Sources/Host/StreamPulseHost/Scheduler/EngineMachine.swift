@@ -176,6 +176,8 @@ public struct EngineMachine: Sendable {
         let new = StatusTracker.apply(result, to: old, retries: config.settings.retries, at: date)
         states[id] = new
         schedule.completed(id, success: result.reason == .ok, dueAt: running.dueAt, now: now, jitter: jitter)
+        // A picture that did not match the reference is confirmed or cleared by the next check, not minutes later.
+        if result.mode == .deep, pictures.awaitsConfirmation(id) { schedule.deepNext(id) }
         var actions: [Action] = []
         if let baseline { actions.append(.emit(.baseline(baseline))) }
         if result.reason != .cancelled {

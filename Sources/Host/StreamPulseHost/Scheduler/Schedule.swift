@@ -90,6 +90,11 @@ public struct Schedule: Sendable {
         entries[id]?.plan = plan
     }
 
+    /// The stream's next check is deep, whenever its deep interval falls (a picture mismatch to confirm).
+    public mutating func deepNext(_ id: String) {
+        entries[id]?.lastDeep = nil
+    }
+
     public mutating func remove(_ id: String) {
         entries[id] = nil
     }

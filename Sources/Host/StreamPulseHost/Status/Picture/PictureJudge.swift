@@ -140,6 +140,10 @@ public struct PictureJudge: Sendable {
     /// A removed stream's baseline is dropped (its stored row goes with its history).
     public mutating func forget(_ id: String) { entries[id] = nil }
 
+    /// Whether a picture mismatch waits for the next deep probe to confirm or clear it (the engine then makes
+    /// the stream's next check deep instead of waiting for its deep interval).
+    public func awaitsConfirmation(_ id: String) -> Bool { entries[id]?.suspect != nil }
+
     /// The stream's baseline, for the API.
     public func baseline(of id: String) -> PictureBaseline? { entries[id]?.baseline }
 
@@ -249,7 +253,7 @@ public struct PictureJudge: Sendable {
                 } else if let found {
                     entry.suspect = found.0
                     entry.suspectPicture = halved
-                    note = " One picture did not match the reference view (\(found.0)); the next deep probe confirms or clears it."
+                    note = " One picture did not match the reference view (\(found.0)); the next check (deep) confirms or clears it."
                 } else {
                     entry.suspect = nil
                     entry.suspectPicture = nil
