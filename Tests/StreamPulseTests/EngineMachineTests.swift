@@ -54,6 +54,28 @@ import Testing
         #expect(machine.state(of: "a")?.reason == .sceneChanged)
     }
 
+    /// "since 03:12" in a picture message is in the configured time zone, also after a reload changes it.
+    @Test func pictureMessages_tellTimeInTheConfiguredZone() throws {
+        var tokyo = config([("a", "rtsp://h/1")])
+        tokyo.settings.timezone = "Asia/Tokyo"
+        var machine = EngineMachine(config: tokyo, startupSpread: .seconds(1), now: 0, lookup: Self.facts)
+        var now = 2.0
+        func deep(_ result: ProbeResult) throws -> ProbeResult? {
+            let actions = machine.tick(now: now, at: Self.date.addingTimeInterval(now))
+            guard case let .start(ticket, _, _, _, _, _)? = actions.first else { return nil }
+            let done = machine.probeFinished(ticket, result: result, now: now + 1, at: Self.date.addingTimeInterval(now), jitter: 0.5)
+            now += 301
+            return done.compactMap { if case let .emit(.result(r)) = $0 { ProbeResult(reason: r.reason, message: r.message) } else { nil } }.first
+        }
+        for _ in 0..<3 { _ = try deep(PictureJudgeTests.result(PictureJudgeTests.grid())) }
+        let at = Self.date.addingTimeInterval(now)
+        let changed = try #require(try deep(PictureJudgeTests.result(PictureJudgeTests.grid(), width: 640, height: 480)))
+        let clock = DateFormatter()
+        clock.timeZone = TimeZone(identifier: "Asia/Tokyo")
+        clock.dateFormat = "HH:mm"
+        #expect(changed.reason == .profileChanged && changed.message.contains("since \(clock.string(from: at))"), "\(changed.message)")
+    }
+
     @Test func aStreamRestartedMidProbe_startsAgainOnlyAfterTheOldProbeEnded_andCountsOneCheck() throws {
         var machine = EngineMachine(config: config([("a", "rtsp://h/1")]), startupSpread: .seconds(1), now: 0, lookup: Self.facts)
         let first = try #require(starts(machine.tick(now: 2, at: Self.date)).first)

@@ -74,6 +74,7 @@ public struct EngineMachine: Sendable {
         self.config = config
         self.lookup = lookup
         schedule.startupSpread = startupSpread
+        pictures.timeZone = TimeZone(identifier: config.settings.timezone) ?? pictures.timeZone
         for stream in config.streams where streams[stream.id] == nil {
             streams[stream.id] = stream
             states[stream.id] = .initial
@@ -205,6 +206,8 @@ public struct EngineMachine: Sendable {
         let diff = ConfigDiff(from: config, to: new)
         config = new
         version &+= 1
+        // Times in picture messages ("since 03:12") are in the configured zone.
+        pictures.timeZone = TimeZone(identifier: new.settings.timezone) ?? pictures.timeZone
         var actions: [Action] = []
         // Only the streams the diff names are looked up (not an index of every stream).
         let named = Set(diff.added + diff.restarted + diff.relabelled)
