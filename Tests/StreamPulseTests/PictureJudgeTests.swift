@@ -93,6 +93,28 @@ struct PictureJudgeTests {
         #expect(blurred.reason == .blurred && blurred.message.contains("% of the reference picture's 0.80"), "\(blurred.message)")
     }
 
+    /// Obstruction counts the reference's detail that is hidden, not how much of the view is plain: a scene
+    /// that is half sky, whose detailed half is half covered, is obstructed; the same scene with noise is not.
+    @Test func obstruction_countsTheHiddenDetail_notThePlainSky() {
+        func scene(cover: Bool, noise: Int = 0) -> LumaGrid {
+            let textured = Self.grid(seed: 2)
+            var values = [UInt8](textured.values)
+            for row in 0..<27 {
+                for column in 0..<48 {
+                    if row < 12 { values[row * 48 + column] = UInt8(180 + (row + column + noise) % 2 * noise) }  // sky
+                    else if cover && column < 24 { values[row * 48 + column] = 90 }  // a board over the detailed half
+                }
+            }
+            return LumaGrid(columns: 48, rows: 27, values: Data(values))
+        }
+        let reference = scene(cover: false)
+        #expect(PictureChecks.structureCovered(scene(cover: false, noise: 1), reference: reference) == 0)
+        let covered = PictureChecks.structureCovered(scene(cover: true), reference: reference) ?? 0
+        #expect(covered >= 0.45 && covered <= 0.55, "\(covered)")
+        #expect(PictureChecks.uniformCoverage(scene(cover: true)) - PictureChecks.uniformCoverage(reference) < 0.3,
+                "the plain share grows by less than the old rule's margin, yet half the detail is gone")
+    }
+
     @Test func aWindowWithOnePicture_thatEqualsThePreviousProbes_isFrozen_aLiveOneIsNot() {
         var j = PictureJudge()
         for n in 0..<3 { _ = judge(&j, Self.result(Self.grid()), n) }

@@ -234,11 +234,11 @@ public struct ImageFacts: Codable, Sendable, Equatable {
     public var meanDifference: Double?
     /// Frames looked at.
     public var framesSampled: Int
-    /// Sharpness of the first picture at its own resolution: fine-detail contrast over coarse contrast
-    /// (0–1, exposure-independent); a blurred lens lowers it (protocol 1.1).
+    /// Sharpness of the judged picture (the window's last intact one) at its own resolution: fine-detail
+    /// contrast over coarse contrast (0–1, exposure-independent); a blurred lens lowers it (protocol 1.1).
     public var sharpness: Double?
-    /// The first picture, downscaled, for the host's scene, obstruction and across-probe frozen checks
-    /// (protocol 1.1).
+    /// The judged picture (the window's last intact one, the one the black check reads), downscaled, for the
+    /// host's scene, obstruction and across-probe frozen checks (protocol 1.1).
     public var grid: LumaGrid?
     /// The pictures were identical apart from one horizontal band (an on-screen clock), which the frozen
     /// check set aside.
@@ -277,7 +277,8 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     public var timings: Timings
     public var media: MediaFacts?
     public var image: ImageFacts?
-    /// A small JPEG of the first frame (base64 in JSON), when asked for.
+    /// A small JPEG (base64 in JSON), when asked for: of the picture `image.grid` was taken from, or of the
+    /// first picture when the window failed or froze.
     public var thumbnailJpeg: Data?
     /// With a `frozen` verdict and a thumbnail asked for: a small JPEG of the last picture of the sampling
     /// window, so the first and last pictures can be shown side by side as the evidence (optional, 1.x).

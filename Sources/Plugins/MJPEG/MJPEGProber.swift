@@ -293,26 +293,29 @@ struct MJPEGSession {
             media.bitrateBps = Double(window.totalBytes - first.bytes.count) * 8 / span
         }
         var samples: [LumaSample] = []
-        var firstAnalysis: JPEGDecoder.Analysis?
+        // The host's picture checks judge the window's last frame (the one the black check reads): the first
+        // after connecting is the likeliest to be stale. Its grid and sharpness are measured once.
+        var analysis: JPEGDecoder.Analysis?
         if request.mode == .deep {
-            if let a = decoder.analyse(first.bytes, full: true) { samples.append(a.sample); firstAnalysis = a } else {
+            guard let a = count >= 2 ? decoder.sample(first.bytes) : decoder.analyse(first.bytes, full: true).map({ analysis = $0; return $0.sample }) else {
                 return ProbeResult(reason: .corruptJpeg, phase: .firstFrame, message: "The first frame has JPEG markers but does not decode.", timings: timings, media: media)
             }
+            samples.append(a)
             // First, middle and last: a looped or slowly changing picture is not mistaken for a frozen one.
             if let middle = window.middle, window.middleIndex < count - 1, let m = decoder.sample(middle.bytes) { samples.append(m) }
-            if count >= 2, let b = decoder.sample(lastFrame.bytes) { samples.append(b) }
+            if count >= 2, let b = decoder.analyse(lastFrame.bytes, full: true) { samples.append(b.sample); analysis = b }
         }
         let verdict = PictureVerdict(samples: samples, blackThreshold: options.blackThreshold, frozenThreshold: options.frozenThreshold,
                                      ignore: options.ignore ?? [])
         let frozen = count >= 2 && (allIdentical || verdict.frozen)
         let image = request.mode == .deep
             ? ImageFacts(frozen: frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference, framesSampled: count,
-                         sharpness: firstAnalysis?.sharpness, grid: firstAnalysis?.grid,
+                         sharpness: analysis?.sharpness, grid: analysis?.grid,
                          onlyBandChanged: frozen && !allIdentical && verdict.onlyBandChanged ? true : nil)
             : nil
         var result = ProbeResult(reason: .ok, phase: request.mode == .deep ? .sample : .firstFrame, message: "", timings: timings, media: media, image: image,
-                                 thumbnailJpeg: options.thumbnail == true ? Data(first.bytes) : nil)
-        result.image?.analysisUs = firstAnalysis?.analysisUs
+                                 thumbnailJpeg: options.thumbnail == true ? Data((frozen || count < 2 ? first : lastFrame).bytes) : nil)
+        result.image?.analysisUs = analysis?.analysisUs
         let size = "MJPEG \(first.info.width)x\(first.info.height)" + (media.fps.map { String(format: " at %.1f fps", $0) } ?? "")
         if request.mode == .deep && verdict.black {
             result.reason = .black

@@ -16,8 +16,6 @@ final class RTSPSession {
     private var decoder: UnsafeMutablePointer<AVCodecContext>?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var frame: UnsafeMutablePointer<AVFrame>?
-    /// A reference to the last picture kept by `keepCurrentPicture` (the frozen verdict's evidence).
-    private var kept: UnsafeMutablePointer<AVFrame>?
     private(set) var videoIndex: Int32 = -1
     private(set) var packetsRead = 0
     private(set) var bytesRead = 0
@@ -41,7 +39,6 @@ final class RTSPSession {
         avcodec_free_context(&decoder)
         av_packet_free(&packet)
         av_frame_free(&frame)
-        av_frame_free(&kept)
         clockBox.release()
     }
 
@@ -234,19 +231,6 @@ final class RTSPSession {
         return UnsafePointer(frame)
     }
 
-    /// Keeps a reference (no copy) to the picture last decoded, which the next decode would overwrite.
-    func keepCurrentPicture() {
-        guard let frame, frame.pointee.width > 0 else { return }
-        if kept == nil { kept = av_frame_alloc() } else { av_frame_unref(kept) }
-        if let kept, av_frame_ref(kept, frame) < 0 { av_frame_unref(kept) }
-    }
-
-    /// The picture kept last, if any.
-    var keptPicture: UnsafePointer<AVFrame>? {
-        guard let kept, kept.pointee.width > 0 else { return nil }
-        return UnsafePointer(kept)
-    }
-
     /// After this many keyframes that failed or decoded damaged, and no intact one, the stream is judged
     /// undecodable at once (instead of at the deadline).
     static let corruptPicturesLimit = 5
@@ -361,15 +345,14 @@ struct RTSPDeepProbe {
         case .failure(let failure): return failure
         }
         let width = Int(first.pointee.width), height = Int(first.pointee.height)
-        let thumbnail = request.options.thumbnail == true ? JPEGEncoder(maxWidth: request.options.maxWidth ?? 320).encode(first) : nil
-        // The host's picture checks (scene, obstruction, blur, frozen across probes) work on these two.
-        let cpuBefore = threadCPUMicroseconds()
-        let grid = LumaGrid(frame: first), sharpness = Sharpness.measure(first)
-        let analysisUs = threadCPUMicroseconds() - cpuBefore
+        // The first picture is kept (referenced, not copied) for the thumbnail of a window that fails or
+        // freezes; the window keeps its last intact picture.
+        let firstPicture = PictureRef(first)
         var window = sample(session, first: first)
-        window.grid = grid
-        window.sharpness = sharpness
-        window.analysisUs = analysisUs
+        let thumbnail: (UnsafePointer<AVFrame>?) -> Data? = { picture in
+            guard self.request.options.thumbnail == true, let picture else { return nil }
+            return JPEGEncoder(maxWidth: self.request.options.maxWidth ?? 320).encode(picture)
+        }
         if let failure = window.failure {
             if failure.reason == .cancelled { return failure }
             // One picture, then the camera went away: it is down now, whatever the first picture showed.
@@ -377,9 +360,29 @@ struct RTSPDeepProbe {
             return ProbeResult(reason: reason, phase: .sample, message: String(
                 format: "The stream stopped %.1f s into the sampling window, after %d pictures and %d packets: %@",
                 window.spanSeconds, window.samples.count, window.packets, failure.message), timings: session.timings,
-                media: MediaFacts(codec: session.codecName, width: width, height: height), thumbnailJpeg: thumbnail)
+                media: MediaFacts(codec: session.codecName, width: width, height: height), thumbnailJpeg: thumbnail(firstPicture?.picture))
         }
-        return verdict(window, session: session, width: width, height: height, thumbnail: thumbnail)
+        // The host's picture checks (scene, obstruction, blur, frozen across probes) work on the window's last
+        // intact picture, the one the black check judges too: the first picture after joining is the likeliest
+        // to be a camera's stale or half-drawn one (the false-alarm bench saw pictures composed before all of
+        // a pipeline's inputs had arrived). The thumbnail is that picture, so a reference's JPEG shows what its
+        // grid measured.
+        guard let analysed = window.last?.picture ?? firstPicture?.picture else {
+            return .failure(.pluginError, phase: .sample, "The decoded picture could not be kept.")
+        }
+        let cpuBefore = threadCPUMicroseconds()
+        window.grid = LumaGrid(frame: analysed)
+        window.sharpness = Sharpness.measure(analysed)
+        window.analysisUs = threadCPUMicroseconds() - cpuBefore
+        var result = verdict(window, session: session, width: width, height: height)
+        if result.reason == .frozen {
+            // The evidence of a frozen window: its first and its last picture.
+            result.thumbnailJpeg = thumbnail(firstPicture?.picture)
+            result.lastPictureJpeg = window.last.flatMap { thumbnail($0.picture) }
+        } else {
+            result.thumbnailJpeg = thumbnail(analysed)
+        }
+        return result
     }
 
     /// What the sampling window saw.
@@ -388,6 +391,8 @@ struct RTSPDeepProbe {
         var grid: LumaGrid?
         var sharpness: Double?
         var analysisUs: Double?
+        /// The last intact picture decoded after the first (nil when the window held only the first).
+        var last: PictureRef?
         var packets = 0
         /// Timestamps of the first and last timed packets in the window, and how many had one.
         var firstSeconds: Double?, lastSeconds: Double?, timedPackets = 0
@@ -480,8 +485,7 @@ struct RTSPDeepProbe {
                 if let picture, let sample = LumaSample(frame: picture) {
                     window.samples.append(sample)
                     lastSampleAt = clock.elapsedMs
-                    // Referenced, not copied: encoded only if the window turns out frozen (its evidence).
-                    if options.thumbnail == true { session.keepCurrentPicture() }
+                    window.last = PictureRef(picture)
                 }
             }
             if window.failure != nil { break }
@@ -490,7 +494,7 @@ struct RTSPDeepProbe {
     }
 
     /// The deep verdict: black, frozen, too slow or too late — or pictures decoded — with the media facts.
-    func verdict(_ window: Window, session: RTSPSession, width: Int, height: Int, thumbnail: Data?) -> ProbeResult {
+    func verdict(_ window: Window, session: RTSPSession, width: Int, height: Int) -> ProbeResult {
         let options = request.options
         let fps = window.fps
         let samples = window.samples
@@ -504,7 +508,7 @@ struct RTSPDeepProbe {
             image: ImageFacts(frozen: verdict.frozen, black: verdict.black, meanLuma: verdict.meanLuma, meanDifference: verdict.meanDifference,
                               framesSampled: samples.count, sharpness: window.sharpness, grid: window.grid,
                               onlyBandChanged: verdict.onlyBandChanged ? true : nil),
-            thumbnailJpeg: thumbnail)
+            thumbnailJpeg: nil)
         result.image?.analysisUs = window.analysisUs.map { $0.rounded() }
         let size = "\(session.codecName ?? "video") \(width)x\(height)" + (fps.map { String(format: " at %.1f fps", $0) } ?? "")
         if verdict.black {
@@ -512,9 +516,6 @@ struct RTSPDeepProbe {
             result.message = String(format: "The picture is black (mean luma %.1f) — %@.", verdict.meanLuma, size)
         } else if verdict.frozen {
             result.reason = .frozen
-            if options.thumbnail == true, let last = session.keptPicture {
-                result.lastPictureJpeg = JPEGEncoder(maxWidth: options.maxWidth ?? 320).encode(last)
-            }
             result.message = verdict.onlyBandChanged
                 ? String(format: "The picture is frozen: over %.1f s only the on-screen clock changes (%d pictures identical apart from one band) — %@.", window.spanSeconds, samples.count, size)
                 : String(format: "The picture is frozen: %d pictures over %.1f s are identical (mean difference %.2f) — %@.", samples.count, window.spanSeconds, verdict.meanDifference ?? 0, size)
@@ -571,4 +572,19 @@ struct RTSPPreview {
         return ProbeResult(reason: .ok, phase: .preview, message: "Sent \(sent) preview frames.", timings: session.timings,
                            media: MediaFacts(codec: session.codecName))
     }
+}
+
+/// A counted reference to a decoded picture (no copy of its pixels), so the session's next decode does not
+/// overwrite it; freed with the object.
+final class PictureRef {
+    private var frame: UnsafeMutablePointer<AVFrame>?
+
+    init?(_ source: UnsafePointer<AVFrame>) {
+        frame = av_frame_alloc()
+        guard let frame, av_frame_ref(frame, source) >= 0 else { return nil }
+    }
+
+    deinit { av_frame_free(&frame) }
+
+    var picture: UnsafePointer<AVFrame> { UnsafePointer(frame!) }
 }

@@ -64,14 +64,37 @@ public enum PictureChecks {
     /// Share of the picture (0–1) covered by uniform blocks: blocks of 4 × 3 cells whose cells differ by
     /// no more than a small fraction of the picture's own spread (so a dim night scene, whose spread
     /// shrinks with it, is not "uniform"). Paint, tape or a bag in front of the lens is uniform; a real
-    /// scene rarely is.
+    /// scene rarely is, apart from sky and walls.
     public static func uniformCoverage(_ g: LumaGrid, ignore: [PictureRegion] = []) -> Double {
+        let blocks = uniformBlocks(g, ignore: ignore).compactMap { $0 }
+        return blocks.isEmpty ? 0 : Double(blocks.filter { $0 }.count) / Double(blocks.count)
+    }
+
+    /// Share (0–1) of the reference's structured blocks (not uniform there) that are uniform now: what a
+    /// cover hides of the view. Sky and walls, uniform in the reference already, do not count, so the
+    /// figure does not depend on how much of the scene was plain to begin with. Nil when the reference
+    /// has no structured block or the grids differ in size.
+    public static func structureCovered(_ now: LumaGrid, reference: LumaGrid, ignore: [PictureRegion] = []) -> Double? {
+        guard now.columns == reference.columns, now.rows == reference.rows else { return nil }
+        let before = uniformBlocks(reference, ignore: ignore), after = uniformBlocks(now, ignore: ignore)
+        var structured = 0, covered = 0
+        for (was, isNow) in zip(before, after) {
+            guard let was, let isNow, !was else { continue }
+            structured += 1
+            if isNow { covered += 1 }
+        }
+        return structured > 0 ? Double(covered) / Double(structured) : nil
+    }
+
+    /// Each 4 × 3-cell block, row by row: uniform or not; nil for a block inside an ignored region.
+    static func uniformBlocks(_ g: LumaGrid, ignore: [PictureRegion]) -> [Bool?] {
         let bw = 4, bh = 3
-        guard g.columns >= bw, g.rows >= bh else { return 0 }
+        guard g.columns >= bw, g.rows >= bh, !g.values.isEmpty else { return [] }
         let sorted = g.values.sorted()
         let spread = Double(Int(sorted[sorted.count * 95 / 100]) - Int(sorted[sorted.count * 5 / 100]))
         let limit = max(2.0, spread * 0.05)
-        var uniform = 0, blocks = 0
+        var out: [Bool?] = []
+        out.reserveCapacity((g.columns / bw) * (g.rows / bh))
         g.values.withUnsafeBytes { raw in
             let v = raw.bindMemory(to: UInt8.self)
             var by = 0
@@ -79,18 +102,19 @@ public enum PictureChecks {
                 var bx = 0
                 while bx + bw <= g.columns {
                     let cx = (Double(bx) + Double(bw) / 2) / Double(g.columns), cy = (Double(by) + Double(bh) / 2) / Double(g.rows)
-                    if !ignore.contains(where: { $0.contains(x: cx, y: cy) }) {
+                    if ignore.contains(where: { $0.contains(x: cx, y: cy) }) {
+                        out.append(nil)
+                    } else {
                         var low = 255, high = 0
                         for y in by..<(by + bh) { for x in bx..<(bx + bw) { let value = Int(v[y * g.columns + x]); low = min(low, value); high = max(high, value) } }
-                        blocks += 1
-                        if Double(high - low) <= limit { uniform += 1 }
+                        out.append(Double(high - low) <= limit)
                     }
                     bx += bw
                 }
                 by += bh
             }
         }
-        return blocks > 0 ? Double(uniform) / Double(blocks) : 0
+        return out
     }
 
     /// The grid halved in each direction (2 × 2 means), kept per stream to compare with the next probe.

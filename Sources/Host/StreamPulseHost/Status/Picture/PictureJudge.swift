@@ -93,7 +93,8 @@ public struct PictureThresholds: Sendable, Equatable {
     public var scene = 0.5
     /// Sharpness as a fraction of the reference's below which the picture is blurred.
     public var blur = 0.65
-    /// Uniform share of the view from which it is obstructed (when the reference was not so uniform).
+    /// Share of the reference view's detail (its structured blocks) now hidden under uniform areas from which
+    /// the view is obstructed.
     public var obstruction = 0.4
     /// Bitrate as a fraction of the profile's below which it collapsed.
     public var lowBitrate = 0.1
@@ -293,11 +294,11 @@ public struct PictureJudge: Sendable {
             return (.blurred, String(format: "Sharpness %.2f is %.0f %% of the reference picture's %.2f — dirty, fogged or out-of-focus lens?",
                                      now, now / then * 100, then))
         }
-        let coverage = PictureChecks.uniformCoverage(grid, ignore: ignore)
-        let referenceCoverage = baseline.referenceCoverage ?? 0
-        if coverage >= thresholds.obstruction, coverage - referenceCoverage >= 0.25 {
-            return (.obstructed, String(format: "%.0f %% of the view is one uniform area (reference picture: %.0f %%) — paint, tape or something in front of the lens?",
-                                        coverage * 100, referenceCoverage * 100))
+        if let reference = baseline.reference, let covered = PictureChecks.structureCovered(grid, reference: reference, ignore: ignore),
+           covered >= thresholds.obstruction {
+            let coverage = PictureChecks.uniformCoverage(grid, ignore: ignore)
+            return (.obstructed, String(format: "%.0f %% of the view's detail is hidden under uniform areas (%.0f %% of the picture is uniform, reference picture: %.0f %%) — paint, tape or something in front of the lens?",
+                                        covered * 100, coverage * 100, (baseline.referenceCoverage ?? 0) * 100))
         }
         let taken = baseline.referenceAt.map { " of \(Self.clock($0, timeZone, withDate: true))" } ?? ""
         if let correlation = PictureChecks.edgeCorrelation(grid, reference, ignore: ignore), correlation < thresholds.scene {
