@@ -92,6 +92,9 @@ final class MQTTClient: Sendable {
             try await channel.writeAndFlush(MQTTRequest.connect(MQTTPacket.frame(type: 0x10, body: variable + payload), acked: acked))
             code = try await acked.futureResult.get()
         } catch {
+            // A write that failed before reaching the handler (TLS refused, channel closed) left the promise
+            // with no owner: fail it here (a second completion is ignored) instead of leaking it.
+            acked.fail(error)
             channel.close(promise: nil)
             throw error as? Failure ?? .io("\(error)")
         }
@@ -109,6 +112,7 @@ final class MQTTClient: Sendable {
             try await channel.writeAndFlush(MQTTRequest.publish(topic: topic, payload: payload, qos: qos, retain: retain, acked: acked))
             try await acked.futureResult.get()
         } catch {
+            acked.fail(error)
             throw error as? Failure ?? .io("\(error)")
         }
     }
