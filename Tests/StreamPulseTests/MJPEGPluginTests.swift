@@ -31,7 +31,10 @@ import Testing
         #expect(json["codec"] as? String == "mjpeg")
         #expect(json["width"] as? Int == width)
         #expect(json["height"] as? Int == height)
-        #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 1.5)
+        // The camera is a Python server pacing 10 fps on a loaded 2-core machine (the whole suite runs beside
+        // it): over a 1 s window one late frame moves the reading by 10-20 % (a fresh-clone run read 7.8).
+        // The plugin measures what arrives; this checks that it measures, with room for the server's jitter.
+        #expect(abs((json["fps"] as? Double ?? 0) - 10) <= 3, "\(json)")
     }
 
     /// `--password-file <(pass show cam)` is a pipe: read as a stream (issue #13: "Cannot read the password file
