@@ -51,6 +51,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.27.0"),
         // Notification templates (the generic webhook's `template:`).
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
+        // Deque: the engine's queue of deep probes waiting for a decode slot.
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // MARK: Core — the contract with plugin authors
@@ -129,6 +131,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             path: "Sources/Host/StreamPulseHost",
             // The dashboard (plain HTML/CSS/JS written here) is compiled into the binary: nothing to install.

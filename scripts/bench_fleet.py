@@ -67,7 +67,7 @@ class Cameras:
 class Monitor:
     """One `streampulse serve` with N streams, half RTSP and half MJPEG."""
 
-    def __init__(self, binary, plugins, cameras, n, interval="60s", deep="5m"):
+    def __init__(self, binary, plugins, cameras, n, interval="60s", deep="5m", settings=()):
         self.dir = tempfile.mkdtemp(prefix=f"sp-bench-{n}-")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -75,6 +75,7 @@ class Monitor:
         self.cameras = cameras
         self.interval = interval
         self.deep = deep
+        self.settings = list(settings)
         self.config = os.path.join(self.dir, "config.yaml")
         self.write_config()
         data = os.path.join(self.dir, "data")
@@ -82,7 +83,9 @@ class Monitor:
                                              text=True, stderr=subprocess.DEVNULL).strip()
         env = dict(os.environ, STREAMPULSE_ADMIN_PASSWORD=ADMIN_PASSWORD)
         self.log = open(os.path.join(self.dir, "serve.log"), "w")
-        self.proc = subprocess.Popen([binary, "serve", "--config", self.config, "--data-dir", data, "--plugins-dir", plugins],
+        # STREAMPULSE_BENCH_WRAP="heaptrack -o /tmp/ht" runs the monitor under a profiler (figures then meaningless).
+        wrap = os.environ.get("STREAMPULSE_BENCH_WRAP", "").split()
+        self.proc = subprocess.Popen([*wrap, binary, "serve", "--config", self.config, "--data-dir", data, "--plugins-dir", plugins],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -107,7 +110,8 @@ class Monitor:
     def write_config(self, renamed=None):
         text = "\n".join([
             "settings:", f"  interval: {self.interval}", f"  deep_interval: {self.deep}", "  timeout: 10s", "  retries: 2",
-            f"  listen: 127.0.0.1:{self.port}", "  host_sessions: 100000", "streams:", *self.stream_lines(renamed)]) + "\n"
+            f"  listen: 127.0.0.1:{self.port}", "  host_sessions: 100000",
+            *(f"  {k}: {v}" for k, v in (kv.split("=", 1) for kv in self.settings)), "streams:", *self.stream_lines(renamed)]) + "\n"
         tmp = self.config + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
@@ -134,6 +138,35 @@ class Monitor:
                 if line.startswith(key):
                     return int(line.split()[1]) / 1024
         return 0
+
+    def memory_split(self):
+        """The resident memory by kind, in MB: program and libraries (file-backed), the main heap, malloc's
+        other arenas, thread stacks, and other anonymous mappings (allocations above the mmap threshold)."""
+        split = {"files": 0.0, "heap": 0.0, "arenas": 0.0, "stacks": 0.0, "big blocks": 0.0}
+        counts = {k: 0 for k in split}
+        kind = None
+        with open(f"/proc/{self.proc.pid}/smaps") as f:
+            for line in f:
+                head = line.split()
+                if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                    lo, hi = (int(x, 16) for x in head[0].split("-"))
+                    size, name = hi - lo, (head[5] if len(head) > 5 else "")
+                    if name == "[heap]":
+                        kind = "heap"
+                    elif name.startswith("/"):
+                        kind = "files"
+                    elif name.startswith("["):
+                        kind = "stacks"
+                    elif lo % (64 << 20) == 0 or size in (64 << 20, 128 << 20):
+                        kind = "arenas"  # glibc aligns each arena heap to its 64 MiB reservation
+                    elif size in ((1 << 20) + 4096, (8 << 20) + 4096, 1 << 20, 8 << 20):
+                        kind = "stacks"
+                    else:
+                        kind = "big blocks"
+                    counts[kind] += 1
+                elif head[0] == "Rss:":
+                    split[kind] += int(head[1]) / 1024
+        return ", ".join(f"{k} {v:.0f} MB ({counts[k]} maps)" for k, v in split.items())
 
     def threads(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -211,7 +244,7 @@ def fleet(args, binary, plugins):
     rows = []
     for n in args.sizes:
         cameras = Cameras(n // 2 + 1)
-        mon = Monitor(binary, plugins, cameras, n, interval=args.interval, deep=args.deep)
+        mon = Monitor(binary, plugins, cameras, n, interval=args.interval, deep=args.deep, settings=args.setting)
         # The first check of every stream is deep (a picture must be seen before a stream is called up), and
         # deep probes are limited to settings.max_deep_probes at once: the first round takes ~n/55 s here.
         warmup = max(args.warmup, n // 45)
@@ -224,17 +257,22 @@ def fleet(args, binary, plugins):
         while time.time() < t_start + warmup:
             time.sleep(5)
             rss = mon.rss_mb()
+            if peak.get("round_done") is None and mon.get("/api/summary")["unknown"] == 0:
+                peak["round_done"] = time.time() - t_start
             if rss > peak["rss"]:
                 engine = mon.get("/api/engine")
-                peak = {"rss": rss, "at": time.time() - t_start, "threads": mon.threads(), "in_flight": engine["in_flight"],
-                        "checks": engine["checks"]}
+                peak = {"round_done": peak.get("round_done"), "rss": rss, "at": time.time() - t_start, "threads": mon.threads(), "in_flight": engine["in_flight"],
+                        "checks": engine["checks"], "queued": {s["name"]: s["queued"] for s in mon.get("/api/sinks") if s["queued"]},
+                        "memory": mon.memory_split()}
         warm = mon.get("/api/engine")
         print(f"   warm-up: {warm['checks']} checks, lag p50 {warm['lag_p50_ms']:.1f} ms p99 {warm['lag_p99_ms']:.1f} ms, "
               f"CPU {100 * (mon.cpu_seconds() - startup_cpu0) / warmup:.0f}% of one core, in flight {warm['in_flight']}, "
               f"RSS {mon.rss_mb():.0f} MB (peak {mon.rss_mb('VmHWM'):.0f} MB)", flush=True)
         if "at" in peak:
             print(f"   first-round RSS peak sampled: {peak['rss']:.0f} MB at {peak['at']:.0f} s, {peak['threads']} threads, "
-                  f"{peak['in_flight']} probes in flight, {peak['checks']} checks done", flush=True)
+                  f"{peak['in_flight']} probes in flight, {peak['checks']} checks done; sink queues {peak['queued'] or 'empty'}; "
+                  f"{peak['memory']}", flush=True)
+        print(f"   first round (every stream checked once, deep): " + (f"done by {peak['round_done']:.0f} s" if peak.get("round_done") else "not done in the warm-up"), flush=True)
         mon.post("/api/settings/engine-stats/reset")
         cpu0, rows0, t0 = mon.cpu_seconds(), mon.sqlite_written(), time.time()
         cam_cpu0 = sum(mon.cpu_seconds(p) for p in cameras.pids())
@@ -304,7 +342,7 @@ def dashboard(args, binary, plugins):
     from selenium.webdriver.common.by import By
     n = args.sizes[-1]
     cameras = Cameras(n // 2 + 1)
-    mon = Monitor(binary, plugins, cameras, n, interval=args.interval, deep=args.deep)
+    mon = Monitor(binary, plugins, cameras, n, interval=args.interval, deep=args.deep, settings=args.setting)
     warmup = max(args.warmup, n // 45)
     print(f"== dashboard with {n} streams loaded (probing at interval {args.interval}); waiting {warmup} s for the first round", flush=True)
     time.sleep(warmup)
@@ -357,6 +395,7 @@ def main():
     parser.add_argument("mode", choices=["fleet", "dashboard", "ffprobe"])
     parser.add_argument("--sizes", default="1000,5000,10000")
     parser.add_argument("--interval", default="60s")
+    parser.add_argument("--setting", action="append", default=[], help="KEY=VALUE added to settings (repeatable)")
     parser.add_argument("--deep", default="5m")
     parser.add_argument("--warmup", type=int, default=75)
     parser.add_argument("--measure", type=int, default=75)

@@ -1,5 +1,6 @@
 import Foundation
 import StreamPulseCore
+import StreamPulseProberTesting
 import Testing
 @testable import StreamPulseHost
 
@@ -57,12 +58,12 @@ final class OrderLog: @unchecked Sendable {
 }
 
 @Suite(.serialized) struct EngineTests {
-    func engine(_ yaml: String) throws -> (Engine, CapturedLogs) {
+    func engine(_ yaml: String, startupSpread: Duration = .seconds(30)) throws -> (Engine, CapturedLogs) {
         let logs = CapturedLogs()
         let host = PluginHost(directory: try TestEnvironment.pluginsDirectory(), logger: logs.logger())
         host.scan()
         let config = try #require(ConfigLoader(environment: [:]).load(yaml: yaml, file: "c.yaml", baseDirectory: "/").config)
-        return (Engine(config: config, plugins: host, logger: logs.logger()), logs)
+        return (Engine(config: config, plugins: host, logger: logs.logger(), startupSpread: startupSpread), logs)
     }
 
     func eventually(_ seconds: Double, _ condition: () async -> Bool) async -> Bool {
@@ -98,6 +99,35 @@ final class OrderLog: @unchecked Sendable {
         #expect(logs.all.contains { $0.contains("stream=rtsp-black status=degraded reason=black") })
         run.cancel()
         await run.value
+    }
+
+    /// Deep probes beyond `max_deep_probes` wait in the engine (not as tasks) and start as slots free; a
+    /// raised limit starts the waiting ones at once. The camera is a silent server, so each probe holds its
+    /// slot until its 3 s timeout: the server's request count tells how many probes have started.
+    @Test func deepProbes_waitForADecodeSlot_andARaisedLimitStartsThemAtOnce() async throws {
+        let server = try LoopbackServer { _ in .silence }
+        defer { server.stop() }
+        func yaml(_ slots: Int) -> String {
+            "settings: { interval: 60s, timeout: 3s, host_sessions: 100, max_deep_probes: \(slots) }\nstreams:\n"
+                + (1...5).map { "  - { id: s\($0), url: \"http://127.0.0.1:\(server.port)/s\($0)\" }\n" }.joined()
+        }
+        let (engine, _) = try engine(yaml(2), startupSpread: .milliseconds(1))
+        let run = Task { await engine.run() }
+        defer { run.cancel() }
+        func checked() async -> Int { await engine.snapshot().filter { $0.lastCheck != nil }.count }
+        // The first check of every stream is deep: five are due, two start.
+        #expect(await eventually(10) { server.requests.count == 2 })
+        #expect(await engine.stats().inFlight == 5)
+        // Both time out, their slots pass to the next two; no probe started meanwhile.
+        #expect(await eventually(10) { await checked() == 2 })
+        #expect(server.requests.count <= 4)
+        #expect(await eventually(10) { server.requests.count == 4 })
+        // A reload raising the limit starts the last one now, not when one of the two running ends.
+        let raised = try #require(ConfigLoader(environment: [:]).load(yaml: yaml(5), file: "c.yaml", baseDirectory: "/").config)
+        await engine.apply(raised)
+        #expect(await eventually(10) { server.requests.count == 5 })
+        #expect(await checked() == 2)
+        #expect(await engine.limits().deepProbes == 5)
     }
 
     @Test func aCameraThatGoesAway_turnsRedAfterRetries_andGreenWhenItReturns() async throws {

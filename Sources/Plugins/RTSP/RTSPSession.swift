@@ -14,6 +14,13 @@ final class RTSPSession {
     var timings = Timings()
     private var format: UnsafeMutablePointer<AVFormatContext>?
     private var decoder: UnsafeMutablePointer<AVCodecContext>?
+    private var codec: UnsafePointer<AVCodec>?
+    /// Deep probes decode keyframes only, a few per window, and spend most of the window waiting for the
+    /// network: with this set the decoder exists only while a keyframe is decoded (an H.264 decoder holds
+    /// about 1.3 MB of context and tables plus its picture pool; 64 deep probes waiting with open decoders
+    /// were most of a 10,000-stream first round's peak memory). Pictures already decoded stay valid: they
+    /// hold references to their own buffers.
+    var decoderOnlyForKeyframes = false
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var frame: UnsafeMutablePointer<AVFrame>?
     private(set) var videoIndex: Int32 = -1
@@ -43,8 +50,28 @@ final class RTSPSession {
     }
 
     var codecName: String? {
-        guard let decoder, let name = avcodec_get_name(decoder.pointee.codec_id) else { return nil }
+        guard let format, videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)],
+              let name = avcodec_get_name(stream.pointee.codecpar.pointee.codec_id) else { return nil }
         return String(cString: name)
+    }
+
+    /// Opens the video decoder unless it is open; false when it cannot be opened.
+    private func openDecoder() -> Bool {
+        if decoder != nil { return true }
+        guard let codec, let format, videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)] else { return false }
+        var context = avcodec_alloc_context3(codec)
+        guard let opening = context, avcodec_parameters_to_context(opening, stream.pointee.codecpar) >= 0 else {
+            avcodec_free_context(&context)
+            return false
+        }
+        opening.pointee.thread_count = 1
+        if let decoderErrors { decoderErrors.attach(to: opening) } else { decoderErrors = DecoderErrorCounter(attachingTo: opening) }
+        guard avcodec_open2(opening, codec, nil) >= 0 else {
+            avcodec_free_context(&context)
+            return false
+        }
+        decoder = opening
+        return true
     }
 
     /// Connects and opens the stream. Returns a failure result, or nil when the video decoder is ready.
@@ -84,15 +111,12 @@ final class RTSPSession {
             let name = String(cString: avcodec_get_name(stream.pointee.codecpar.pointee.codec_id))
             return ProbeResult(reason: .decodeError, phase: .handshake, message: "No decoder for the stream's codec \(name).", timings: timings)
         }
-        decoder = avcodec_alloc_context3(codec)
-        guard let decoder, avcodec_parameters_to_context(decoder, stream.pointee.codecpar) >= 0 else {
-            return .failure(.pluginError, phase: .handshake, "Cannot set up the decoder.")
-        }
-        decoder.pointee.thread_count = 1
-        decoderErrors = DecoderErrorCounter(attachingTo: decoder)
-        guard avcodec_open2(decoder, codec, nil) >= 0 else {
+        self.codec = codec
+        // Opened once here so a decoder that cannot open is said at the handshake.
+        guard openDecoder() else {
             return ProbeResult(reason: .decodeError, phase: .handshake, message: "Cannot open the \(codecName ?? "video") decoder.", timings: timings)
         }
+        if decoderOnlyForKeyframes { avcodec_free_context(&decoder) }
         packet = av_packet_alloc()
         frame = av_frame_alloc()
         phase = .firstByte
@@ -204,11 +228,13 @@ final class RTSPSession {
 
     /// Decodes the packet last read; returns a picture when the decoder produced an intact one.
     func decodeCurrentPacket() -> UnsafePointer<AVFrame>? {
-        guard let decoder, let packet, let frame else { return nil }
+        guard openDecoder(), let decoder, let packet, let frame else { return nil }
+        let key = packet.pointee.flags & AV_PKT_FLAG_KEY != 0
+        defer { if key && decoderOnlyForKeyframes { avcodec_free_context(&self.decoder) } }
         let errorsBefore = decoderErrors?.count ?? 0
         if avcodec_send_packet(decoder, packet) < 0 { decodeErrors += 1 }
         var received = avcodec_receive_frame(decoder, frame)
-        if received == sp_averror_eagain(), packet.pointee.flags & AV_PKT_FLAG_KEY != 0 {
+        if received == sp_averror_eagain(), key {
             // A decoder that reorders (B-frames) holds the keyframe back until later pictures arrive, and
             // those are not decoded here: drain it out now and reset for the next keyframe. Without this the
             // first picture came a whole GOP late (2.0-2.7 s instead of ffmpeg's 0.43 s).
@@ -262,7 +288,7 @@ final class RTSPSession {
 
     /// Reads until the decoder produces the next frame. `stopAt` ends a sampling window early.
     func nextFrame() -> Next {
-        guard let format, let decoder, let packet, let frame else { return .failure(.failure(.pluginError, phase: phase, "Session not open.")) }
+        guard openDecoder(), let format, let decoder, let packet, let frame else { return .failure(.failure(.pluginError, phase: phase, "Session not open.")) }
         while true {
             let received = avcodec_receive_frame(decoder, frame)
             if received >= 0 {
@@ -338,6 +364,7 @@ struct RTSPDeepProbe {
     /// `sample_seconds` (default 1 s) and stretches, up to 4 s, until a second keyframe has been seen.
     func run() -> ProbeResult {
         let session = RTSPSession(target: target, credentials: request.credentials, clock: clock)
+        session.decoderOnlyForKeyframes = true
         if let failure = session.open(transport: request.options.transport) { return failure }
         let first: UnsafePointer<AVFrame>
         switch session.firstPicture() {

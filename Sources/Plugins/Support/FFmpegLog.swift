@@ -40,6 +40,11 @@ public final class DecoderErrorCounter {
     /// Attaches a counter to `decoder` (replacing its `opaque`).
     public init(attachingTo decoder: UnsafeMutablePointer<AVCodecContext>) {
         cell.initialize(to: 0)
+        attach(to: decoder)
+    }
+
+    /// Counts `decoder`'s messages too (a session that reopens its decoder keeps one count).
+    public func attach(to decoder: UnsafeMutablePointer<AVCodecContext>) {
         decoder.pointee.opaque = UnsafeMutableRawPointer(cell)
     }
 

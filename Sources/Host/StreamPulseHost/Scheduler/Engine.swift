@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Logging
 import StreamPulseCore
@@ -98,14 +99,19 @@ public actor Engine {
     private let logger: Logger
     private var machine: EngineMachine
     /// Probes to start, queued by any event; started by `run()`, which owns the task group.
-    private var starts: [(ProbeTicket, ProbeRequest, plugin: String, host: String, dueAt: Double, decodeSlot: Bool)] = []
+    private var starts: [Start] = []
     /// Cancellation triggers of the probes in flight.
     private var cancels: [ProbeTicket: Signal] = [:]
     private var lanes: [String: Lane] = [:]
     private let budgets: HostBudgets
     /// Deep probes (which decode pictures) running at once, all plugins together: bounds memory and CPU
     /// when a whole fleet is due for a deep probe at the same time (start-up, a network coming back).
-    private let deepSlots: HostBudgets
+    /// A deep probe without a slot waits in `deepQueue` as a plain value, not as a suspended task: the
+    /// first round of 10,000 streams would otherwise hold thousands of tasks (about 2 KB each) at once.
+    private var deepLimit: Int
+    private var deepRunning = 0
+    private var deepQueue = Deque<Start>()
+    private typealias Start = (ProbeTicket, ProbeRequest, plugin: String, host: String, dueAt: Double, decodeSlot: Bool)
     private let start = ContinuousClock.now
     private var rng = SystemRandomNumberGenerator()
     private var lags = LagWindow()
@@ -133,7 +139,7 @@ public actor Engine {
         self.plugins = plugins
         self.logger = logger
         self.budgets = HostBudgets(perHost: config.settings.hostSessions)
-        self.deepSlots = HostBudgets(perHost: config.settings.maxDeepProbes)
+        self.deepLimit = max(1, config.settings.maxDeepProbes)
         self.sinks = sinks
         self.clock = clock
         machine = EngineMachine(config: config, startupSpread: startupSpread, now: 0) { stream in
@@ -159,28 +165,14 @@ public actor Engine {
                 perform(machine.tick(now: now, at: clock.now()))
                 let batch = starts
                 starts.removeAll()
-                for (ticket, request, pluginName, host, dueAt, decodeSlot) in batch {
-                    guard let plugin = plugins.plugin(named: pluginName) else {
-                        finished(ticket, result: .failure(.noPlugin, phase: nil, "The plugin '\(pluginName)' is not loaded."))
-                        continue
-                    }
-                    let cancel = Signal()
-                    cancels[ticket] = cancel
-                    let lane = lane(for: pluginName)
-                    group.addTask { [budgets, deepSlots] in
-                        // Waiting for a decode slot, the camera host's budget or the lane counts as schedule
-                        // lag: the lag is measured when the probe really starts.
-                        if decodeSlot { await deepSlots.acquire("deep") }
-                        await budgets.acquire(host)
-                        await lane.acquire()
-                        await self.recordStart(ticket, dueAt: dueAt)
-                        let started = ContinuousClock.now
-                        let result = await Self.probe(plugin, request, cancel: cancel)
-                        await lane.release(duration: started.duration(to: .now))
-                        await budgets.release(host)
-                        if decodeSlot { await deepSlots.release("deep") }
-                        await self.finished(ticket, result: result)
-                    }
+                for start in batch {
+                    // Its cancellation trigger exists from now on, so an edit cancels it while it waits.
+                    cancels[start.0] = Signal()
+                    if start.decodeSlot { deepQueue.append(start) } else { launch(start, in: &group) }
+                }
+                while deepRunning < deepLimit, let start = deepQueue.popFirst() {
+                    deepRunning += 1
+                    launch(start, in: &group)
                 }
                 let next = machine.earliestDue() ?? now + 1
                 await wake.wait(timeout: .milliseconds(Int(min(max(next - now, 0.001), 1.0) * 1000)))
@@ -188,6 +180,29 @@ public actor Engine {
             for signal in cancels.values { signal.fire() }
         }
         cancels.removeAll()
+    }
+
+    /// Starts the task of one probe: it waits for the camera host's budget and the plugin's lane (waiting
+    /// for either, or for a decode slot before, counts as schedule lag: the lag is measured when the probe
+    /// really starts), probes, and reports back.
+    private func launch(_ start: Start, in group: inout DiscardingTaskGroup) {
+        let (ticket, request, pluginName, host, dueAt, decodeSlot) = start
+        guard let plugin = plugins.plugin(named: pluginName), let cancel = cancels[ticket] else {
+            if decodeSlot { deepRunning -= 1 }
+            finished(ticket, result: .failure(.noPlugin, phase: nil, "The plugin '\(pluginName)' is not loaded."))
+            return
+        }
+        let lane = lane(for: pluginName)
+        group.addTask { [budgets] in
+            await budgets.acquire(host)
+            await lane.acquire()
+            await self.recordStart(ticket, dueAt: dueAt)
+            let started = ContinuousClock.now
+            let result = await Self.probe(plugin, request, cancel: cancel)
+            await lane.release(duration: started.duration(to: .now))
+            await budgets.release(host)
+            await self.finished(ticket, result: result, freesDecodeSlot: decodeSlot)
+        }
     }
 
     /// Runs one probe until it ends or its ticket is cancelled (then the plugin sees a cancelled task).
@@ -213,8 +228,12 @@ public actor Engine {
         }
     }
 
-    private func finished(_ ticket: ProbeTicket, result: ProbeResult) {
+    private func finished(_ ticket: ProbeTicket, result: ProbeResult, freesDecodeSlot: Bool = false) {
         cancels[ticket] = nil
+        if freesDecodeSlot {
+            deepRunning -= 1
+            if !deepQueue.isEmpty { wake.fire() }
+        }
         let counted = machine.checks
         perform(machine.probeFinished(ticket, result: result, now: now, at: clock.now(), jitter: Double.random(in: 0..<1, using: &rng)))
         // A stale ticket changed nothing; a current one is one more heartbeat (cancellations are not checks).
@@ -262,7 +281,7 @@ public actor Engine {
     public func apply(_ new: Config) async -> ConfigDiff {
         let (diff, actions) = machine.apply(new, now: now, at: clock.now())
         await budgets.setPerHost(new.settings.hostSessions)
-        await deepSlots.setPerHost(new.settings.maxDeepProbes)
+        deepLimit = max(1, new.settings.maxDeepProbes)
         for id in diff.removed {
             heartbeats.forget(id)
             logger.info("stream=\(id) removed from the config; stopped (its history is kept, marked retired)")
@@ -362,7 +381,7 @@ public actor Engine {
 
     /// The limits in force: sessions per camera host and decode slots (`host_sessions`, `max_deep_probes`).
     public func limits() async -> (hostSessions: Int, deepProbes: Int) {
-        (await budgets.perHost, await deepSlots.perHost)
+        (await budgets.perHost, deepLimit)
     }
 
     /// Clears the lag window and the check counter (benchmarks measure a steady state).
