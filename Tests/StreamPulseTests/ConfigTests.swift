@@ -67,6 +67,43 @@ import Testing
         #expect(configs[0].settings.interval == .seconds(45))
     }
 
+    /// Sites (issue #17): written on the stream, or its group's default from `groups:`, in any section
+    /// order; the stream's own wins; a bad name or an unknown group key is said with its line.
+    @Test func sites_comeFromTheStreamOrItsGroup_inAnyOrder() throws {
+        let streams = """
+            streams:
+              - { id: a, url: "rtsp://10.0.0.5/1", group: depot, site: north }
+              - { id: b, url: "rtsp://10.0.0.5/2", group: depot }
+              - { id: c, url: "rtsp://10.0.0.5/3", group: shop }
+              - { id: d, url: "rtsp://10.0.0.5/4" }
+
+            """
+        let groups = """
+            groups:
+              depot: { site: south }
+
+            """
+        for yaml in [streams + groups, groups + streams] {
+            let result = load(yaml)
+            #expect(result.problems.isEmpty, "\(result.problems)")
+            let config = try #require(result.config)
+            #expect(config.streams.map(\.site) == ["north", "south", nil, nil])
+            #expect(config.sites == ["north", "south"])
+            #expect(config.restricted(toSite: "south").streams.map(\.id) == ["b"])
+        }
+        let bad = load("""
+            groups:
+              depot: { site: "north east", colour: red }
+            streams:
+              - { id: a, url: "rtsp://10.0.0.5/1", site: "a/b" }
+            """)
+        #expect(bad.config == nil)
+        let messages = bad.problems.map(\.description)
+        #expect(messages.contains { $0.contains("config.yaml:2:") && $0.contains("site 'north east' is not a site name") }, "\(messages)")
+        #expect(messages.contains { $0.contains("config.yaml:2:") && $0.contains("colour") }, "\(messages)")
+        #expect(messages.contains { $0.contains("config.yaml:4:") && $0.contains("site 'a/b' is not a site name") }, "\(messages)")
+    }
+
     @Test func fiveMistakes_areAllReported_withPositions() {
         let result = load("""
             settings:

@@ -37,4 +37,58 @@ import Testing
         await engine.apply(try config(["c"], name: "Renamed"))
         #expect(try await names() == ["Renamed c"])
     }
+
+    /// `serve --site a` (issue #17's agent of one site): only site a's streams are probed and listed, also
+    /// after a reload moves a stream into the site; the summary counts per site; `?site=` filters.
+    @Test func serveForOneSite_probesAndListsOnlyThatSite_alsoAfterAReload() async throws {
+        let dir = TestEnvironment.temporaryDirectory("site-serve")
+        let port = try freePort()
+        func write(bSite: String) throws {
+            try """
+                settings: { interval: 2s, timeout: 2s, listen: "127.0.0.1:\(port)" }
+                groups:
+                  depot: { site: a }
+                streams:
+                  - { id: a1, url: "http://127.0.0.1:1/a1", site: a }
+                  - { id: a2, url: "http://127.0.0.1:1/a2", group: depot }
+                  - { id: b1, url: "http://127.0.0.1:1/b1", site: \(bSite) }
+                """.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        }
+        try write(bSite: "b")
+        try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
+        let token = try await TestEnvironment.apiToken(configDirectory: dir)
+        let serve = try TestEnvironment.startServe(configDirectory: dir, arguments: ["--site", "a"])
+        defer { if serve.isRunning { kill(serve.processIdentifier, SIGKILL) } }
+        #expect(await TestEnvironment.untilListening(port: port))
+        func json(_ path: String) async throws -> Any {
+            let response = try await httpGet("http://127.0.0.1:\(port)\(path)", token: token)
+            let body = response.range(of: "\r\n\r\n").map { String(response[$0.upperBound...]) } ?? ""
+            return try JSONSerialization.jsonObject(with: Data(body.utf8))
+        }
+        func listed(_ path: String = "/api/streams") async throws -> [String] {
+            (try await json(path) as? [[String: Any]] ?? []).map { "\($0["id"] ?? "")@\($0["site"] ?? "-")" }
+        }
+        #expect(try await listed() == ["a1@a", "a2@a"])
+        // Both of site a's streams are checked (a refused port: down or pending), b1 never is.
+        #expect(await eventuallyTrue(15) {
+            let streams = (try? await json("/api/streams") as? [[String: Any]]) ?? []
+            return streams.count == 2 && streams.allSatisfy { $0["last_check"] != nil }
+        })
+        let summary = try #require(try await json("/api/summary") as? [String: Any])
+        let sites = try #require(summary["sites"] as? [String: [String: Int]])
+        #expect(sites.keys.sorted() == ["a"] && sites["a"]?["streams"] == 2, "\(sites)")
+        // The file moves b1 into site a: this agent takes it on at the reload.
+        try write(bSite: "a")
+        #expect(await eventuallyTrue(10) { (try? await listed()) == ["a1@a", "a2@a", "b1@a"] })
+        #expect(try await listed("/api/streams?site=a&limit=2") == ["a1@a", "a2@a"])
+        #expect(try await listed("/api/streams?site=b") == [])
+        kill(serve.processIdentifier, SIGTERM)
+        serve.waitUntilExit()
+    }
+
+    @Test func serve_refusesASiteThatIsNoSiteName() async throws {
+        let run = try await TestEnvironment.run(["serve", "--site", "north east", "--config", "/nonexistent.yaml"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("is not a site name"), "\(run.stderr)")
+    }
 }

@@ -70,10 +70,10 @@ enum TestEnvironment {
     }
 
     /// Starts `streampulse serve` on a config in `dir` (data in `dir/data`), output discarded.
-    static func startServe(configDirectory dir: String) throws -> Process {
+    static func startServe(configDirectory dir: String, arguments: [String] = []) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try pluginsDirectory()]
+        process.arguments = ["serve", "--config", dir + "/config.yaml", "--data-dir", dir + "/data", "--plugins-dir", try pluginsDirectory()] + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try launchProcess(process)

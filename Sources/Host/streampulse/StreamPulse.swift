@@ -275,7 +275,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The config file.") var config: String = "config/config.yaml"
     @Option(name: .long, help: "Data folder (overrides settings.data_dir).") var dataDir: String?
     @Option(name: .long, help: "HOST:PORT for the web server (overrides settings.listen).") var listen: String?
+    @Option(name: .long, help: "Probe only the streams of this site (their `site:`, or their group's).") var site: String?
     @OptionGroup var options: PluginOptions
+
+    func validate() throws {
+        if let site, site.isEmpty || site.utf8.count > 64 || !site.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
+            throw ValidationError("--site '\(site.prefix(80))' is not a site name: use letters, digits, '.', '_' and '-', at most 64")
+        }
+    }
 
     func run() async throws {
         let logger = makeLogger("streampulse", level: options.verbose ? .debug : .info)
@@ -291,7 +298,7 @@ struct Serve: AsyncParsableCommand {
         let monitor: Monitor
         do {
             monitor = try await Monitor.assemble(configPath: config, pluginsDirectory: options.pluginsDir, dataDirectory: dataDir,
-                                                 listen: listen, verbose: options.verbose, logger: logger)
+                                                 listen: listen, site: site, verbose: options.verbose, logger: logger)
         } catch let refusal as Monitor.Refusal {
             logger.critical("\(refusal.message)")
             throw ExitCode(refusal.exitCode)

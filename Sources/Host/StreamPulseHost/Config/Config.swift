@@ -12,6 +12,18 @@ public struct Config: Sendable, Equatable {
     public var notify = NotifyConfig()
     /// Planned maintenance windows.
     public var maintenance: [MaintenanceWindow] = []
+    /// Defaults for the streams of each group (`groups: {NAME: {site: …}}`); already applied to `streams`.
+    public var groups: [String: GroupDefaults] = [:]
+
+    /// This config as an agent of one site runs it: only the streams of `site` (`serve --site NAME`).
+    public func restricted(toSite site: String) -> Config {
+        var config = self
+        config.streams = streams.filter { $0.site == site }
+        return config
+    }
+
+    /// The sites the streams name, sorted.
+    public var sites: [String] { Set(streams.compactMap(\.site)).sorted() }
 
     public init(settings: Settings = Settings(), credentials: [String: CredentialRef] = [:], streams: [StreamConfig] = [], sinks: [SinkConfig] = []) {
         self.settings = settings
@@ -19,6 +31,14 @@ public struct Config: Sendable, Equatable {
         self.streams = streams
         self.sinks = sinks
     }
+}
+
+/// What the streams of one group have unless they say otherwise.
+public struct GroupDefaults: Sendable, Equatable {
+    /// The site of the group's streams.
+    public var site: String?
+
+    public init(site: String? = nil) { self.site = site }
 }
 
 /// Global settings; every field has a default.
@@ -79,6 +99,9 @@ public struct StreamConfig: Sendable, Equatable {
     public var interval: Duration?
     public var deepInterval: Duration?
     public var group: String?
+    /// Where the camera is (a shop, a depot, a campus): written on the stream or taken from its group's
+    /// default. `serve --site NAME` probes only the streams of that site.
+    public var site: String?
     public var tags: [String] = []
     public var credentialsName: String?
     /// Credentials that were written inside the URL (warned about, masked everywhere).

@@ -88,7 +88,7 @@ struct ConfigParser: ValueReading {
         guard let top = root.mapping else { problem(root, "the file must be a mapping with settings, credentials, streams"); return config }
         // Sections are read in dependency order whatever their order in the file: settings name the
         // secrets file credentials come from, and streams and sinks refer to credentials.
-        let keys = ["settings", "credentials", "streams", "sinks", "notify", "maintenance"]
+        let keys = ["settings", "credentials", "groups", "streams", "sinks", "notify", "maintenance"]
         var sections: [String: Node] = [:]
         for (key, value) in top {
             guard let name = key.string else { problem(key, "keys must be text"); continue }
@@ -97,7 +97,8 @@ struct ConfigParser: ValueReading {
         }
         if let node = sections["settings"] { config.settings = parseSettings(node) }
         if let node = sections["credentials"] { config.credentials = parseCredentials(node, secretsFile: config.settings.secretsFile) }
-        if let node = sections["streams"] { config.streams = parseStreams(node, credentials: config.credentials) }
+        if let node = sections["groups"] { config.groups = parseGroups(node) }
+        if let node = sections["streams"] { config.streams = parseStreams(node, credentials: config.credentials, groups: config.groups) }
         if let node = sections["sinks"] { config.sinks = parseSinks(node, credentials: config.credentials) }
         if let node = sections["notify"] { config.notify = parseNotify(node, credentials: config.credentials) }
         if let node = sections["maintenance"] { config.maintenance = parseMaintenance(node, defaultTimeZone: config.settings.timezone) }
@@ -297,19 +298,56 @@ struct ConfigParser: ValueReading {
         problems.append(ConfigProblem(file: path, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, severity: .error, message: message))
     }
 
-    static let streamKeys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "tags", "credentials",
+    static let streamKeys = ["id", "name", "url", "protocol", "interval", "deep_interval", "group", "site", "tags", "credentials",
                              "thresholds", "enabled", "transport", "redirects", "expect", "picture_checks", "ignore"]
 
-    mutating func parseStreams(_ node: Node, credentials: [String: CredentialRef]) -> [StreamConfig] {
+    mutating func parseStreams(_ node: Node, credentials: [String: CredentialRef], groups: [String: GroupDefaults] = [:]) -> [StreamConfig] {
         var streams: [StreamConfig] = []
         guard let list = node.sequence else { problem(node, "streams must be a list"); return streams }
         var seen: [String: Node] = [:]
         for item in list {
             guard let map = item.mapping else { problem(item, "each stream must be a mapping with at least id and url"); continue }
             var (stream, nodes) = parseStream(map, credentials: credentials)
+            // A site written on the stream wins over its group's.
+            if stream.site == nil, let group = stream.group { stream.site = groups[group]?.site }
             if checkStream(&stream, item: item, nodes: nodes, seen: &seen) { streams.append(stream) }
         }
         return streams
+    }
+
+    static let groupKeys = ["site"]
+
+    /// `groups: {NAME: {site: SITE}}`: defaults for the streams whose `group:` is NAME.
+    mutating func parseGroups(_ node: Node) -> [String: GroupDefaults] {
+        guard let map = node.mapping else { problem(node, "groups must be a mapping of group name to its defaults, such as groups: {depot-north: {site: north}}"); return [:] }
+        var result: [String: GroupDefaults] = [:]
+        for (key, value) in map {
+            guard let name = key.string, !name.isEmpty else { problem(key, "group names must be text"); continue }
+            guard let entries = value.mapping else { problem(value, "group '\(name)': its defaults must be a mapping, such as {site: north}"); continue }
+            var defaults = GroupDefaults()
+            for (field, fieldValue) in entries {
+                switch field.string ?? "" {
+                case "site": defaults.site = site(fieldValue)
+                case let other: unknownKey(field, other, Self.groupKeys)
+                }
+            }
+            result[name] = defaults
+        }
+        return result
+    }
+
+    /// A site name: letters, digits, `.`, `_` and `-`, at most 64 (it names a place in URLs, logs and
+    /// command lines).
+    mutating func site(_ node: Node) -> String? {
+        guard let text = string(node) else { return nil }
+        let allowed = text.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+        }
+        guard !text.isEmpty, text.utf8.count <= 64, allowed else {
+            problem(node, "site '\(text.prefix(80))' is not a site name: use letters, digits, '.', '_' and '-', at most 64")
+            return nil
+        }
+        return text
     }
 
     /// One stream's keys as written (checked by `checkStream`), and the nodes of its id and URL for messages.
@@ -326,6 +364,7 @@ struct ConfigParser: ValueReading {
             case "interval": stream.interval = duration(value)
             case "deep_interval": stream.deepInterval = duration(value)
             case "group": stream.group = string(value)
+            case "site": stream.site = site(value)
             case "tags":
                 if let single = value.scalar?.string {
                     problem(value, "tags must be a list: tags: [\(single)]")

@@ -24,6 +24,8 @@ public struct ConfigStatus: Sendable, Codable, Equatable {
 /// stops monitoring — the last good config stays active and the errors are kept in `status`.
 public actor ConfigService {
     public let path: String
+    /// The site this monitor serves (`serve --site`): every loaded config is restricted to its streams.
+    public let site: String?
     private let engine: Engine
     private let plugins: PluginHost
     private let scrubber: SecretScrubber
@@ -75,8 +77,9 @@ public actor ConfigService {
     ///   - settings: the live settings to keep current (default: new ones from `initial`).
     public init(path: String, initial: Config, fileSettings: Settings? = nil, settings: LiveSettings? = nil,
                 initialProblems: [ConfigProblem], engine: Engine, plugins: PluginHost, scrubber: SecretScrubber, logger: Logger,
-                environment: [String: String] = ProcessInfo.processInfo.environment) {
+                environment: [String: String] = ProcessInfo.processInfo.environment, site: String? = nil) {
         self.path = path
+        self.site = site
         self.settings = settings ?? LiveSettings(initial.settings)
         self.fileSettingsAtStart = fileSettings ?? initial.settings
         self.engine = engine
@@ -118,7 +121,7 @@ public actor ConfigService {
             return nil
         }
         let result = loader.load(yaml: text, file: path, baseDirectory: (path as NSString).deletingLastPathComponent)
-        guard let config = result.config else {
+        guard let config = result.config.map({ loaded in site.map { loaded.restricted(toSite: $0) } ?? loaded }) else {
             status.errors = result.errors.map(\.description)
             for problem in result.errors { logger.error("config reload (\(reason)) rejected, last good config stays active: \(problem.description)") }
             return nil

@@ -24,8 +24,9 @@ public struct Monitor: Sendable {
     /// - Parameters:
     ///   - dataDirectory, listen: command-line overrides of `settings.data_dir` and `settings.listen`.
     ///   - bcryptCost: the cost of password hashes (tests lower it).
+    /// - Parameter site: probe only this site's streams (`serve --site NAME`), also after every reload.
     public static func assemble(configPath: String, pluginsDirectory: String, dataDirectory: String? = nil, listen: String? = nil,
-                                verbose: Bool = false, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
+                                site: String? = nil, verbose: Bool = false, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
                                 bcryptCost: UInt8 = 11) async throws -> Monitor {
         let scrubber = SecretScrubber()
         let plugins = PluginHost(directory: pluginsDirectory, logger: logger, scrubber: scrubber)
@@ -36,6 +37,16 @@ public struct Monitor: Sendable {
             throw Refusal(message: "The config has errors; nothing to monitor. Fix them (see `streampulse validate \(configPath)`).", exitCode: 3)
         }
         let fileSettings = cfg.settings
+        if let site {
+            let all = cfg.streams.count
+            cfg = cfg.restricted(toSite: site)
+            if cfg.streams.isEmpty {
+                let known = loaded.config?.sites ?? []
+                logger.warning("site \(site): no stream in \(configPath) has this site (\(known.isEmpty ? "no stream names a site" : "sites there: " + known.joined(separator: ", "))); nothing to probe until the config gives it streams")
+            } else {
+                logger.info("site \(site): probing \(cfg.streams.count) of the \(all) streams in \(configPath)")
+            }
+        }
         if let dataDirectory { cfg.settings.dataDir = dataDirectory }
         if let listen { cfg.settings.listen = listen }
         scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password }
@@ -67,7 +78,7 @@ public struct Monitor: Sendable {
         }
         let config = ConfigService(path: configPath, initial: cfg, fileSettings: fileSettings, settings: settings,
                                    initialProblems: loaded.problems, engine: engine, plugins: plugins, scrubber: scrubber, logger: logger,
-                                   environment: environment)
+                                   environment: environment, site: site)
         await config.setSinks(sinkManager)
         let time = cfg.settings.ntpServers.isEmpty ? nil
             : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger, offset: offset)

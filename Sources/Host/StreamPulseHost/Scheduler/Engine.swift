@@ -11,6 +11,8 @@ public struct StreamSnapshot: Sendable, Codable, Equatable {
     public var url: String
     public var `protocol`: String?
     public var group: String?
+    /// The stream's site (`site:`, or its group's), if any.
+    public var site: String?
     public var tags: [String]
     public var enabled: Bool
     public var status: StreamStatus

@@ -98,10 +98,12 @@ public struct EngineMachine: Sendable {
 
     /// The sinks' view of a configured stream (masked URL, no state).
     public func describe(_ stream: StreamConfig) -> StreamSnapshot {
-        StreamSnapshot(
+        var snapshot = StreamSnapshot(
             id: stream.id, name: stream.name, url: stream.maskedURL, protocol: lookup(stream)?.name ?? stream.protocolName,
             group: stream.group, tags: stream.tags, enabled: stream.enabled, status: .unknown, reason: .notChecked, phase: nil,
             message: "", pending: false, since: nil, lastCheck: nil, lastPicture: nil, consecutiveFailures: 0, latencyMs: nil)
+        snapshot.site = stream.site
+        return snapshot
     }
 
     /// What the API shows for one stream (without the heartbeat and uptime, which others keep).

@@ -127,6 +127,13 @@ actor StreamListCache {
         var down: Int
         var unknown: Int
         var engine: EngineStats
+        /// The same counts per site, for fleets whose streams name one (absent otherwise).
+        var sites: [String: SiteCounts]? = nil
+    }
+
+    /// One site's streams by colour.
+    struct SiteCounts: Encodable, Sendable, Equatable {
+        var streams = 0, ok = 0, degraded = 0, pending = 0, down = 0, unknown = 0
     }
 
     /// Counts per colour and engine figures: the cheapest answer to "is everything fine?".
@@ -187,8 +194,23 @@ actor StreamListCache {
                 index[s.id] = i
             }
             func count(_ key: String) -> Int { byStatus[key]?.count ?? 0 }
-            let summary = Summary(streams: list.count, ok: count("ok"), degraded: count("degraded"), pending: count("pending"),
+            var summary = Summary(streams: list.count, ok: count("ok"), degraded: count("degraded"), pending: count("pending"),
                                   down: count("down"), unknown: count("unknown"), engine: await engine.stats())
+            var sites: [String: SiteCounts] = [:]
+            for s in list {
+                guard let site = s.site else { continue }
+                var counts = sites[site] ?? SiteCounts()
+                counts.streams += 1
+                switch s.pending ? "pending" : s.status.rawValue {
+                case "ok": counts.ok += 1
+                case "degraded": counts.degraded += 1
+                case "pending": counts.pending += 1
+                case "down": counts.down += 1
+                default: counts.unknown += 1
+                }
+                sites[site] = counts
+            }
+            if !sites.isEmpty { summary.sites = sites }
             let entry = Entry(buffer: buffer, list: list, pieces: pieces, index: index, byStatus: byStatus, summary: summary,
                               maintenance: maintenance)
             return Built(entry: entry, version: engineVersion, generation: generation)

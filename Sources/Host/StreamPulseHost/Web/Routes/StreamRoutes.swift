@@ -13,7 +13,7 @@ enum StreamRoutes {
         }
         viewer.get("/api/streams") { request, _ -> Response in
             let q = request.uri.queryParameters
-            guard ["status", "protocol", "group", "tag", "limit", "offset"].contains(where: { q[$0[...]] != nil }) else {
+            guard ["status", "protocol", "group", "site", "tag", "limit", "offset"].contains(where: { q[$0[...]] != nil }) else {
                 return APIServer.rawJSON(await listing.current())
             }
             return try await page(request, listing: listing)
@@ -34,16 +34,17 @@ enum StreamRoutes {
     static func page(_ request: Request, listing: StreamListCache) async throws -> Response {
         let q = request.uri.queryParameters
         let status = q["status"].map(String.init), proto = q["protocol"].map(String.init)
-        let group = q["group"].map(String.init), tag = q["tag"].map(String.init)
+        let group = q["group"].map(String.init), tag = q["tag"].map(String.init), site = q["site"].map(String.init)
         let offset = try RequestSupport.int(request, "offset", in: 0...Int(Int32.max)) ?? 0
         let limit = try RequestSupport.int(request, "limit", in: 0...Int(Int32.max))
         let picture = await listing.picture()
         // Streams by colour are indexed when the picture is taken; other filters scan.
         var chosen = status.map { picture.byStatus[$0] ?? [] } ?? Array(picture.list.indices)
-        if proto != nil || group != nil || tag != nil {
+        if proto != nil || group != nil || tag != nil || site != nil {
             chosen = chosen.filter { i in
                 let s = picture.list[i]
-                return (proto == nil || proto == s.protocol) && (group == nil || group == s.group) && (tag.map { s.tags.contains($0) } ?? true)
+                return (proto == nil || proto == s.protocol) && (group == nil || group == s.group) && (site == nil || site == s.site)
+                    && (tag.map { s.tags.contains($0) } ?? true)
             }
         }
         let start = min(offset, chosen.count)
