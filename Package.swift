@@ -53,6 +53,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
         // Deque: the engine's queue of deep probes waiting for a decode slot.
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        // PostgreSQL for fleets past one machine: the agents' stream leases (issue #17).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.21.0"),
     ],
     targets: [
         // MARK: Core — the contract with plugin authors
@@ -132,6 +134,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Sources/Host/StreamPulseHost",
             // The dashboard (plain HTML/CSS/JS written here) is compiled into the binary: nothing to install.
@@ -180,6 +183,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/StreamPulseTests",
             swiftSettings: swiftSettings
