@@ -44,7 +44,7 @@ import Testing
             let writeTable = "CREATE TABLE IF NOT EXISTS fenced_writes (stream_id TEXT, agent TEXT)"
             try await leases.client.query(PostgresQuery(unsafeSQL: writeTable))
             let stale = try #require(one.first)
-            try await leases.fenced(stale, agent: "one") { connection in
+            _ = try await leases.fenced(stale, agent: "one") { connection in
                 try await connection.query("INSERT INTO fenced_writes VALUES (\(stale.streamID), 'one')", logger: leases.logger)
             }
             // Agent one stops (no more rounds); two keeps renewing every half period and takes one's streams.

@@ -47,8 +47,11 @@ final class TestPostgres: Sendable {
     /// Not Foundation's `Process`: it learns of a child's exit from a descriptor the child inherits, and the
     /// server `pg_ctl start` leaves running inherits it too, so that wait never ended.
     private func run(_ command: [String]) async throws {
-        // setpriv execs the command as the user (runuser forks a PAM session child).
-        let argv = (geteuid() == 0 ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] : []) + command
+        // setpriv execs the command as the user (runuser forks a PAM session child). Python first closes every
+        // descriptor above 2: `system()` passes on all of this process's, and a server holding the one Foundation
+        // watches for another test's child (a `git` of the hot-reload test) would stall that test's wait.
+        let closeAll = ["/usr/bin/python3", "-c", "import os, sys; os.closerange(3, 1 << 16); os.execv(sys.argv[1], sys.argv[1:])"]
+        let argv = closeAll + (geteuid() == 0 ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] : []) + command
         let line = argv.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
             + " < /dev/null > '\(directory)/command.log' 2>&1"
         let status: Int32 = await withCheckedContinuation { continuation in
