@@ -25,18 +25,35 @@ final class TestPostgres: Sendable {
         return "\(root)/\(newest)/bin"
     }
 
-    static func start() async throws -> TestPostgres {
-        let server = try TestPostgres(directory: TestEnvironment.temporaryDirectory("pg"), port: try freePort(), binaries: try binaries())
+    /// - Parameter alsoListen: more addresses of this machine to listen on (a veth end for a network namespace),
+    ///   each trusted like the loopback.
+    static func start(alsoListen: [String] = []) async throws -> TestPostgres {
+        let server = try TestPostgres(directory: TestEnvironment.temporaryDirectory("pg"), port: try freePort(), binaries: try binaries(),
+                                      addresses: ["127.0.0.1"] + alsoListen)
         try await server.run([server.binaries + "/initdb", "-D", server.directory + "/data", "-U", server.user, "--auth=trust", "-E", "UTF8", "--no-sync"])
-        try await server.run([server.binaries + "/pg_ctl", "-D", server.directory + "/data", "-l", server.directory + "/log", "-w", "start",
-                              "-o", "-p \(server.port) -k \(server.directory) -c listen_addresses=127.0.0.1 -c fsync=off"])
+        if !alsoListen.isEmpty {
+            let hba = try FileHandle(forWritingTo: URL(fileURLWithPath: server.directory + "/data/pg_hba.conf"))
+            try hba.seekToEnd()
+            try hba.write(contentsOf: Data(alsoListen.map { "host all all \($0)/24 trust\n" }.joined().utf8))
+            try hba.close()
+        }
+        try await server.start()
         return server
     }
 
-    private init(directory: String, port: Int, binaries: String) throws {
+    /// Starts the (stopped) server again on the same folder and port.
+    func start() async throws {
+        try await run([binaries + "/pg_ctl", "-D", directory + "/data", "-l", directory + "/log", "-w", "start",
+                       "-o", "-p \(port) -k \(directory) -c listen_addresses=\(addresses.joined(separator: ",")) -c fsync=off"])
+    }
+
+    private let addresses: [String]
+
+    private init(directory: String, port: Int, binaries: String, addresses: [String]) throws {
         self.directory = directory
         self.port = port
         self.binaries = binaries
+        self.addresses = addresses
         if geteuid() == 0 {
             let chown = try TestEnvironment.runBlocking(["-R", "postgres:postgres", directory], environment: [:], executable: "/usr/bin/chown")
             guard chown.status == 0 else { throw Failure(description: "chown \(directory): \(chown.stderr)") }

@@ -276,12 +276,33 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Data folder (overrides settings.data_dir).") var dataDir: String?
     @Option(name: .long, help: "HOST:PORT for the web server (overrides settings.listen).") var listen: String?
     @Option(name: .long, help: "Probe only the streams of this site (their `site:`, or their group's).") var site: String?
+    @Option(name: .long, help: ArgumentHelp("Share the site with other agents through leases in PostgreSQL and write results there: postgres://USER@HOST:PORT/DATABASE (password from PGPASSWORD; ?sslmode=require|verify-full&sslrootcert=FILE). Needs --site.", valueName: "URL"))
+    var postgres: String?
+    @Option(name: .long, help: "This agent's name in the leases (default: HOSTNAME-PID).") var agent: String?
+    @Option(name: .long, help: "How long a lease holds without renewal, in seconds (others take a stopped agent's streams within two).")
+    var leaseSeconds: Double = 30
     @OptionGroup var options: PluginOptions
 
     func validate() throws {
         if let site, site.isEmpty || site.utf8.count > 64 || !site.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
             throw ValidationError("--site '\(site.prefix(80))' is not a site name: use letters, digits, '.', '_' and '-', at most 64")
         }
+        if postgres != nil, site == nil { throw ValidationError("--postgres shares a site between agents: give the site with --site NAME") }
+        if postgres == nil, agent != nil { throw ValidationError("--agent names an agent sharing a site: it needs --postgres URL and --site NAME") }
+        guard leaseSeconds.isFinite, (1...3600).contains(leaseSeconds) else {
+            throw ValidationError("--lease-seconds must be between 1 and 3600")
+        }
+        if let postgres {
+            do { _ = try PostgresTarget(url: postgres) } catch { throw ValidationError("\(error)") }
+        }
+        if let agent, agent.isEmpty || agent.utf8.count > 128 { throw ValidationError("--agent must be 1 to 128 characters") }
+    }
+
+    /// HOSTNAME-PID: unique per running process, read without a DNS lookup.
+    static func defaultAgentName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&buffer, buffer.count) == 0 ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "agent"
+        return "\(host)-\(getpid())"
     }
 
     func run() async throws {
@@ -297,8 +318,13 @@ struct Serve: AsyncParsableCommand {
         if environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 128 * 1024) }
         let monitor: Monitor
         do {
+            let agentOptions = try postgres.map {
+                Monitor.AgentOptions(target: try PostgresTarget(url: $0, environment: environment),
+                                     name: agent ?? Self.defaultAgentName(),
+                                     leasePeriod: .milliseconds(Int64(leaseSeconds * 1000)))
+            }
             monitor = try await Monitor.assemble(configPath: config, pluginsDirectory: options.pluginsDir, dataDirectory: dataDir,
-                                                 listen: listen, site: site, verbose: options.verbose, logger: logger)
+                                                 listen: listen, site: site, agent: agentOptions, verbose: options.verbose, logger: logger)
         } catch let refusal as Monitor.Refusal {
             logger.critical("\(refusal.message)")
             throw ExitCode(refusal.exitCode)

@@ -66,6 +66,31 @@ public actor ConfigService {
         for waiter in waiters { waiter.resume() }
     }
     public private(set) var lastDiff: ConfigDiff?
+    /// The last good config (restricted to `site`), before the lease filter.
+    private var siteConfig: Config
+    /// An agent sharing its site through leases (issue #17) gives the engine only the streams it holds;
+    /// nil: every stream of the config (or of the site).
+    public private(set) var leased: Set<String>?
+
+    /// The ids of the site's streams in the last good config (what the agent registers for leases).
+    public var siteStreamIDs: [String] { siteConfig.streams.map(\.id) }
+
+    /// Gives the engine only these of the site's streams (an agent's leases), or all (nil). Streams gained
+    /// start as new ones, first checked within `firstWithin` (spread: a takeover of thousands is no burst);
+    /// streams lost stop.
+    @discardableResult
+    public func setLeased(_ ids: Set<String>?, firstWithin: Duration? = nil) async -> ConfigDiff? {
+        guard ids != leased else { return nil }
+        leased = ids
+        return await engine.apply(leaseFiltered(siteConfig), quiet: true, firstWithin: firstWithin)
+    }
+
+    private func leaseFiltered(_ config: Config) -> Config {
+        guard let leased else { return config }
+        var filtered = config
+        filtered.streams = config.streams.filter { leased.contains($0.id) }
+        return filtered
+    }
     /// Quiet time after the last event before acting, while a file may still be being written.
     public var debounce: Duration = .milliseconds(150)
     /// Quiet time after an event that says a file is complete (closed after writing, or renamed into place).
@@ -77,7 +102,7 @@ public actor ConfigService {
     ///   - settings: the live settings to keep current (default: new ones from `initial`).
     public init(path: String, initial: Config, fileSettings: Settings? = nil, settings: LiveSettings? = nil,
                 initialProblems: [ConfigProblem], engine: Engine, plugins: PluginHost, scrubber: SecretScrubber, logger: Logger,
-                environment: [String: String] = ProcessInfo.processInfo.environment, site: String? = nil) {
+                environment: [String: String] = ProcessInfo.processInfo.environment, site: String? = nil, leased: Set<String>? = nil) {
         self.path = path
         self.site = site
         self.settings = settings ?? LiveSettings(initial.settings)
@@ -87,6 +112,8 @@ public actor ConfigService {
         self.scrubber = scrubber
         self.logger = logger
         self.environment = environment
+        self.siteConfig = initial
+        self.leased = leased
         self.activeHash = Self.contentHash(
             text: FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "", config: initial)
         status = ConfigStatus(
@@ -136,7 +163,8 @@ public actor ConfigService {
         scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password }
                          + config.notify.channels.flatMap(\.secrets))
         appliedReloads += 1  // counted before the engine shows it: whoever sees the new streams sees the count
-        let diff = await engine.apply(config)
+        siteConfig = config
+        let diff = await engine.apply(leaseFiltered(config))
         let running = settings.current
         let inForce = SettingKeys.inForce(running: running, file: config.settings)
         settings.replace(with: inForce)

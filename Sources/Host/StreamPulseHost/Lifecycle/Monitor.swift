@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import PostgresNIO
 import ServiceLifecycle
 
 /// `streampulse serve` assembled from a config file: plugins → config → sinks → engine → web, and the
@@ -25,8 +26,11 @@ public struct Monitor: Sendable {
     ///   - dataDirectory, listen: command-line overrides of `settings.data_dir` and `settings.listen`.
     ///   - bcryptCost: the cost of password hashes (tests lower it).
     /// - Parameter site: probe only this site's streams (`serve --site NAME`), also after every reload.
+    /// - Parameter agent: share the site with other agents through leases in PostgreSQL, writing results there
+    ///   (`serve --site NAME --postgres URL`); needs `site`.
     public static func assemble(configPath: String, pluginsDirectory: String, dataDirectory: String? = nil, listen: String? = nil,
-                                site: String? = nil, verbose: Bool = false, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
+                                site: String? = nil, agent: AgentOptions? = nil, verbose: Bool = false, logger: Logger,
+                                environment: [String: String] = ProcessInfo.processInfo.environment,
                                 bcryptCost: UInt8 = 11) async throws -> Monitor {
         let scrubber = SecretScrubber()
         let plugins = PluginHost(directory: pluginsDirectory, logger: logger, scrubber: scrubber)
@@ -70,7 +74,23 @@ public struct Monitor: Sendable {
             incidents = service
         }
         let offset = ClockOffset()
-        let engine = Engine(config: cfg, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
+        // An agent starts with no stream: it probes the ones its first lease round gives it.
+        var startingConfig = cfg
+        var agentServices: [any Service] = []
+        var siteAgent: SiteAgent?
+        if let agent {
+            guard let site else { throw Refusal(message: "--postgres (an agent sharing a site) needs --site NAME", exitCode: 2) }
+            startingConfig.streams = []
+            let client = PostgresClient(configuration: try agent.target.clientConfiguration(holdLocksAtMost: agent.leasePeriod / 2), backgroundLogger: logger)
+            let leases = StreamLeases(client: client, period: agent.leasePeriod, logger: logger)
+            let history = PostgresHistory(client: client, logger: logger)
+            let book = LeaseBook(clock: { offset.now() })
+            await sinkManager.addBuiltIn(PostgresSink(history: history, leases: leases, book: book, site: site, agent: agent.name, logger: logger))
+            logger.notice("site \(site): agent \(agent.name) shares the site through leases of \(agent.leasePeriod) in \(agent.target)")
+            siteAgent = SiteAgent(site: site, agent: agent.name, leases: leases, history: history, book: book, config: nil, logger: logger)
+            agentServices = [PostgresClientService(client: client)]
+        }
+        let engine = Engine(config: startingConfig, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
         if let store {
             do { await engine.restoreBaselines(try await store.baselines()) } catch {
                 logger.error("picture baselines could not be read (streams learn their profile and reference again): \(error)")
@@ -78,7 +98,11 @@ public struct Monitor: Sendable {
         }
         let config = ConfigService(path: configPath, initial: cfg, fileSettings: fileSettings, settings: settings,
                                    initialProblems: loaded.problems, engine: engine, plugins: plugins, scrubber: scrubber, logger: logger,
-                                   environment: environment, site: site)
+                                   environment: environment, site: site, leased: agent == nil ? nil : [])
+        if let siteAgent {
+            await siteAgent.attach(config)
+            agentServices.append(SiteAgentService(agent: siteAgent))
+        }
         await config.setSinks(sinkManager)
         let time = cfg.settings.ntpServers.isEmpty ? nil
             : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger, offset: offset)
@@ -94,7 +118,9 @@ public struct Monitor: Sendable {
                               incidents: incidents)
 
         // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
-        var services: [any Service] = [SinkService(manager: sinkManager), EngineService(engine: engine),
+        // An agent's PostgreSQL client and lease rounds come first: they stop last, after the sinks have written
+        // what they hold under the leases.
+        var services: [any Service] = agentServices + [SinkService(manager: sinkManager), EngineService(engine: engine),
                                        ConfigWatchService(config: config, secretsPath: secretsPath)]
         services += [PreviewService(previews: web.previews), FleetPictureService(listing: web.listing)]
         if let time { services.append(TimeSyncService(time: time)) }
@@ -103,6 +129,21 @@ public struct Monitor: Sendable {
         httpLogger.logLevel = verbose ? .debug : .warning
         return Monitor(engine: engine, config: config, web: web, sinkManager: sinkManager, services: services,
                        address: address, httpLogger: httpLogger)
+    }
+
+    /// How an agent shares its site with others (`serve --site NAME --postgres URL`).
+    public struct AgentOptions: Sendable {
+        public var target: PostgresTarget
+        /// This agent's name in the leases (unique per running process).
+        public var name: String
+        /// How long a lease holds without renewal; others take an agent's streams within two of these.
+        public var leasePeriod: Duration
+
+        public init(target: PostgresTarget, name: String, leasePeriod: Duration) {
+            self.target = target
+            self.name = name
+            self.leasePeriod = leasePeriod
+        }
     }
 
     /// Runs until SIGTERM/SIGINT (graceful shutdown) or a service fails.

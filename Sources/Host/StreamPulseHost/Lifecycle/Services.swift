@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import ServiceLifecycle
 import UnixSignals
 
@@ -87,5 +88,13 @@ public struct SinkService: Service {
         try? await gracefulShutdown()
         await manager.stopAll()
         await runners
+    }
+}
+
+/// Runs an agent's PostgreSQL client (its connection pool) until the services after it have stopped.
+struct PostgresClientService: Service {
+    let client: PostgresClient
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await client.run() }
     }
 }

@@ -280,12 +280,16 @@ public actor Engine {
     /// Applies a new config: added streams start, removed stop, changed restart (once their running probe
     /// has ended), the rest keep their schedule, state and counters. Returns what changed.
     @discardableResult
-    public func apply(_ new: Config) async -> ConfigDiff {
-        let (diff, actions) = machine.apply(new, now: now, at: clock.now())
+    /// - Parameters:
+    ///   - quiet: no line per removed stream (an agent's leases moving hundreds of streams at once).
+    ///   - firstWithin: added streams are first checked within this (default: the startup spread).
+    public func apply(_ new: Config, quiet: Bool = false, firstWithin: Duration? = nil) async -> ConfigDiff {
+        let (diff, actions) = machine.apply(new, now: now, at: clock.now(), firstWithin: firstWithin)
         await budgets.setPerHost(new.settings.hostSessions)
         deepLimit = max(1, new.settings.maxDeepProbes)
         for id in diff.removed {
             heartbeats.forget(id)
+            if quiet { continue }
             logger.info("stream=\(id) removed from the config; stopped (its history is kept, marked retired)")
         }
         for id in diff.restarted { heartbeats.forget(id) }

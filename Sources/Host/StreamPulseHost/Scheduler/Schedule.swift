@@ -66,9 +66,10 @@ public struct Schedule: Sendable {
     /// stream's phase across its whole interval.
     public var startupSpread: Duration = .seconds(30)
 
-    /// Adds (or replaces) a stream; its first check comes at its spread offset from `now`.
-    public mutating func add(_ id: String, plan: Plan, now: Double) {
-        let window = min(plan.interval, startupSpread)
+    /// Adds (or replaces) a stream; its first check comes at its spread offset from `now` (within `within`
+    /// when given: streams an agent takes over from another are due sooner than a first round's).
+    public mutating func add(_ id: String, plan: Plan, now: Double, within: Duration? = nil) {
+        let window = min(plan.interval, startupSpread, within ?? startupSpread)
         schedule(id, Entry(plan: plan, nextDue: now + Self.offset(for: id, interval: window), generation: 0))
     }
 

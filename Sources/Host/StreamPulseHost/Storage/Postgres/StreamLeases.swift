@@ -104,17 +104,21 @@ public struct StreamLeases: Sendable {
     }
 
     /// Takes up to `count` free or expired streams of the site. Rows another agent is claiming at this
-    /// moment are skipped, not waited for.
+    /// moment are skipped, not waited for. A claim by another agent than the last owner increments the
+    /// generation; an agent taking back its own expired lease keeps it (nobody wrote for the stream since).
     public func claim(site: String, agent: String, count: Int) async throws -> Set<StreamLease> {
         guard count > 0 else { return [] }
         let rows = try await client.query("""
             WITH free AS (
                 SELECT stream_id FROM stream_leases
                 WHERE site = \(site) AND (owner IS NULL OR expires_at < now())
-                ORDER BY stream_id LIMIT \(count)
+                ORDER BY owner IS NOT DISTINCT FROM \(agent) DESC, stream_id LIMIT \(count)
                 FOR UPDATE SKIP LOCKED)
             UPDATE stream_leases l
-            SET owner = \(agent), generation = l.generation + 1, expires_at = now() + make_interval(secs => \(periodSeconds))
+            SET owner = \(agent), expires_at = now() + make_interval(secs => \(periodSeconds)),
+                -- Taking back one's own expired lease (nobody held the stream since) keeps its generation, so
+                -- results buffered while cut off from PostgreSQL are still written; any other claim is a takeover.
+                generation = CASE WHEN l.owner IS NOT DISTINCT FROM \(agent) THEN l.generation ELSE l.generation + 1 END
             FROM free WHERE l.stream_id = free.stream_id
             RETURNING l.stream_id, l.generation
             """, logger: logger)
@@ -150,6 +154,29 @@ public struct StreamLeases: Sendable {
             """, logger: logger)
     }
 
+    /// Runs `write` in one transaction with those of `leases` that are still current (owner and generation
+    /// unchanged), their rows locked `FOR SHARE` until it commits; `write` must write only for the stream ids
+    /// it is given. A batch of many streams' results costs one check, not one per stream.
+    public func fenced<Result: Sendable>(_ leases: Set<StreamLease>, agent: String,
+                                         _ write: @Sendable (PostgresConnection, Set<String>) async throws -> Result) async throws -> Result {
+        let logger = self.logger
+        let ids = leases.map(\.streamID), generations = leases.map(\.generation)
+        return try await client.withTransaction(logger: logger) { connection in
+            var current = Set<String>()
+            if !ids.isEmpty {
+                let rows = try await connection.query("""
+                    SELECT l.stream_id FROM stream_leases l
+                    JOIN unnest(\(ids)::text[], \(generations)::bigint[]) AS h(stream_id, generation)
+                      ON l.stream_id = h.stream_id AND l.generation = h.generation
+                    WHERE l.owner = \(agent)
+                    FOR SHARE OF l
+                    """, logger: logger)
+                for try await id in rows.decode(String.self) { current.insert(id) }
+            }
+            return try await write(connection, current)
+        }
+    }
+
     /// Why a fenced write was refused.
     public struct Fenced: Error, CustomStringConvertible {
         public var lease: StreamLease
@@ -158,9 +185,11 @@ public struct StreamLeases: Sendable {
         }
     }
 
-    /// Runs `write` in a transaction only while `lease` is the stream's current one and unexpired: the lease
-    /// row is locked (`FOR SHARE`) for the transaction, so no takeover can slip between the check and the
-    /// write. A returning, cut-off agent whose streams were taken over gets `Fenced` and writes nothing.
+    /// Runs `write` in a transaction only while `lease` is the stream's current one (same owner, same
+    /// generation: nobody took the stream over since): the lease row is locked (`FOR SHARE`) for the
+    /// transaction, so no takeover can slip between the check and the write. A returning, cut-off agent whose
+    /// streams were taken over gets `Fenced` and writes nothing. A lease that expired but was not taken by
+    /// anyone still admits its holder's writes: they are results nobody else produced.
     public func fenced<Result: Sendable>(_ lease: StreamLease, agent: String,
                                          _ write: @Sendable (PostgresConnection) async throws -> Result) async throws -> Result {
         let logger = self.logger
@@ -178,7 +207,7 @@ public struct StreamLeases: Sendable {
         try await client.withTransaction(logger: logger) { connection in
             let rows = try await connection.query("""
                 SELECT 1 FROM stream_leases
-                WHERE stream_id = \(lease.streamID) AND generation = \(lease.generation) AND owner = \(agent) AND expires_at >= now()
+                WHERE stream_id = \(lease.streamID) AND generation = \(lease.generation) AND owner = \(agent)
                 FOR SHARE
                 """, logger: logger)
             var current = false

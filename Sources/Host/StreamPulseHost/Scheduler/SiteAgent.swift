@@ -1,0 +1,143 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// One agent of a site shared through leases in PostgreSQL (`serve --site NAME --postgres URL`, issue #17).
+/// Every quarter of a lease period it registers the site's streams from the config, renews and claims its fair
+/// share (`StreamLeases.round`), records what it holds in the `LeaseBook` (which fences the PostgreSQL sink)
+/// and gives the engine only those streams. When rounds keep failing for a whole lease period — PostgreSQL down
+/// or unreachable — it stops probing: by then the leases may have expired and another agent may hold them.
+/// On shutdown, after the sinks have written what they hold, it gives its streams back at once.
+public actor SiteAgent {
+    public let site: String
+    public let agent: String
+    public let leases: StreamLeases
+    public let history: PostgresHistory
+    public let book: LeaseBook
+    private var config: ConfigService?
+    private let logger: Logger
+    private var registered: [String]?
+    private var migrated = false
+    private var lastRenewal: ContinuousClock.Instant?
+    private var failures = 0
+    /// Rounds that succeeded (for tests and the log).
+    public private(set) var rounds = 0
+
+    public init(site: String, agent: String, leases: StreamLeases, history: PostgresHistory, book: LeaseBook, config: ConfigService?,
+                logger: Logger) {
+        self.site = site
+        self.agent = agent
+        self.leases = leases
+        self.history = history
+        self.book = book
+        self.config = config
+        self.logger = logger
+    }
+
+    /// The config service whose engine this agent feeds (set once, before `run`).
+    public func attach(_ config: ConfigService) { self.config = config }
+
+    /// Time between rounds: a quarter of the lease period (three renewals may fail before a lease expires).
+    private var pause: Duration { leases.period / 4 }
+
+    /// Runs rounds until cancelled.
+    public func run() async {
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            switch await attempt() {
+            case .success:
+                if failures > 0 { logger.notice("site \(site): agent \(agent) reaches PostgreSQL again after \(failures) failed rounds") }
+                failures = 0
+                lastRenewal = started
+            case .failure(let error):
+                failures += 1
+                if failures == 1 || failures % 10 == 0 {
+                    logger.error("site \(site) phase=lease: agent \(agent) cannot renew its leases in PostgreSQL (attempt \(failures)): \(String(describing: error).prefix(300)). Results are kept and written when it is back.")
+                }
+                if let lastRenewal, lastRenewal + leases.period <= .now, !book.current.isEmpty {
+                    // The leases have expired on PostgreSQL's side: someone else may probe these streams now.
+                    logger.warning("site \(site): agent \(agent) has not renewed its leases for a lease period (\(leases.period)); it stops probing the \(book.current.count) streams it held until PostgreSQL answers again")
+                    book.update([])
+                    await config?.setLeased([])
+                }
+            }
+            try? await Task.sleep(for: pause)
+        }
+    }
+
+    /// Why a round did not complete.
+    struct Unanswered: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private var roundInFlight = false
+
+    /// One round, given at most half a lease period: a link that drops packets (no reset) would otherwise hold
+    /// a query for minutes while the leases expire. A round that outlives its time keeps running (its answer is
+    /// still PostgreSQL's truth when it comes); no new one starts meanwhile.
+    private func attempt() async -> Result<Void, any Error> {
+        guard !roundInFlight else { return .failure(Unanswered(description: "the previous round is still waiting for PostgreSQL")) }
+        roundInFlight = true
+        do {
+            // The flag is cleared when the round ends, not when its time is up.
+            try await withDeadline(leases.period / 2, "a lease round") {
+                do { try await self.round() } catch {
+                    await self.roundEnded()
+                    throw error
+                }
+                await self.roundEnded()
+            }
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func roundEnded() { roundInFlight = false }
+
+    private func round() async throws {
+        if !migrated {
+            try await leases.migrate()
+            try await history.migrate()
+            migrated = true
+        }
+        let streams = await config?.siteStreamIDs ?? []
+        if streams != registered {
+            try await leases.register(site: site, streams: streams)
+            registered = streams
+        }
+        let before = book.current
+        let held = try await leases.round(site: site, agent: agent, holding: before)
+        book.update(held)
+        // Streams taken on are first checked within one pause: the history of a stream taken over from a
+        // stopped agent has a gap of at most a lease period, two pauses and one interval.
+        await config?.setLeased(Set(held.map(\.streamID)), firstWithin: pause)
+        rounds += 1
+        if held.count != before.count {
+            logger.info("site \(site): agent \(agent) now probes \(held.count) of the site's \(streams.count) streams")
+        }
+    }
+
+    /// Gives every held stream back (the others take them on their next round), after the sinks are done.
+    public func releaseAll() async {
+        let held = book.current
+        guard !held.isEmpty else { return }
+        book.update([])
+        do {
+            try await leases.release(agent: agent, Array(held))
+            logger.notice("site \(site): agent \(agent) gave back its \(held.count) streams")
+        } catch {
+            logger.warning("site \(site): agent \(agent) could not give back its streams (they expire within \(leases.period)): \(error)")
+        }
+    }
+}
+
+/// Runs a site agent's lease rounds; on graceful shutdown (after the engine and the sinks, which come later
+/// in the service list) gives the streams back.
+struct SiteAgentService: Service {
+    let agent: SiteAgent
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await agent.run() }
+        await agent.releaseAll()
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Check history in PostgreSQL, written by the agents of every site (issue #17): the same tables as the
+/// embedded SQLite history (`SQLiteSchema`: streams, results, state changes, hourly and daily rollups, times in
+/// Unix seconds) plus which agent wrote each result under which lease generation, and each stream's latest state (`stream_status`, for
+/// dashboards that read PostgreSQL). Every write is fenced by the agent's leases (`StreamLeases.fenced`).
+public struct PostgresHistory: Sendable {
+    public let client: PostgresClient
+    public let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Schema versions, oldest first; each runs once, in a transaction, recorded in `schema_migrations`.
+    /// Never edit a shipped one: add a new one at the end. `history-as-sqlite-v9` is SQLite's history tables
+    /// as they stand after its migration v9.
+    static let migrations: [(name: String, sql: [String])] = [
+        ("history-as-sqlite-v9", [
+            """
+            CREATE TABLE streams (id TEXT PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL, protocol TEXT, grp TEXT,
+              tags TEXT NOT NULL DEFAULT '', site TEXT, first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
+              retired_at DOUBLE PRECISION)
+            """,
+            """
+            CREATE TABLE results (id BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, mode TEXT NOT NULL,
+              status TEXT NOT NULL, pending BOOLEAN NOT NULL DEFAULT false, reason TEXT NOT NULL, phase TEXT, message TEXT NOT NULL,
+              connect_ms DOUBLE PRECISION, first_byte_ms DOUBLE PRECISION, first_frame_ms DOUBLE PRECISION, total_ms DOUBLE PRECISION,
+              codec TEXT, width INTEGER, height INTEGER, fps DOUBLE PRECISION, bitrate_bps DOUBLE PRECISION, agent TEXT, generation BIGINT)
+            """,
+            // Unique per stream, time and agent: a write retried after an unanswered commit inserts nothing twice.
+            "CREATE UNIQUE INDEX results_stream_at ON results (stream_id, at, agent)",
+            "CREATE INDEX results_at ON results (at)",
+            """
+            CREATE TABLE state_changes (id BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+              from_status TEXT NOT NULL, to_status TEXT NOT NULL, pending BOOLEAN NOT NULL DEFAULT false, reason TEXT NOT NULL,
+              phase TEXT, message TEXT NOT NULL, thumbnail BYTEA, last_picture BYTEA, agent TEXT, generation BIGINT)
+            """,
+            "CREATE UNIQUE INDEX state_changes_stream_at ON state_changes (stream_id, at, agent)",
+            """
+            CREATE TABLE rollups_hourly (stream_id TEXT NOT NULL, period BIGINT NOT NULL, checks BIGINT NOT NULL, ok BIGINT NOT NULL,
+              PRIMARY KEY (stream_id, period))
+            """,
+            """
+            CREATE TABLE rollups_daily (stream_id TEXT NOT NULL, period BIGINT NOT NULL, checks BIGINT NOT NULL, ok BIGINT NOT NULL,
+              PRIMARY KEY (stream_id, period))
+            """,
+        ]),
+        ("agents-stream-status", [
+            """
+            CREATE TABLE stream_status (stream_id TEXT PRIMARY KEY, site TEXT, agent TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+              status TEXT NOT NULL, pending BOOLEAN NOT NULL, reason TEXT NOT NULL, phase TEXT, message TEXT NOT NULL)
+            """,
+        ]),
+    ]
+
+    /// Runs the migrations not yet recorded. Agents starting together take turns (an advisory lock).
+    public func migrate() async throws {
+        try await client.query("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                               logger: logger)
+        let logger = self.logger
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(1717171717)", logger: logger)
+            var applied = Set<String>()
+            for try await name in try await connection.query("SELECT name FROM schema_migrations", logger: logger).decode(String.self) {
+                applied.insert(name)
+            }
+            for migration in Self.migrations where !applied.contains(migration.name) {
+                for statement in migration.sql { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                try await connection.query("INSERT INTO schema_migrations (name) VALUES (\(migration.name))", logger: logger)
+                logger.info("postgres: schema migration \(migration.name) applied")
+            }
+        }
+    }
+
+    /// What a fenced write did.
+    public struct Written: Sendable, Equatable {
+        /// Events written.
+        public var written = 0
+        /// Events refused: probed under a lease that is no longer this agent's (another agent took the stream).
+        public var refused: [String: Int] = [:]
+        /// Events of streams this agent held no lease for when they were probed.
+        public var unleased = 0
+    }
+
+    /// Writes a batch in one transaction, only for the streams whose lease (the one held when each event was
+    /// probed, from `book`) is still this agent's; returns what was written and what refused.
+    public func write(_ batch: [SinkEvent], site: String?, agent: String, book: LeaseBook, leases: StreamLeases) async throws -> Written {
+        var outcome = Written()
+        var fencedEvents: [(StreamLease, SinkEvent)] = []
+        var streams: [StreamSnapshot] = []
+        for event in batch {
+            switch event {
+            case .result(let r):
+                if let lease = book.lease(of: r.streamId, at: r.at) { fencedEvents.append((lease, event)) } else { outcome.unleased += 1 }
+            case .change(let c):
+                if let lease = book.lease(of: c.streamId, at: c.at) { fencedEvents.append((lease, event)) } else { outcome.unleased += 1 }
+            case .streams(let list, _):
+                streams = list
+            case .baseline:
+                break  // picture baselines stay in the agent's own SQLite (not shared between agents yet)
+            }
+        }
+        if !streams.isEmpty { try await upsert(streams) }
+        guard !fencedEvents.isEmpty else { return outcome }
+        let leaseSet = Set(fencedEvents.map(\.0))
+        let logger = self.logger
+        let events = fencedEvents
+        let (written, refused) = try await leases.fenced(leaseSet, agent: agent) { connection, current -> (Int, [String: Int]) in
+            var results: [(ResultRecord, Int64)] = [], changes: [(StateChange, Int64)] = []
+            var refused: [String: Int] = [:]
+            for (lease, event) in events {
+                guard current.contains(lease.streamID) else {
+                    refused[lease.streamID, default: 0] += 1
+                    continue
+                }
+                switch event {
+                case .result(let r): results.append((r, lease.generation))
+                case .change(let c): changes.append((c, lease.generation))
+                default: break
+                }
+            }
+            try await Self.insert(results, site: site, agent: agent, on: connection, logger: logger)
+            for (c, generation) in changes {
+                try await connection.query("""
+                    INSERT INTO state_changes (stream_id, at, from_status, to_status, pending, reason, phase, message, thumbnail, last_picture, agent, generation)
+                    VALUES (\(c.streamId), \(c.at.timeIntervalSince1970), \(c.from.status.rawValue), \(c.to.status.rawValue), \(c.to.pending),
+                            \(c.to.reason.rawValue), \(c.to.phase?.rawValue), \(c.to.message), \(c.thumbnailJpeg), \(c.lastPictureJpeg), \(agent), \(generation))
+                    ON CONFLICT (stream_id, at, agent) DO NOTHING
+                    """, logger: logger)
+            }
+            return (results.count + changes.count, refused)
+        }
+        outcome.written = written
+        outcome.refused = refused
+        return outcome
+    }
+
+    /// Results, their rollups and each stream's latest state: three statements for the whole batch.
+    private static func insert(_ leased: [(ResultRecord, Int64)], site: String?, agent: String, on connection: PostgresConnection,
+                               logger: Logger) async throws {
+        guard !leased.isEmpty else { return }
+        let results = leased.map(\.0), generations = leased.map(\.1)
+        // Nullable columns travel as text ('' for NULL): postgres-nio's arrays have no optional elements.
+        func text(_ value: Double?) -> String { value.map { String($0) } ?? "" }
+        func text(_ value: Int?) -> String { value.map { String($0) } ?? "" }
+        let ids = results.map(\.streamId), ats = results.map { $0.at.timeIntervalSince1970 }
+        let modes = results.map(\.mode.rawValue), statuses = results.map(\.status.rawValue), pendings = results.map(\.pending)
+        let reasons = results.map(\.reason.rawValue), phases = results.map { $0.phase?.rawValue ?? "" }, messages = results.map(\.message)
+        let connect = results.map { text($0.timings.connectMs) }, firstByte = results.map { text($0.timings.firstByteMs) }
+        let firstFrame = results.map { text($0.timings.firstFrameMs) }, total = results.map { text($0.timings.totalMs) }
+        let codecs = results.map { $0.media?.codec ?? "" }, widths = results.map { text($0.media?.width) }
+        let heights = results.map { text($0.media?.height) }, fps = results.map { text($0.media?.fps) }
+        let bitrates = results.map { text($0.media?.bitrateBps) }
+        // Rollups count only the rows actually inserted (a retried batch adds nothing twice).
+        try await connection.query("""
+            WITH ins AS (
+              INSERT INTO results (stream_id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms, first_frame_ms,
+                total_ms, codec, width, height, fps, bitrate_bps, agent, generation)
+              SELECT id, at, mode, status, pending, reason, NULLIF(phase, ''), message, NULLIF(c, '')::float8, NULLIF(fb, '')::float8,
+                NULLIF(ff, '')::float8, NULLIF(t, '')::float8, NULLIF(codec, ''), NULLIF(w, '')::int, NULLIF(h, '')::int,
+                NULLIF(fps, '')::float8, NULLIF(br, '')::float8, \(agent), g
+              FROM unnest(\(ids)::text[], \(ats)::float8[], \(modes)::text[], \(statuses)::text[], \(pendings)::bool[], \(reasons)::text[],
+                \(phases)::text[], \(messages)::text[], \(connect)::text[], \(firstByte)::text[], \(firstFrame)::text[], \(total)::text[],
+                \(codecs)::text[], \(widths)::text[], \(heights)::text[], \(fps)::text[], \(bitrates)::text[], \(generations)::bigint[])
+                AS r(id, at, mode, status, pending, reason, phase, message, c, fb, ff, t, codec, w, h, fps, br, g)
+              ON CONFLICT (stream_id, at, agent) DO NOTHING
+              RETURNING stream_id, at, (status = 'ok' AND NOT pending)::int AS ok),
+            hourly AS (
+              INSERT INTO rollups_hourly (stream_id, period, checks, ok)
+              SELECT stream_id, (floor(at / 3600) * 3600)::bigint, count(*), sum(ok) FROM ins GROUP BY 1, 2
+              ON CONFLICT (stream_id, period) DO UPDATE SET checks = rollups_hourly.checks + excluded.checks, ok = rollups_hourly.ok + excluded.ok)
+            INSERT INTO rollups_daily (stream_id, period, checks, ok)
+            SELECT stream_id, (floor(at / 86400) * 86400)::bigint, count(*), sum(ok) FROM ins GROUP BY 1, 2
+            ON CONFLICT (stream_id, period) DO UPDATE SET checks = rollups_daily.checks + excluded.checks, ok = rollups_daily.ok + excluded.ok
+            """, logger: logger)
+        try await connection.query("""
+            INSERT INTO stream_status (stream_id, site, agent, at, status, pending, reason, phase, message)
+            SELECT DISTINCT ON (id) id, \(site), \(agent), at, status, pending, reason, NULLIF(phase, ''), message
+            FROM unnest(\(ids)::text[], \(ats)::float8[], \(statuses)::text[], \(pendings)::bool[], \(reasons)::text[], \(phases)::text[],
+              \(messages)::text[]) AS r(id, at, status, pending, reason, phase, message)
+            ORDER BY id, at DESC
+            ON CONFLICT (stream_id) DO UPDATE SET site = excluded.site, agent = excluded.agent, at = excluded.at, status = excluded.status,
+              pending = excluded.pending, reason = excluded.reason, phase = excluded.phase, message = excluded.message
+            WHERE stream_status.at <= excluded.at
+            """, logger: logger)
+    }
+
+    /// The streams' names and masked URLs (never retired from here: each agent sees only its own leases).
+    private func upsert(_ streams: [StreamSnapshot]) async throws {
+        let now = Date().timeIntervalSince1970
+        let ids = streams.map(\.id), names = streams.map(\.name), urls = streams.map(\.url)
+        let protocols = streams.map { $0.protocol ?? "" }, groups = streams.map { $0.group ?? "" }
+        let tags = streams.map { $0.tags.joined(separator: ",") }, sites = streams.map { $0.site ?? "" }
+        try await client.query("""
+            INSERT INTO streams (id, name, url, protocol, grp, tags, site, first_seen, last_seen)
+            SELECT id, name, url, NULLIF(p, ''), NULLIF(g, ''), tags, NULLIF(site, ''), \(now), \(now)
+            FROM unnest(\(ids)::text[], \(names)::text[], \(urls)::text[], \(protocols)::text[], \(groups)::text[], \(tags)::text[],
+              \(sites)::text[]) AS s(id, name, url, p, g, tags, site)
+            ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, protocol = excluded.protocol, grp = excluded.grp,
+              tags = excluded.tags, site = excluded.site, last_seen = excluded.last_seen, retired_at = NULL
+            """, logger: logger)
+    }
+}
