@@ -9,8 +9,8 @@ import Testing
 /// MJPEG test camera, and a network namespace (`ip netns` + veth, addresses on this machine only) to cut one
 /// agent off.
 @Suite(.serialized) struct ScaleOutTests {
-    static let interval = 3.0
-    static let lease = 3.0
+    static let interval = 5.0
+    static let lease = 4.0
 
     /// A network namespace joined to this machine by a veth pair: host end 10.177.N.1, namespace end 10.177.N.2.
     final class Namespace: Sendable {

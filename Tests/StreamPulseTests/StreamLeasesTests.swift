@@ -92,4 +92,31 @@ import Testing
             #expect(Set(ids).count == ids.count, "a stream was claimed twice")
         }
     }
+
+    /// A batch fenced at once: only the streams whose lease is still the agent's are handed to the write. An
+    /// agent taking back its own expired lease (nobody held it meanwhile) keeps the generation, so its buffered
+    /// results still pass; a stream another agent held meanwhile comes back with a new generation.
+    @Test func batchFencing_passesOnlyCurrentLeases_andReclaimingOnesOwnLeaseKeepsItsGeneration() async throws {
+        try await withLeases(period: .milliseconds(600)) { leases, _ in
+            try await leases.register(site: "a", streams: ["x", "y"])
+            let mine = try await leases.claim(site: "a", agent: "one", count: 2)
+            #expect(mine.count == 2)
+            // Both leases expire; "two" takes y only (so x is still one's, expired, untaken).
+            try await Task.sleep(for: .milliseconds(700))
+            let y = try #require(mine.first { $0.streamID == "y" })
+            let x = try #require(mine.first { $0.streamID == "x" })
+            try await leases.client.query("UPDATE stream_leases SET owner = 'two', generation = generation + 1, expires_at = now() + interval '1 minute' WHERE stream_id = 'y'")
+            let passed = try await leases.fenced(mine, agent: "one") { _, current in current }
+            #expect(passed == ["x"], "\(passed)")
+            // Taking x back keeps its generation: what one probed under it is still one's to write.
+            let again = try await leases.claim(site: "a", agent: "one", count: 2)
+            #expect(again == [x], "\(again)")
+            #expect(try await leases.fenced([x, y], agent: "one") { _, current in current } == ["x"])
+            // Once two gives y up, one's claim of it is a takeover: a new generation, and the old one is refused.
+            try await leases.release(agent: "two", [StreamLease(streamID: "y", generation: y.generation + 1)])
+            let y2 = try await leases.claim(site: "a", agent: "one", count: 2).filter { $0.streamID == "y" }
+            #expect(y2.map(\.generation) == [y.generation + 2], "\(y2)")
+            #expect(try await leases.fenced([y], agent: "one") { _, current in current }.isEmpty)
+        }
+    }
 }

@@ -101,12 +101,16 @@ class Dashboard(unittest.TestCase):
                  "  web: { max_previews: 2, preview_seconds: 5 }",
                  "credentials:", f"  cam: {{ username: {CAMERA_USER} }}", f"  wrong: {{ username: {CAMERA_USER} }}", "streams:"]
         groups = {"lobby": "lobby", "unplugged": "attic"}
+        # Sites: the depot's own and one through its group (issue #17's site column, filter and counters).
+        sites = {"lobby": "hq", "gate": "hq", "office": "depot"}
         for sid, name, url, _, cred in streams:
             lines += [f"  - id: {sid}", f"    name: {json.dumps(name)}", f"    url: {url}", "    tags: [e2e]"]
             if cred:
                 lines.append(f"    credentials: {cred}")
             if sid in groups:
                 lines.append(f"    group: {groups[sid]}")
+            if sid in sites:
+                lines.append(f"    site: {sites[sid]}")
         # Incidents open after 2 s of failure (no channels: nothing is sent); the attic is in maintenance.
         lines += ["notify:", "  open_after: 2s", "maintenance:",
                   '  - { name: attic rewiring, match: { groups: [attic] }, from: "2020-01-01 00:00", to: "2099-01-01 00:00" }']
@@ -529,6 +533,22 @@ class Dashboard(unittest.TestCase):
         self.assertIn("accepted by admin", self.text("#h-profile"))
         self.shot("16-reference-set")
         self.d.find_element(By.CSS_SELECTOR, "#history [data-close]").click()
+
+    def test_17_sites_have_a_column_a_filter_and_counters(self):
+        wait_for(lambda: self.text('tr[data-id="unplugged"]'), what="the rows")
+        self.assertEqual(self.text('tr[data-id="lobby"] td.c-site'), "hq")
+        self.assertEqual(self.text('tr[data-id="office"] td.c-site'), "depot")
+        self.assertEqual(self.text('tr[data-id="stairs"] td.c-site'), "–")
+        counters = {b.get_attribute("data-site"): b.text for b in self.d.find_elements(By.CSS_SELECTOR, "#site-counters .site-count")}
+        self.assertEqual(sorted(counters), ["depot", "hq"], counters)
+        self.assertTrue(counters["hq"].startswith("hq 2"), counters)
+        # A click on a site's counter filters the list to it; a second click shows every stream again.
+        self.d.find_element(By.CSS_SELECTOR, '#site-counters [data-site="depot"]').click()
+        wait_for(lambda: [r.get_attribute("data-id") for r in self.d.find_elements(By.CSS_SELECTOR, "#rows tr")] == ["office"],
+                 what="only the depot's stream listed")
+        self.assertEqual(self.js("return document.getElementById('f-site').value"), "depot")
+        self.d.find_element(By.CSS_SELECTOR, '#site-counters [data-site="depot"]').click()
+        wait_for(lambda: len(self.d.find_elements(By.CSS_SELECTOR, "#rows tr")) > 1, what="every stream listed again")
 
     def test_12_csrf_forged_and_expired_cookies_are_rejected(self):
         cookie = self.cookie()

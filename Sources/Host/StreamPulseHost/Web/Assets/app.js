@@ -235,9 +235,10 @@ async function refreshHeader() {
 
 // ---------- filters and rendering ----------
 function fillFilters() {
-  const protos = new Set(), groups = new Set(), tags = new Set();
+  const protos = new Set(), groups = new Set(), tags = new Set(), sites = new Set();
   for (const s of state.streams.values()) {
     if (s.protocol) protos.add(s.protocol);
+    if (s.site) sites.add(s.site);
     if (s.group) groups.add(s.group);
     for (const t of s.tags || []) tags.add(t);
   }
@@ -248,19 +249,24 @@ function fillFilters() {
   };
   fill("f-protocol", "All protocols", protos);
   fill("f-group", "All groups", groups);
+  fill("f-site", "All sites", sites);
+  $("f-site").hidden = sites.size === 0;
+  $("streams").classList.toggle("no-sites", sites.size === 0);
   fill("f-tag", "All tags", tags);
 }
 
 function filtered() {
   const q = $("search").value.trim().toLowerCase();
   const status = $("f-status").value, proto = $("f-protocol").value, group = $("f-group").value, tag = $("f-tag").value;
+  const site = $("f-site").value;
   const out = [];
   for (const s of state.streams.values()) {
     if (status && displayStatus(s) !== status) continue;
     if (proto && s.protocol !== proto) continue;
     if (group && s.group !== group) continue;
+    if (site && s.site !== site) continue;
     if (tag && !(s.tags || []).includes(tag)) continue;
-    if (q && !`${s.name} ${s.id} ${(s.tags || []).join(" ")} ${s.group || ""} ${s.reason} ${s.url}`.toLowerCase().includes(q)) continue;
+    if (q && !`${s.name} ${s.id} ${(s.tags || []).join(" ")} ${s.group || ""} ${s.site || ""} ${s.reason} ${s.url}`.toLowerCase().includes(q)) continue;
     out.push(s);
   }
   const sort = $("sort").value;
@@ -287,6 +293,7 @@ function render() {
   for (const s of state.streams.values()) counts[s.status] = (counts[s.status] || 0) + 1;
   for (const k of Object.keys(counts)) $(`n-${k}`).textContent = counts[k];
   document.title = counts.down ? `(${counts.down} down) StreamPulse` : "StreamPulse";
+  renderSiteCounters();
 
   const list = filtered();
   const size = Number($("page-size").value);
@@ -298,6 +305,28 @@ function render() {
   $("page-info").textContent = `${list.length ? state.page * size + 1 : 0}–${state.page * size + slice.length} of ${list.length}`;
   $("prev").disabled = state.page === 0;
   $("next").disabled = state.page >= pages - 1;
+}
+
+// One counter per site (streams, and how many are down or degraded); a click filters to the site.
+function renderSiteCounters() {
+  const bySite = new Map();
+  for (const s of state.streams.values()) {
+    if (!s.site) continue;
+    const c = bySite.get(s.site) || { streams: 0, ok: 0, degraded: 0, down: 0, unknown: 0 };
+    c.streams += 1;
+    c[s.status] = (c[s.status] || 0) + 1;
+    bySite.set(s.site, c);
+  }
+  const box = $("site-counters");
+  box.hidden = bySite.size === 0;
+  box.replaceChildren(...[...bySite.keys()].sort().map((name) => {
+    const c = bySite.get(name);
+    const parts = [`${c.ok} ok`, c.degraded ? `${c.degraded} degraded` : "", c.down ? `${c.down} down` : "", c.unknown ? `${c.unknown} unknown` : ""];
+    const button = el("button", { class: `site-count${c.down ? " has-down" : ""}`, "data-site": name, title: `Show only site ${name}` },
+      el("b", { text: name }), ` ${c.streams} · ${parts.filter(Boolean).join(" · ")}`);
+    button.addEventListener("click", () => { $("f-site").value = $("f-site").value === name ? "" : name; state.page = 0; scheduleRender(); });
+    return button;
+  }));
 }
 
 function row(s) {
@@ -312,6 +341,7 @@ function row(s) {
   const tags = (s.tags || []).map((t) => el("span", { class: "tag", text: t }));
   tr.append(el("td", {}, el("div", { class: "name", text: s.name }),
     el("div", { class: "small" }, s.group ? `${s.group} · ` : "", ...tags)));
+  tr.append(el("td", { class: "c-site small", text: s.site || "–" }));
   tr.append(el("td", { class: "c-proto" }, el("span", { class: "proto", text: s.protocol || "?" })));
   const up = s.uptime || {};
   tr.append(el("td", { class: "c-uptime" }, uptimeBadge(up.day, "24 h"), uptimeBadge(up.week, "7 d"), uptimeBadge(up.month, "30 d")));
@@ -690,7 +720,7 @@ function wireStatic() {
     } catch (err) { msg.textContent = err.message; }
   });
   $("logout").onclick = async () => { try { await api("/api/logout", { method: "POST" }); } catch {} showLogin("Signed out."); };
-  for (const id of ["search", "f-status", "f-protocol", "f-group", "f-tag", "sort", "page-size"]) {
+  for (const id of ["search", "f-status", "f-protocol", "f-site", "f-group", "f-tag", "sort", "page-size"]) {
     $(id).addEventListener("input", () => { state.page = 0; scheduleRender(); });
   }
   for (const b of document.querySelectorAll(".count")) {
