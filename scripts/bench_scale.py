@@ -156,7 +156,9 @@ def main():
         row = {"streams": n, "agents": args.agents, "scheduled_per_s": round(n / interval, 1), "checks_per_s": round(checks / elapsed, 1),
                "results_written_per_s": round((results1 - results0) / elapsed, 1),
                "postgres_rows_per_s": round((int(rows1) - int(rows0)) / elapsed, 1),
-               "lag_p99_ms_worst": max(a["lag_p99_ms"] for a in per_agent)}
+               "lag_p99_ms_worst": max(a["lag_p99_ms"] for a in per_agent),
+               "statuses": dict(line.split("|") for line in pg.query("SELECT status || CASE WHEN pending THEN '(pending)' ELSE '' END, count(*) "
+                                                                      "FROM stream_status GROUP BY 1").splitlines())}
         print("   " + json.dumps(row), flush=True)
         for a in per_agent:
             print("   " + json.dumps(a), flush=True)
