@@ -54,6 +54,27 @@ import Testing
         #expect(machine.state(of: "a")?.reason == .sceneChanged)
     }
 
+    /// A stream taken over from another agent (issue #17) with a green verdict starts from it: shown green at
+    /// once, first checked quick, deep only at its deep interval. A failing verdict or a stream already checked
+    /// here is not taken.
+    @Test func aStreamHandedOverGreen_startsGreen_andIsFirstCheckedQuick() throws {
+        var machine = EngineMachine(config: config([("a", "rtsp://h/1"), ("b", "rtsp://h/2")]), startupSpread: .seconds(1), now: 0, lookup: Self.facts)
+        var green = StreamState.initial
+        green.status = .ok
+        green.reason = .ok
+        green.since = Self.date.addingTimeInterval(-3600)
+        var down = green
+        down.status = .down
+        down.reason = .connectionRefused
+        #expect(machine.handOver(["a": green, "b": down, "gone": green], now: 0) == ["a"])
+        #expect(machine.state(of: "a")?.status == .ok && machine.state(of: "a")?.since == green.since)
+        #expect(machine.state(of: "b")?.status == .unknown, "a failing stream is verified from the start")
+        let modes = Dictionary(uniqueKeysWithValues: machine.tick(now: 2, at: Self.date).compactMap { action -> (String, ProbeMode)? in
+            if case let .start(ticket, request, _, _, _, _) = action { (ticket.streamID, request.mode) } else { nil }
+        })
+        #expect(modes == ["a": .quick, "b": .deep], "\(modes)")
+    }
+
     /// "since 03:12" in a picture message is in the configured time zone, also after a reload changes it.
     @Test func pictureMessages_tellTimeInTheConfiguredZone() throws {
         var tokyo = config([("a", "rtsp://h/1")])

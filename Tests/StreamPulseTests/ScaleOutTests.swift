@@ -82,12 +82,15 @@ import Testing
     @Test func agentsShareSites_takeOverAKilledAgent_surviveAPostgreSQLRestart_andFenceACutOffAgent() async throws {
         let namespace = try Namespace()
         defer { namespace.remove() }
-        let cameras = try TestCameras.start()
-        // The agent in the namespace probes a camera of its own on the namespace's loopback, same port.
+        // A camera of its own (not the suite's shared one, which other tests time), and the agent in the namespace
+        // probes one more on the namespace's loopback, same port.
+        let (camera, cameraReady) = try TestCameras.launch(TestEnvironment.root + "/scripts/test-cameras/mjpeg_server.py", [])
+        defer { if camera.isRunning { kill(camera.processIdentifier, SIGTERM) } }
+        let mjpegPort = try #require(cameraReady["port"])
         let nsCamera = Process()
         nsCamera.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         nsCamera.arguments = ["netns", "exec", namespace.name, "/usr/bin/python3", TestEnvironment.root + "/scripts/test-cameras/mjpeg_server.py",
-                              "--port", String(cameras.mjpegPort)]
+                              "--port", String(mjpegPort)]
         let ready = Pipe()
         nsCamera.standardOutput = ready
         try launchProcess(nsCamera)
@@ -110,7 +113,7 @@ import Testing
         let dir = TestEnvironment.temporaryDirectory("scale-out")
         var lines = ["settings: { interval: \(Int(Self.interval))s, deep_interval: 1h, timeout: 2s, host_sessions: 1000 }", "streams:"]
         for i in 0..<200 {
-            lines.append("  - { id: s\(String(format: "%03d", i)), url: \"http://127.0.0.1:\(cameras.mjpegPort)/cam/\(i)\", site: \(i < 140 ? "a" : "b") }")
+            lines.append("  - { id: s\(String(format: "%03d", i)), url: \"http://127.0.0.1:\(mjpegPort)/cam/\(i)\", site: \(i < 140 ? "a" : "b") }")
         }
         try (lines.joined(separator: "\n") + "\n").write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
         let url = "postgres://\(server.user)@127.0.0.1:\(server.port)/postgres"
@@ -156,6 +159,16 @@ import Testing
         #expect(tookOver && a1Streams.count == 70, "\(why())")
         let takeover = await count("SELECT ceil(1000 * max(first - \(killed)))::int FROM (\(taken)) t")
         #expect(takeover > 0 && Double(takeover) / 1000 <= 2 * Self.lease, "the last of a1's streams was first probed by a2 \(takeover) ms after the kill (probe start)")
+
+        // They were taken over with their green state: a2's first check of each is quick (not a deep round), and
+        // a2 records no change from "not checked" for any of them.
+        let ids = "ARRAY['\(a1Streams.joined(separator: "','"))']"
+        let quickFirst = await count("""
+            SELECT count(*)::int FROM (SELECT DISTINCT ON (stream_id) mode FROM results
+              WHERE agent = 'a2' AND at > \(killed) AND stream_id = ANY(\(ids)) ORDER BY stream_id, at) t WHERE mode = 'quick'
+            """)
+        #expect(quickFirst == a1Streams.count, "\(quickFirst) of a1's \(a1Streams.count) streams were first checked quick by a2")
+        #expect(await count("SELECT count(*)::int FROM state_changes WHERE agent = 'a2' AND at > \(killed) AND from_status = 'unknown' AND stream_id = ANY(\(ids))") == 0)
 
         // 3. Restart PostgreSQL: the agents buffer meanwhile and write it all afterwards; nothing committed is lost.
         let lastCommitted = await count("SELECT max(id)::int FROM results")

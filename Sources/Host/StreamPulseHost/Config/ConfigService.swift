@@ -76,13 +76,13 @@ public actor ConfigService {
     public var siteStreamIDs: [String] { siteConfig.streams.map(\.id) }
 
     /// Gives the engine only these of the site's streams (an agent's leases), or all (nil). Streams gained
-    /// start as new ones, first checked within `firstWithin` (spread: a takeover of thousands is no burst);
-    /// streams lost stop.
+    /// start as new ones, first checked within `firstWithin` (spread: a takeover of thousands is no burst), from
+    /// the green states another agent reached (`handOver`); streams lost stop.
     @discardableResult
-    public func setLeased(_ ids: Set<String>?, firstWithin: Duration? = nil) async -> ConfigDiff? {
+    public func setLeased(_ ids: Set<String>?, firstWithin: Duration? = nil, handOver: [String: StreamState] = [:]) async -> ConfigDiff? {
         guard ids != leased else { return nil }
         leased = ids
-        return await engine.apply(leaseFiltered(siteConfig), quiet: true, firstWithin: firstWithin)
+        return await engine.apply(leaseFiltered(siteConfig), quiet: true, firstWithin: firstWithin, handOver: handOver)
     }
 
     private func leaseFiltered(_ config: Config) -> Config {

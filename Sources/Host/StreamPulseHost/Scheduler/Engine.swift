@@ -283,8 +283,11 @@ public actor Engine {
     /// - Parameters:
     ///   - quiet: no line per removed stream (an agent's leases moving hundreds of streams at once).
     ///   - firstWithin: added streams are first checked within this (default: the startup spread).
-    public func apply(_ new: Config, quiet: Bool = false, firstWithin: Duration? = nil) async -> ConfigDiff {
+    ///   - handOver: green states of added streams reached by another agent (see `EngineMachine.handOver`),
+    ///     taken before any of them can start a probe.
+    public func apply(_ new: Config, quiet: Bool = false, firstWithin: Duration? = nil, handOver: [String: StreamState] = [:]) async -> ConfigDiff {
         let (diff, actions) = machine.apply(new, now: now, at: clock.now(), firstWithin: firstWithin)
+        if !handOver.isEmpty { _ = machine.handOver(handOver, now: now) }
         await budgets.setPerHost(new.settings.hostSessions)
         deepLimit = max(1, new.settings.maxDeepProbes)
         for id in diff.removed {

@@ -246,6 +246,21 @@ public struct EngineMachine: Sendable {
         return (diff, actions)
     }
 
+    /// States another agent of the site reached for streams this one has just taken over (issue #17): a stream
+    /// not checked here yet starts from that state instead of "not checked", and a green one is next checked
+    /// quick (reachability), deep at its deep interval — as if this monitor had made the last deep check
+    /// itself. Only green, settled states are taken: a failing stream is verified again from the start.
+    /// Returns the streams that took their state.
+    public mutating func handOver(_ handed: [String: StreamState], now: Double) -> [String] {
+        var taken: [String] = []
+        for (id, state) in handed where streams[id] != nil && states[id]?.lastCheck == nil && state.status == .ok && !state.pending {
+            states[id] = state
+            schedule.deepDone(id, at: now)
+            taken.append(id)
+        }
+        return taken
+    }
+
     /// Plugins were loaded: streams waiting for one are checked now; every plan follows the plugins' abilities.
     public mutating func pluginsChanged(now: Double) -> [Action] {
         var actions: [Action] = []

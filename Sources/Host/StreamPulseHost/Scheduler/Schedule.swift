@@ -91,6 +91,12 @@ public struct Schedule: Sendable {
         entries[id]?.plan = plan
     }
 
+    /// The stream's last deep check was at `time` (a stream handed over with a verdict another monitor made
+    /// from pictures): its next checks are quick until its deep interval from then.
+    public mutating func deepDone(_ id: String, at time: Double) {
+        entries[id]?.lastDeep = time
+    }
+
     /// The stream's next check is deep, whenever its deep interval falls (a picture mismatch to confirm).
     public mutating func deepNext(_ id: String) {
         entries[id]?.lastDeep = nil

@@ -36,6 +36,8 @@ public actor SiteAgent {
 
     /// The config service whose engine this agent feeds (set once, before `run`).
     public func attach(_ config: ConfigService) { self.config = config }
+    /// How old another agent's green verdict may be to be taken over with its stream.
+    public var handOverAge: Double = 600
 
     /// Time between rounds: a quarter of the lease period (three renewals may fail before a lease expires).
     private var pause: Duration { leases.period / 4 }
@@ -109,9 +111,14 @@ public actor SiteAgent {
         let before = book.current
         let held = try await leases.round(site: site, agent: agent, holding: before)
         book.update(held)
+        // Streams taken over from another agent start from its green verdict (no "not checked" wobble, and a
+        // quick first check instead of a deep one: a takeover of thousands is not a round of deep probes).
+        let gained = Set(held.map(\.streamID)).subtracting(before.map(\.streamID))
+        let handed = gained.isEmpty ? [:] : ((try? await history.greenStates(of: Array(gained), notBy: agent, maxAge: handOverAge)) ?? [:])
         // Streams taken on are first checked within one pause: the history of a stream taken over from a
         // stopped agent has a gap of at most a lease period, two pauses and one interval.
-        await config?.setLeased(Set(held.map(\.streamID)), firstWithin: pause)
+        await config?.setLeased(Set(held.map(\.streamID)), firstWithin: pause, handOver: handed)
+        if !handed.isEmpty { logger.info("site \(site): agent \(agent) took over \(handed.count) green streams with their state (\(gained.count) gained)") }
         rounds += 1
         if held.count != before.count {
             logger.info("site \(site): agent \(agent) now probes \(held.count) of the site's \(streams.count) streams")

@@ -55,6 +55,8 @@ public struct PostgresHistory: Sendable {
               status TEXT NOT NULL, pending BOOLEAN NOT NULL, reason TEXT NOT NULL, phase TEXT, message TEXT NOT NULL)
             """,
         ]),
+        // Since when the status holds, across agents: an agent taking a stream over starts from it.
+        ("stream-status-since", ["ALTER TABLE stream_status ADD COLUMN since DOUBLE PRECISION"]),
     ]
 
     /// Runs the migrations not yet recorded. Agents starting together take turns (an advisory lock).
@@ -178,15 +180,40 @@ public struct PostgresHistory: Sendable {
             ON CONFLICT (stream_id, period) DO UPDATE SET checks = rollups_daily.checks + excluded.checks, ok = rollups_daily.ok + excluded.ok
             """, logger: logger)
         try await connection.query("""
-            INSERT INTO stream_status (stream_id, site, agent, at, status, pending, reason, phase, message)
-            SELECT DISTINCT ON (id) id, \(site), \(agent), at, status, pending, reason, NULLIF(phase, ''), message
+            INSERT INTO stream_status (stream_id, site, agent, at, status, pending, reason, phase, message, since)
+            SELECT DISTINCT ON (id) id, \(site), \(agent), at, status, pending, reason, NULLIF(phase, ''), message, at
             FROM unnest(\(ids)::text[], \(ats)::float8[], \(statuses)::text[], \(pendings)::bool[], \(reasons)::text[], \(phases)::text[],
               \(messages)::text[]) AS r(id, at, status, pending, reason, phase, message)
             ORDER BY id, at DESC
             ON CONFLICT (stream_id) DO UPDATE SET site = excluded.site, agent = excluded.agent, at = excluded.at, status = excluded.status,
-              pending = excluded.pending, reason = excluded.reason, phase = excluded.phase, message = excluded.message
+              pending = excluded.pending, reason = excluded.reason, phase = excluded.phase, message = excluded.message,
+              since = CASE WHEN stream_status.status = excluded.status AND stream_status.pending = excluded.pending
+                             AND stream_status.reason = excluded.reason THEN coalesce(stream_status.since, excluded.since)
+                           ELSE excluded.since END
             WHERE stream_status.at <= excluded.at
             """, logger: logger)
+    }
+
+    /// The latest green, settled state of these streams written by another agent within `maxAge` seconds
+    /// (what an agent taking them over starts from).
+    public func greenStates(of streams: [String], notBy agent: String, maxAge: Double) async throws -> [String: StreamState] {
+        guard !streams.isEmpty else { return [:] }
+        let rows = try await client.query("""
+            SELECT stream_id, message, at, since FROM stream_status
+            WHERE stream_id = ANY(\(streams)::text[]) AND agent <> \(agent) AND status = 'ok' AND NOT pending
+              AND at > extract(epoch FROM now()) - \(maxAge)
+            """, logger: logger)
+        var states: [String: StreamState] = [:]
+        for try await (id, message, at, since) in rows.decode((String, String, Double, Double?).self) {
+            var state = StreamState.initial
+            state.status = .ok
+            state.reason = .ok
+            state.message = message
+            state.since = Date(timeIntervalSince1970: since ?? at)
+            state.lastCheck = Date(timeIntervalSince1970: at)
+            states[id] = state
+        }
+        return states
     }
 
     /// The streams' names and masked URLs (never retired from here: each agent sees only its own leases).
