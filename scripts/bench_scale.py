@@ -16,12 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_fleet import ADMIN_PASSWORD, Cameras, free_port  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
+from bench_fleet import ADMIN_PASSWORD, Cameras, Monitor, free_port  # noqa: E402
 
 
 class Postgres:
@@ -55,7 +52,9 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Agent:
+class Agent(Monitor):
+    """One agent; `get`, `post`, `cpu_seconds` and `rss_mb` are the fleet bench's."""
+
     def __init__(self, binary, plugins, config, name, postgres, lease, workdir):
         self.name = name
         self.port = free_port()
@@ -69,28 +68,6 @@ class Agent:
                                       "--listen", f"127.0.0.1:{self.port}", "--site", "depot", "--postgres", postgres,
                                       "--agent", name, "--lease-seconds", str(lease)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
-    def get(self, path):
-        request = urllib.request.Request(self.base + path, headers={"Authorization": "Bearer " + self.token})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def post(self, path):
-        request = urllib.request.Request(self.base + path, method="POST", headers={"Authorization": "Bearer " + self.token})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
-
-    def rss_mb(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) / 1024
-        return 0
-
 
 def main():
     parser = argparse.ArgumentParser()
@@ -103,6 +80,10 @@ def main():
     parser.add_argument("--lease", type=float, default=15)
     parser.add_argument("--warmup", type=int, default=0, help="seconds before measuring (default: until every stream has a result)")
     parser.add_argument("--measure", type=int, default=60)
+    # The cameras are one GStreamer process and one MJPEG process on this machine: the agents together get the
+    # decode slots one monitor has in scripts/bench (64), so the cameras carry the same load as there (three
+    # agents with 64 each overloaded the RTSP server: handshake timeouts on every RTSP stream).
+    parser.add_argument("--deep-slots", type=int, default=0, help="max_deep_probes per agent (default: 64 / agents)")
     args = parser.parse_args()
     n = args.agents * args.per_agent
     interval = float(args.interval.rstrip("s"))
@@ -113,14 +94,15 @@ def main():
     try:
         config = os.path.join(workdir, "config.yaml")
         lines = ["settings:", f"  interval: {args.interval}", f"  deep_interval: {args.deep}", "  timeout: 10s", "  retries: 2",
-                 "  host_sessions: 100000", "streams:"]
+                 "  host_sessions: 100000", f"  max_deep_probes: {args.deep_slots or max(1, 64 // args.agents)}", "streams:"]
         for i in range(n):
             url = (f"rtsp://127.0.0.1:{cameras.rtsp_port}/cam{i // 2}" if i % 2 == 0 else f"http://127.0.0.1:{cameras.mjpeg_port}/cam/{i // 2}")
             lines.append(f"  - {{ id: c{i:05d}, url: \"{url}\", site: depot }}")
         with open(config, "w") as f:
             f.write("\n".join(lines) + "\n")
         print(f"== {args.agents} agents sharing one site of {n} streams ({n // 2} RTSP + {n - n // 2} MJPEG) through one PostgreSQL "
-              f"{pg.query('SHOW server_version')}; interval {args.interval}, deep every {args.deep}, lease {args.lease:g} s", flush=True)
+              f"{pg.query('SHOW server_version')}; interval {args.interval}, deep every {args.deep}, lease {args.lease:g} s, "
+              f"{args.deep_slots or max(1, 64 // args.agents)} decode slots per agent", flush=True)
         for k in range(args.agents):
             agents.append(Agent(args.bin, args.plugins, config, f"agent{k + 1}", pg.url, args.lease, workdir))
         t0 = time.time()
@@ -152,7 +134,7 @@ def main():
             checks += stats["checks"]
             per_agent.append({"agent": agent.name, "streams": stats["streams"], "checks_per_s": round(stats["checks"] / elapsed, 1),
                               "lag_p50_ms": round(stats["lag_p50_ms"], 1), "lag_p99_ms": round(stats["lag_p99_ms"], 1),
-                              "cpu_pct": round(100 * (agent.cpu_seconds() - c0) / elapsed), "peak_rss_mb": round(agent.rss_mb())})
+                              "cpu_pct": round(100 * (agent.cpu_seconds() - c0) / elapsed), "peak_rss_mb": round(agent.rss_mb("VmHWM"))})
         row = {"streams": n, "agents": args.agents, "scheduled_per_s": round(n / interval, 1), "checks_per_s": round(checks / elapsed, 1),
                "results_written_per_s": round((results1 - results0) / elapsed, 1),
                "postgres_rows_per_s": round((int(rows1) - int(rows0)) / elapsed, 1),

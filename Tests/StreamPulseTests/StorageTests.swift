@@ -158,9 +158,10 @@ final class BlackHoleSink: Sink {
             stats = await engine.stats()
         }
         #expect(stats.checks >= 60, "\(stats.checks) checks")
-        // Generous: the suite runs other heavy tests at the same time on 2 cores. A blocked engine would
-        // stop after the first round (about 20 checks), not run late.
-        #expect(stats.lagP99Ms < 2000)
+        // Generous: the suite runs other heavy tests at the same time on 2 cores (three fresh-clone runs on
+        // 2026-12-05 measured 2.0–3.3 s here, a few ms alone). A blocked engine stops after the first round
+        // (about 20 checks, caught above); this only says the checks it made were not hours late.
+        #expect(stats.lagP99Ms < 5000)
         await #expect(try store.resultCount() >= 50)
         #expect(stuck.stats.dropped > 0)
         #expect(sqlite.stats.dropped == 0)
