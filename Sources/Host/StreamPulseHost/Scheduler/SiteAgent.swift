@@ -131,7 +131,11 @@ public actor SiteAgent {
         guard !held.isEmpty else { return }
         book.update([])
         do {
-            try await leases.release(agent: agent, Array(held))
+            // Not waited for beyond half a lease period: with PostgreSQL gone the leases simply expire.
+            let (leases, agent) = (self.leases, self.agent)
+            try await withDeadline(leases.period / 2, "the release of \(held.count) leases") {
+                try await leases.release(agent: agent, Array(held))
+            }
             logger.notice("site \(site): agent \(agent) gave back its \(held.count) streams")
         } catch {
             logger.warning("site \(site): agent \(agent) could not give back its streams (they expire within \(leases.period)): \(error)")
