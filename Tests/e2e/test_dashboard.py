@@ -193,13 +193,17 @@ class Dashboard(unittest.TestCase):
 
     def click_row(self, sid):
         """Rows are redrawn by live updates at any moment: retry a click that lands on a replaced row."""
+        self.click_css(f'tr[data-id="{sid}"]', what=f"a click on the {sid} row")
+
+    def click_css(self, css, what=None):
+        """Clicks the element `css` names, again if live updates replaced it between the lookup and the click."""
         def attempt():
             try:
-                self.d.find_element(By.CSS_SELECTOR, f'tr[data-id="{sid}"]').click()
+                self.d.find_element(By.CSS_SELECTOR, css).click()
                 return True
             except StaleElementReferenceException:
                 return False
-        wait_for(attempt, timeout=10, step=0.05, what=f"a click on the {sid} row")
+        wait_for(attempt, timeout=10, step=0.05, what=what or f"a click on {css}")
 
     def sign_in(self, name, password):
         self.d.get(self.base + "/")
@@ -539,15 +543,17 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(self.text('tr[data-id="lobby"] td.c-site'), "hq")
         self.assertEqual(self.text('tr[data-id="office"] td.c-site'), "depot")
         self.assertEqual(self.text('tr[data-id="stairs"] td.c-site'), "–")
-        counters = {b.get_attribute("data-site"): b.text for b in self.d.find_elements(By.CSS_SELECTOR, "#site-counters .site-count")}
+        # The counters are redrawn by live updates at any moment: read them in one script call.
+        counters = self.js("return Object.fromEntries([...document.querySelectorAll('#site-counters .site-count')]"
+                           ".map((b) => [b.dataset.site, b.innerText]))")
         self.assertEqual(sorted(counters), ["depot", "hq"], counters)
         self.assertTrue(counters["hq"].startswith("hq 2"), counters)
         # A click on a site's counter filters the list to it; a second click shows every stream again.
-        self.d.find_element(By.CSS_SELECTOR, '#site-counters [data-site="depot"]').click()
-        wait_for(lambda: [r.get_attribute("data-id") for r in self.d.find_elements(By.CSS_SELECTOR, "#rows tr")] == ["office"],
+        self.click_css('#site-counters [data-site="depot"]')
+        wait_for(lambda: self.js("return [...document.querySelectorAll('#rows tr')].map((r) => r.dataset.id)") == ["office"],
                  what="only the depot's stream listed")
         self.assertEqual(self.js("return document.getElementById('f-site').value"), "depot")
-        self.d.find_element(By.CSS_SELECTOR, '#site-counters [data-site="depot"]').click()
+        self.click_css('#site-counters [data-site="depot"]')
         wait_for(lambda: len(self.d.find_elements(By.CSS_SELECTOR, "#rows tr")) > 1, what="every stream listed again")
 
     def test_12_csrf_forged_and_expired_cookies_are_rejected(self):
