@@ -64,6 +64,9 @@ public struct Reason: OpenWord {
     public static let disabled: Reason = "disabled"
     /// The monitor itself had no resources for the check (file descriptors, threads): not a camera fault.
     public static let monitorOverloaded: Reason = "monitor_overloaded"
+    /// Set by a dashboard that reads a site's results from PostgreSQL (`serve --no-probe`): no agent of the
+    /// stream's site has reported for a lease period, so nobody knows how its cameras are.
+    public static let siteUnreachable: Reason = "site_unreachable"
 }
 
 /// The step of a probe where something happened, in snake_case. Open set like `Reason`.

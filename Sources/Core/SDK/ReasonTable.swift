@@ -73,6 +73,8 @@ extension Reason {
         ReasonInfo(.disabled, .unknown, "Disabled in the config (`enabled: false`)."),
         ReasonInfo(.monitorOverloaded, .unknown,
                    "The monitor itself ran out of resources (file descriptors) for this check; this says nothing about the camera."),
+        ReasonInfo(.siteUnreachable, .unknown,
+                   "No agent of the stream's site has reported for a lease period (site link or agents down); the cameras' state is not known."),
     ]
 
     private static let byReason: [Reason: ReasonInfo] = Dictionary(table.map { ($0.reason, $0) }, uniquingKeysWith: { a, _ in a })

@@ -281,13 +281,20 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "This agent's name in the leases (default: HOSTNAME-PID).") var agent: String?
     @Option(name: .long, help: "How long a lease holds without renewal, in seconds (others take a stopped agent's streams within two).")
     var leaseSeconds: Double = 30
+    @Flag(name: .long, help: "Probe nothing: serve the dashboard and API from what the site agents write to --postgres (several may run behind a load balancer). --lease-seconds must match the agents': a site none of whose agents reported for one is shown unreachable.")
+    var noProbe = false
     @OptionGroup var options: PluginOptions
 
     func validate() throws {
         if let site, site.isEmpty || site.utf8.count > 64 || !site.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
             throw ValidationError("--site '\(site.prefix(80))' is not a site name: use letters, digits, '.', '_' and '-', at most 64")
         }
-        if postgres != nil, site == nil { throw ValidationError("--postgres shares a site between agents: give the site with --site NAME") }
+        if noProbe {
+            if postgres == nil { throw ValidationError("--no-probe serves the dashboard from the agents' results: give them with --postgres URL") }
+            if agent != nil { throw ValidationError("--agent names an agent sharing a site; a --no-probe dashboard is none") }
+        } else if postgres != nil, site == nil {
+            throw ValidationError("--postgres shares a site between agents: give the site with --site NAME (or serve only the dashboard with --no-probe)")
+        }
         if postgres == nil, agent != nil { throw ValidationError("--agent names an agent sharing a site: it needs --postgres URL and --site NAME") }
         guard leaseSeconds.isFinite, (1...3600).contains(leaseSeconds) else {
             throw ValidationError("--lease-seconds must be between 1 and 3600")
@@ -318,13 +325,19 @@ struct Serve: AsyncParsableCommand {
         if environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 128 * 1024) }
         let monitor: Monitor
         do {
-            let agentOptions = try postgres.map {
+            let dashboardOptions = try postgres.flatMap { url -> Monitor.DashboardOptions? in
+                guard noProbe else { return nil }
+                return Monitor.DashboardOptions(target: try PostgresTarget(url: url, environment: environment),
+                                                leasePeriod: .milliseconds(Int64(leaseSeconds * 1000)))
+            }
+            let agentOptions = try postgres.flatMap { noProbe ? nil : $0 }.map {
                 Monitor.AgentOptions(target: try PostgresTarget(url: $0, environment: environment),
                                      name: agent ?? Self.defaultAgentName(),
                                      leasePeriod: .milliseconds(Int64(leaseSeconds * 1000)))
             }
             monitor = try await Monitor.assemble(configPath: config, pluginsDirectory: options.pluginsDir, dataDirectory: dataDir,
-                                                 listen: listen, site: site, agent: agentOptions, verbose: options.verbose, logger: logger)
+                                                 listen: listen, site: site, agent: agentOptions, dashboard: dashboardOptions,
+                                                 verbose: options.verbose, logger: logger)
         } catch let refusal as Monitor.Refusal {
             logger.critical("\(refusal.message)")
             throw ExitCode(refusal.exitCode)

@@ -28,8 +28,10 @@ public struct Monitor: Sendable {
     /// - Parameter site: probe only this site's streams (`serve --site NAME`), also after every reload.
     /// - Parameter agent: share the site with other agents through leases in PostgreSQL, writing results there
     ///   (`serve --site NAME --postgres URL`); needs `site`.
+    /// - Parameter dashboard: probe nothing; show what the agents write to PostgreSQL (`serve --no-probe`).
     public static func assemble(configPath: String, pluginsDirectory: String, dataDirectory: String? = nil, listen: String? = nil,
-                                site: String? = nil, agent: AgentOptions? = nil, verbose: Bool = false, logger: Logger,
+                                site: String? = nil, agent: AgentOptions? = nil, dashboard: DashboardOptions? = nil,
+                                verbose: Bool = false, logger: Logger,
                                 environment: [String: String] = ProcessInfo.processInfo.environment,
                                 bcryptCost: UInt8 = 11) async throws -> Monitor {
         let scrubber = SecretScrubber()
@@ -90,7 +92,21 @@ public struct Monitor: Sendable {
             siteAgent = SiteAgent(site: site, agent: agent.name, leases: leases, history: history, book: book, config: nil, logger: logger)
             agentServices = [PostgresClientService(client: client)]
         }
-        let engine = Engine(config: startingConfig, plugins: plugins, logger: logger, sinks: sinks, clock: offset)
+        var feed: SiteFeed?
+        if let dashboard {
+            guard agent == nil else { throw Refusal(message: "a --no-probe dashboard is not an agent", exitCode: 2) }
+            let client = PostgresClient(configuration: try dashboard.target.clientConfiguration(holdLocksAtMost: dashboard.leasePeriod / 2),
+                                        backgroundLogger: logger)
+            logger.notice("dashboard: probing nothing; showing what the agents write to \(dashboard.target)")
+            agentServices = [PostgresClientService(client: client)]
+            feed = SiteFeed(history: PostgresHistory(client: client, logger: logger),
+                            leases: StreamLeases(client: client, period: dashboard.leasePeriod, logger: logger), engine: nil, logger: logger)
+        }
+        let engine = Engine(config: startingConfig, plugins: plugins, logger: logger, sinks: sinks, clock: offset, observing: dashboard != nil)
+        if let feed {
+            await feed.attach(engine)
+            agentServices.append(SiteFeedService(feed: feed))
+        }
         if let store {
             do { await engine.restoreBaselines(try await store.baselines()) } catch {
                 logger.error("picture baselines could not be read (streams learn their profile and reference again): \(error)")
@@ -142,6 +158,18 @@ public struct Monitor: Sendable {
         public init(target: PostgresTarget, name: String, leasePeriod: Duration) {
             self.target = target
             self.name = name
+            self.leasePeriod = leasePeriod
+        }
+    }
+
+    /// A dashboard that probes nothing and shows what the site agents write to PostgreSQL (`serve --no-probe`).
+    public struct DashboardOptions: Sendable {
+        public var target: PostgresTarget
+        /// The agents' lease period: a site none of whose agents reported for this long is shown unreachable.
+        public var leasePeriod: Duration
+
+        public init(target: PostgresTarget, leasePeriod: Duration) {
+            self.target = target
             self.leasePeriod = leasePeriod
         }
     }

@@ -137,7 +137,8 @@ public actor Engine {
     public var laneMaximum = 512
 
     public init(config: Config, plugins: PluginHost, logger: Logger,
-                startupSpread: Duration = .seconds(30), sinks: SinkChain = SinkChain(), clock: ClockOffset = ClockOffset()) {
+                startupSpread: Duration = .seconds(30), sinks: SinkChain = SinkChain(), clock: ClockOffset = ClockOffset(),
+                observing: Bool = false) {
         self.plugins = plugins
         self.logger = logger
         self.budgets = HostBudgets(perHost: config.settings.hostSessions)
@@ -149,6 +150,7 @@ public actor Engine {
                 PluginFacts(name: $0.name, quickProbe: $0.descriptor.capabilities.quickProbe)
             }
         }
+        machine.observing = observing
         sinks.submit(.streams(machine.descriptions(), at: clock.now()))
     }
 
@@ -336,6 +338,27 @@ public actor Engine {
         machine.checkNow(id, now: now)
         wake.fire()
         return true
+    }
+
+    // MARK: Observing (a dashboard over PostgreSQL)
+
+    /// Results the site agents probed, read from PostgreSQL (`PostgresFeed`): see `EngineMachine.mirror`.
+    public func mirror(_ records: [ResultRecord]) {
+        guard !records.isEmpty else { return }
+        perform(machine.mirror(records))
+        for record in records where record.reason != .cancelled {
+            if let state = machine.state(of: record.streamId), state.lastCheck == record.at { heartbeats.record(record.streamId, state) }
+        }
+    }
+
+    /// The agents' latest states, taken by streams not checked yet (see `EngineMachine.seed`).
+    public func seed(_ states: [String: StreamState]) {
+        perform(machine.seed(states, at: clock.now()))
+    }
+
+    /// No agent of `site` has reported for a lease period: see `EngineMachine.siteUnreachable`.
+    public func siteUnreachable(_ site: String, message: String) {
+        perform(machine.siteUnreachable(site, message: message, at: clock.now()))
     }
 
     public func pluginsChanged() {

@@ -64,6 +64,9 @@ public struct EngineMachine: Sendable {
     public var pictures = PictureJudge()
     /// Bumped whenever any stream's state or the stream list changes (API caches key on it).
     public private(set) var version = 0
+    /// A dashboard over PostgreSQL (`serve --no-probe`): nothing is probed here; states come from the agents'
+    /// results (`mirror`) and from which sites still report (`siteUnreachable`).
+    public var observing = false
 
     /// - Parameters:
     ///   - lookup: the plugin that handles a stream, if one is loaded (asked again on every event, so a
@@ -135,7 +138,9 @@ public struct EngineMachine: Sendable {
     /// with `no_plugin`.
     public mutating func tick(now: Double, at date: Date) -> [Action] {
         var actions: [Action] = []
-        for due in schedule.due(at: now) {
+        let due = schedule.due(at: now)
+        if observing { return [] }  // taken off the schedule for good: only agents probe
+        for due in due {
             guard let stream = streams[due.id], let generation = generations[due.id] else { continue }
             let ticket = ProbeTicket(streamID: due.id, generation: generation)
             inFlight[due.id] = (ticket, due.mode, due.dueAt)
@@ -259,6 +264,82 @@ public struct EngineMachine: Sendable {
             taken.append(id)
         }
         return taken
+    }
+
+    /// Results another process probed (an agent, read from PostgreSQL by a dashboard that does not probe):
+    /// each stream takes the agent's verdict as it is (status, pending, reason — the agent applied the
+    /// retries), and the results and the changes they make are emitted like this machine's own. A result
+    /// older than the stream's last check is only passed on (history), not applied.
+    public mutating func mirror(_ records: [ResultRecord]) -> [Action] {
+        var actions: [Action] = []
+        for record in records {
+            guard streams[record.streamId] != nil else { continue }
+            actions.append(.emit(.result(record)))
+            let id = record.streamId, old = states[id] ?? .initial
+            if let last = old.lastCheck, record.at < last { continue }
+            var new = old
+            new.lastCheck = record.at
+            if let total = record.timings.totalMs { new.latencyMs = total }
+            // A quick ok keeps the last deep verdict (as the agent did); its status and pending are the agent's.
+            let keepsVerdict = record.reason == .ok && record.mode == .quick && old.reason != .siteUnreachable
+            if !keepsVerdict {
+                new.reason = record.reason
+                new.phase = record.phase
+                new.message = record.message
+            }
+            new.status = record.status
+            new.pending = record.pending
+            new.consecutiveFailures = record.status == .ok ? 0 : (record.reason == .ok ? old.consecutiveFailures : old.consecutiveFailures + 1)
+            if record.status == .ok, record.mode == .deep {
+                new.lastPicture = record.at
+                if let media = record.media { new.media = media }
+            }
+            if new.status != old.status || new.reason != old.reason || new.pending != old.pending { new.since = record.at }
+            states[id] = new
+            checks += 1
+            version &+= 1
+            if let change = StatusTracker.change(from: old, to: new, stream: id, at: record.at, thumbnail: nil) {
+                actions.append(.emit(.change(change)))
+            }
+        }
+        return actions
+    }
+
+    /// The latest states the agents wrote (a dashboard over PostgreSQL starting up): each stream not checked
+    /// yet takes its own, and the change from "not checked" is emitted.
+    public mutating func seed(_ given: [String: StreamState], at date: Date) -> [Action] {
+        var actions: [Action] = []
+        for (id, state) in given where streams[id] != nil && states[id]?.lastCheck == nil {
+            let old = states[id] ?? .initial
+            states[id] = state
+            version &+= 1
+            if let change = StatusTracker.change(from: old, to: state, stream: id, at: state.since ?? date, thumbnail: nil) {
+                actions.append(.emit(.change(change)))
+            }
+        }
+        return actions
+    }
+
+    /// The streams of a site none of whose agents has reported for a lease period are shown grey with
+    /// `site_unreachable` (not as hundreds of dead cameras); they take their agents' verdicts again with
+    /// the next result. `message` says since when and why.
+    public mutating func siteUnreachable(_ site: String, message: String, at date: Date) -> [Action] {
+        var actions: [Action] = []
+        for (id, stream) in streams where stream.site == site && stream.enabled {
+            let old = states[id] ?? .initial
+            guard old.reason != .siteUnreachable else { continue }
+            var new = old
+            new.status = .unknown
+            new.pending = false
+            new.reason = .siteUnreachable
+            new.phase = nil
+            new.message = message
+            new.since = date
+            states[id] = new
+            version &+= 1
+            if let change = StatusTracker.change(from: old, to: new, stream: id, at: date, thumbnail: nil) { actions.append(.emit(.change(change))) }
+        }
+        return actions
     }
 
     /// Plugins were loaded: streams waiting for one are checked now; every plan follows the plugins' abilities.

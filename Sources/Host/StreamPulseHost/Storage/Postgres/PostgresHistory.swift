@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StreamPulseCore
 import PostgresNIO
 
 /// Check history in PostgreSQL, written by the agents of every site (issue #17): the same tables as the
@@ -145,6 +146,11 @@ public struct PostgresHistory: Sendable {
     private static func insert(_ leased: [(ResultRecord, Int64)], site: String?, agent: String, on connection: PostgresConnection,
                                logger: Logger) async throws {
         guard !leased.isEmpty else { return }
+        // Results are inserted one batch at a time across all agents, so their ids commit in order and a
+        // dashboard reading "ids after the last one I saw" misses none (`results(after:)`); the lock is held
+        // only to this transaction's commit. The notification reaches listening dashboards at the commit.
+        try await connection.query("SELECT pg_advisory_xact_lock(\(Self.resultsLock))", logger: logger)
+        try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger)
         let results = leased.map(\.0), generations = leased.map(\.1)
         // Nullable columns travel as text ('' for NULL): postgres-nio's arrays have no optional elements.
         func text(_ value: Double?) -> String { value.map { String($0) } ?? "" }
@@ -214,6 +220,76 @@ public struct PostgresHistory: Sendable {
             states[id] = state
         }
         return states
+    }
+
+    // MARK: Reading (a dashboard over PostgreSQL)
+
+    /// The channel agents notify once per written batch of results (`LISTEN` on it, then read `results(after:)`).
+    public static let channel = "streampulse_results"
+    /// The advisory lock that orders result inserts across agents.
+    static let resultsLock: Int64 = 1_717_171_718
+
+    /// The id of the newest result (0 with none).
+    public func lastResultID() async throws -> Int64 {
+        let rows = try await client.query("SELECT coalesce(max(id), 0)::bigint FROM results", logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        return 0
+    }
+
+    /// Results written after the one with id `cursor`, oldest first, at most `limit`.
+    public func results(after cursor: Int64, limit: Int = 5_000) async throws -> [(id: Int64, record: ResultRecord)] {
+        let rows = try await client.query("""
+            SELECT id, stream_id, at, mode, status, pending, reason, coalesce(phase, ''), message, connect_ms, first_byte_ms, first_frame_ms,
+              total_ms, codec, width, height, fps, bitrate_bps
+            FROM results WHERE id > \(cursor) ORDER BY id LIMIT \(limit)
+            """, logger: logger)
+        var out: [(Int64, ResultRecord)] = []
+        for try await row in rows {
+            let (id, stream, at, mode, status, pending, reason, phase, message) = try row.decode(
+                (Int64, String, Double, String, String, Bool, String, String, String).self)
+            let cells = Array(row)
+            func number(_ i: Int) throws -> Double? { try cells[i].decode(Double?.self) }
+            let timings = Timings(connectMs: try number(9), firstByteMs: try number(10), firstFrameMs: try number(11), totalMs: try number(12))
+            let media = MediaFacts(codec: try cells[13].decode(String?.self), width: try cells[14].decode(Int?.self),
+                                   height: try cells[15].decode(Int?.self), fps: try number(16), bitrateBps: try number(17))
+            out.append((id, ResultRecord(
+                streamId: stream, at: Date(timeIntervalSince1970: at), mode: ProbeMode(rawValue: mode) ?? .deep,
+                status: StreamStatus(rawValue: status) ?? .unknown, pending: pending, reason: Reason(rawValue: reason),
+                phase: phase.isEmpty ? nil : Phase(rawValue: phase), message: message, timings: timings,
+                media: media.codec == nil && media.width == nil && media.fps == nil ? nil : media)))
+        }
+        return out
+    }
+
+    /// Each stream's latest state as its agent last wrote it (what a dashboard starts from).
+    public func latestStates() async throws -> [String: StreamState] {
+        let rows = try await client.query("""
+            SELECT stream_id, status, pending, reason, coalesce(phase, ''), message, at, coalesce(since, at) FROM stream_status
+            """, logger: logger)
+        var states: [String: StreamState] = [:]
+        for try await (id, status, pending, reason, phase, message, at, since) in rows.decode(
+            (String, String, Bool, String, String, String, Double, Double).self) {
+            var state = StreamState.initial
+            state.status = StreamStatus(rawValue: status) ?? .unknown
+            state.pending = pending
+            state.reason = Reason(rawValue: reason)
+            state.phase = phase.isEmpty ? nil : Phase(rawValue: phase)
+            state.message = message
+            state.since = Date(timeIntervalSince1970: since)
+            state.lastCheck = Date(timeIntervalSince1970: at)
+            states[id] = state
+        }
+        return states
+    }
+
+    /// Per site, how many seconds ago (PostgreSQL's clock) its most recently seen agent reported.
+    public func sitesLastSeen() async throws -> [String: Double] {
+        let rows = try await client.query("""
+            SELECT site, extract(epoch FROM now() - max(seen_at))::float8 FROM site_agents GROUP BY site
+            """, logger: logger)
+        var seen: [String: Double] = [:]
+        for try await (site, age) in rows.decode((String, Double).self) { seen[site] = age }
+        return seen
     }
 
     /// The streams' names and masked URLs (never retired from here: each agent sees only its own leases).
