@@ -75,6 +75,38 @@ import Testing
         #expect(modes == ["a": .quick, "b": .deep], "\(modes)")
     }
 
+    /// A dashboard over PostgreSQL (`serve --no-probe`) probes nothing: it takes the agents' verdicts as they
+    /// are (a quick ok keeps the last deep verdict, an older result changes nothing), and a site out of reach
+    /// turns its streams grey until their agents' next result.
+    @Test func anObservingMachine_probesNothing_mirrorsVerdicts_andGreysAnUnreachableSite() throws {
+        var cfg = config([("a", "rtsp://h/1"), ("b", "rtsp://h/2")])
+        cfg.streams[0].site = "north"
+        var machine = EngineMachine(config: cfg, startupSpread: .seconds(1), now: 0, lookup: Self.facts)
+        machine.observing = true
+        #expect(machine.tick(now: 5, at: Self.date).isEmpty && machine.tick(now: 600, at: Self.date).isEmpty, "nothing is probed")
+        func record(_ id: String, _ at: Double, _ mode: ProbeMode, _ status: StreamStatus, _ reason: Reason, pending: Bool = false) -> ResultRecord {
+            ResultRecord(streamId: id, at: Self.date.addingTimeInterval(at), mode: mode, status: status, pending: pending, reason: reason,
+                         phase: nil, message: reason.rawValue, timings: Timings(totalMs: 12), media: nil)
+        }
+        func changes(_ actions: [EngineMachine.Action]) -> [StateChange] {
+            actions.compactMap { if case let .emit(.change(c)) = $0 { c } else { nil } }
+        }
+        var actions = machine.mirror([record("a", 1, .deep, .ok, .ok), record("b", 1, .deep, .degraded, .timeout, pending: true)])
+        #expect(changes(actions).map(\.streamId) == ["a", "b"])
+        #expect(machine.state(of: "b")?.pending == true && machine.state(of: "b")?.status == .degraded, "the agent's retries are not applied twice")
+        actions = machine.mirror([record("a", 2, .quick, .ok, .ok), record("b", 2, .deep, .down, .timeout), record("gone", 2, .deep, .ok, .ok)])
+        #expect(changes(actions).map(\.streamId) == ["b"], "a quick ok keeps the deep verdict; an unknown stream is skipped")
+        #expect(machine.state(of: "a")?.lastCheck == Self.date.addingTimeInterval(2) && machine.state(of: "a")?.since == Self.date.addingTimeInterval(1))
+        #expect(changes(machine.mirror([record("b", 1.5, .deep, .ok, .ok)])).isEmpty && machine.state(of: "b")?.status == .down,
+                "a result older than the last check is history only")
+        actions = machine.siteUnreachable("north", message: "No agent of site north has reported for 40 s", at: Self.date.addingTimeInterval(50))
+        #expect(changes(actions).map(\.streamId) == ["a"] && machine.state(of: "a")?.status == .unknown && machine.state(of: "a")?.reason == .siteUnreachable)
+        #expect(changes(machine.siteUnreachable("north", message: "again", at: Self.date.addingTimeInterval(60))).isEmpty, "told once")
+        #expect(machine.state(of: "b")?.status == .down, "another site's stream is untouched")
+        actions = machine.mirror([record("a", 70, .quick, .ok, .ok)])
+        #expect(machine.state(of: "a")?.reason == .ok && machine.state(of: "a")?.status == .ok, "the agents' next result brings the verdict back")
+    }
+
     /// "since 03:12" in a picture message is in the configured time zone, also after a reload changes it.
     @Test func pictureMessages_tellTimeInTheConfiguredZone() throws {
         var tokyo = config([("a", "rtsp://h/1")])

@@ -61,6 +61,32 @@ import Testing
         #expect(text.details.hasPrefix("No pictures from 08:00 to 08:35, 35 min."), "\(text.details)")
     }
 
+    /// A site whose agents all stopped reporting is one incident (told like an outage), not one per camera;
+    /// it resolves when the agents report its streams again, whatever their verdicts.
+    @Test func anUnreachableSite_isOneIncident_resolvedWhenItsAgentsReportAgain() {
+        var m = machine()
+        m.setStreams(m.streams.values.map { var s = $0; s.site = s.id.hasPrefix("nvr") ? "depot" : "hq"; return s })
+        for i in 0..<20 {
+            var grey = StreamState.initial
+            grey.reason = .siteUnreachable
+            grey.message = "No agent of site depot has reported for 31 s"
+            grey.since = Self.t0.addingTimeInterval(10)
+            m.stateChanged("nvr-\(i)", grey, at: Self.t0.addingTimeInterval(10))
+        }
+        #expect(run(&m, from: 11, to: 69).isEmpty, "nothing within the grace time")
+        let opened = run(&m, from: 70, to: 200)
+        #expect(opened.count == 1 && opened.first?.kind == .opened, "\(opened.map(\.kind))")
+        let incident = try! #require(m.openIncidents.first)
+        #expect(m.openIncidents.count == 1 && incident.scope == .site && incident.key == "depot" && incident.streams.count == 20)
+        #expect(incident.status == .down && incident.reason == .siteUnreachable && incident.started == Self.t0.addingTimeInterval(10))
+        #expect(incident.title == "Site depot unreachable: none of its agents reports; 20 of 20 streams not known")
+        // The agents are back: one stream is dead, the others fine — the site incident resolves all the same.
+        let back = Self.t0.addingTimeInterval(600)
+        for i in 0..<20 { m.stateChanged("nvr-\(i)", state(i == 0 ? .down : .ok, at: back), at: back) }
+        let resolved = notices(m.tick(now: back))
+        #expect(resolved.map(\.kind) == [.resolved] && !m.openIncidents.contains { $0.scope == .site })
+    }
+
     @Test func aMemberFailingForAnotherReason_isRecordedOnTheIncident() {
         var m = machine()
         m.stateChanged("cam-1", state(.down, at: Self.t0.addingTimeInterval(5)), at: Self.t0.addingTimeInterval(5))

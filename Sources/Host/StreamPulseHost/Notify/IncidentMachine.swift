@@ -12,6 +12,8 @@ public struct Incident: Sendable, Codable, Equatable {
         case host
         /// Nearly every stream at once: the monitor itself seems to have lost its network.
         case monitor
+        /// Every stream of a site none of whose agents reports any more (a dashboard over PostgreSQL).
+        case site
     }
 
     public struct Update: Sendable, Codable, Equatable {
@@ -21,7 +23,7 @@ public struct Incident: Sendable, Codable, Equatable {
 
     public var id: Int64
     public var scope: Scope
-    /// The stream id, the host, or "monitor".
+    /// The stream id, the host, "monitor", or the site.
     public var key: String
     public var title: String
     /// Every stream that took part, and those failing now.
@@ -87,6 +89,7 @@ public struct WatchedStream: Sendable, Equatable {
     public var group: String?
     public var tags: [String]
     public var enabled: Bool = true
+    public var site: String? = nil
 }
 
 /// An ad hoc silence from the dashboard or API: like maintenance, until `until`.
@@ -241,12 +244,13 @@ public struct IncidentMachine: Sendable {
     public mutating func tick(now: Date) -> [IncidentAction] {
         var actions: [IncidentAction] = changed.sorted().compactMap { incidents[$0].map { .save($0) } }
         changed = []
+        let grace = TimeInterval(openAfter.components.seconds) + TimeInterval(openAfter.components.attoseconds) / 1e18
+        actions += unreachableSites(now: now, grace: grace)
         // Only failing streams are looked at (a tick costs nothing when the fleet is fine); the whole
         // fleet only when the monitor-wide share must be judged.
         let inWindow = streamsInMaintenance(at: now)
         let failing = failingSince.keys.compactMap { streams[$0] }
             .filter { $0.enabled && !inWindow.contains($0.id) && (states[$0.id].map(isFailing) ?? false) }
-        let grace = TimeInterval(openAfter.components.seconds) + TimeInterval(openAfter.components.attoseconds) / 1e18
         let ready = failing.filter { stream in
             guard memberOf[stream.id] == nil, states[stream.id]?.pending == false, let since = failingSince[stream.id] else { return false }
             return now.timeIntervalSince(since) >= grace
@@ -285,6 +289,28 @@ public struct IncidentMachine: Sendable {
         return actions
     }
 
+    /// One incident per site whose streams are `site_unreachable` (its agents stopped reporting) for the
+    /// grace time: the site's link or agents are down, not its cameras. A stream already in another incident
+    /// stays there.
+    private mutating func unreachableSites(now: Date, grace: TimeInterval) -> [IncidentAction] {
+        var bySite: [String: [String]] = [:]
+        for (id, state) in states where state.reason == .siteUnreachable {
+            guard let stream = streams[id], stream.enabled, let site = stream.site else { continue }
+            if let incident = memberOf[id], incidents[incident]?.scope != .site || incidents[incident]?.key != site { continue }
+            bySite[site, default: []].append(id)
+        }
+        var actions: [IncidentAction] = []
+        for (site, members) in bySite.sorted(by: { $0.key < $1.key }) {
+            let since = members.compactMap { states[$0]?.since }.min() ?? now
+            let open = incidents.values.contains { $0.isOpen && $0.scope == .site && $0.key == site }
+            guard open || now.timeIntervalSince(since) >= grace else { continue }
+            let total = streams.values.filter { $0.site == site && $0.enabled }.count
+            actions += join(members.sorted(), key: site, scope: .site, now: now,
+                            title: "Site \(site) unreachable: none of its agents reports; \(members.count) of \(total) streams not known")
+        }
+        return actions
+    }
+
     private func describe(_ id: String) -> String {
         guard let state = states[id] else { return "failing" }
         return state.status == .down ? "no pictures (\(state.reason.rawValue))" : "\(state.status.rawValue) (\(state.reason.rawValue))"
@@ -308,10 +334,11 @@ public struct IncidentMachine: Sendable {
         let first = members.compactMap { id in states[id].map { (id, $0) } }
             .min { (failingSince[$0.0] ?? now) < (failingSince[$1.0] ?? now) }
         let state = first?.1 ?? .initial
-        let started = members.compactMap { failingSince[$0] }.min() ?? now
+        let started = scope == .site ? members.compactMap { states[$0]?.since }.min() ?? now : members.compactMap { failingSince[$0] }.min() ?? now
         let incident = Incident(
             id: nextID, scope: scope, key: key, title: title, streams: members, failing: members, started: started,
-            status: members.contains { states[$0]?.status == .down } ? .down : .degraded, reason: state.reason, phase: state.phase,
+            // A site out of reach is an outage to be told like a dead camera (its streams are grey: not known).
+            status: scope == .site || members.contains { states[$0]?.status == .down } ? .down : .degraded, reason: state.reason, phase: state.phase,
             message: state.message, updates: [.init(at: now, text: "Opened: \(title)")])
         nextID += 1
         incidents[incident.id] = incident
@@ -326,6 +353,8 @@ public struct IncidentMachine: Sendable {
                 if !streams.isEmpty, streams[id] == nil { return true }  // left the config
                 // Not checked since a restart: still failing as far as anyone knows.
                 guard let state = states[id] else { return false }
+                // A site's stream is back once its agents report it again, whatever its verdict.
+                if incident.scope == .site { return state.reason != .siteUnreachable }
                 return state.status == .ok
             }
             guard !recovered.isEmpty else { continue }

@@ -50,7 +50,7 @@ public final class IncidentService: Sink {
                 switch event {
                 case .streams(let streams, _):
                     machine.setStreams(streams.map { WatchedStream(id: $0.id, name: $0.name, host: Self.host(of: $0.url), group: $0.group,
-                                                                   tags: $0.tags, enabled: $0.enabled) })
+                                                                   tags: $0.tags, enabled: $0.enabled, site: $0.site) })
                 case .change(let change):
                     machine.stateChanged(change.streamId, change.to, at: change.at)
                 case .result, .baseline:
