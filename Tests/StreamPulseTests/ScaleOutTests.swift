@@ -50,14 +50,18 @@ import Testing
         let name: String
         let process: Process
         let log: String
-        init(name: String, site: String, postgres: String, config: String, directory: String, namespace: String? = nil) throws {
+        let port: Int
+        /// An agent of `site`, or (site nil) a dashboard that probes nothing (`--no-probe`).
+        init(name: String, site: String?, postgres: String, config: String, directory: String, namespace: String? = nil) throws {
             self.name = name
             log = directory + "/\(name).log"
             FileManager.default.createFile(atPath: log, contents: nil)
             let process = Process()
+            port = try freePort()
+            let role = site.map { ["--site", $0, "--agent", name] } ?? ["--no-probe"]
             let serve = [TestEnvironment.executable, "serve", "--config", config, "--data-dir", directory + "/data-\(name)",
-                         "--plugins-dir", try TestEnvironment.pluginsDirectory(), "--listen", "127.0.0.1:\(try freePort())",
-                         "--site", site, "--postgres", postgres, "--agent", name, "--lease-seconds", String(ScaleOutTests.lease)]
+                         "--plugins-dir", try TestEnvironment.pluginsDirectory(), "--listen", "127.0.0.1:\(port)",
+                         "--postgres", postgres, "--lease-seconds", String(ScaleOutTests.lease)] + role
             if let namespace {
                 process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
                 process.arguments = ["netns", "exec", namespace] + serve  // ip execs the command: the pid is the agent's
@@ -111,7 +115,8 @@ import Testing
             clientTask.cancel()
         }
         let dir = TestEnvironment.temporaryDirectory("scale-out")
-        var lines = ["settings: { interval: \(Int(Self.interval))s, deep_interval: 1h, timeout: 2s, host_sessions: 1000 }", "streams:"]
+        var lines = ["settings: { interval: \(Int(Self.interval))s, deep_interval: 1h, timeout: 2s, host_sessions: 1000 }",
+                     "notify: { open_after: 2s }", "streams:"]
         for i in 0..<200 {
             lines.append("  - { id: s\(String(format: "%03d", i)), url: \"http://127.0.0.1:\(mjpegPort)/cam/\(i)\", site: \(i < 140 ? "a" : "b") }")
         }
@@ -137,6 +142,25 @@ import Testing
         }
         func why() -> String { "leases held: \(lastOwners.withLock { $0 })\n" + agents.map { "\($0.name): …\($0.output.suffix(1500))" }.joined(separator: "\n") }
 
+        // The web instance: the dashboard and API over PostgreSQL, probing nothing (its own data folder for accounts).
+        let tokenRun = try await TestEnvironment.run(["token", "create", "--name", "t", "--role", "viewer", "--data-dir", dir + "/data-web"])
+        let token = tokenRun.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let web = try Agent(name: "web", site: nil, postgres: url, config: dir + "/config.yaml", directory: dir)
+        defer { web.kill() }
+        /// The web instance's streams: id → (status, reason, last check in whole seconds).
+        func shown() async -> [String: (status: String, reason: String, lastCheck: Double)] {
+            guard let answer = try? await httpRequest("GET", port: web.port, path: "/api/streams", headers: ["Authorization": "Bearer \(token)"]),
+                  answer.status == 200, let list = try? JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [[String: Any]] else { return [:] }
+            var out: [String: (String, String, Double)] = [:]
+            let iso = ISO8601DateFormatter()
+            for item in list {
+                guard let id = item["id"] as? String else { continue }
+                let last = (item["last_check"] as? String).flatMap(iso.date(from:))?.timeIntervalSince1970 ?? 0
+                out[id] = (item["status"] as? String ?? "", item["reason"] as? String ?? "", last)
+            }
+            return out
+        }
+
         // 1. Two agents on site a, one on site b: a's 140 streams split 70/70, b's 60 go to b1; all probed.
         agents.append(try Agent(name: "a1", site: "a", postgres: url, config: dir + "/config.yaml", directory: dir))
         agents.append(try Agent(name: "a2", site: "a", postgres: url, config: dir + "/config.yaml", directory: dir))
@@ -148,6 +172,17 @@ import Testing
         }
         #expect(shared, "\(why())")
         guard shared else { return }
+        // The web instance shows all 200 green, from the agents' results.
+        let webGreen = await eventuallyTrue(30) { let list = await shown(); return list.count == 200 && list.values.allSatisfy { $0.status == "ok" } }
+        let notGreen = await shown().filter { $0.value.status != "ok" }.prefix(5)
+        #expect(webGreen, "web: \(notGreen) …\(web.output.suffix(2000))")
+        // Live: each batch an agent writes is notified (LISTEN/NOTIFY), so the web instance follows PostgreSQL within
+        // a few seconds, not at its 30-s fallback read.
+        for _ in 0..<3 {
+            let newest = await count("SELECT floor(max(at))::int FROM results")
+            let followed = await eventuallyTrue(3) { (await shown().values.map(\.lastCheck).max() ?? 0) >= Double(newest) }
+            #expect(followed, "the web instance did not show the result of \(newest) within 3 s")
+        }
 
         // 2. Kill a1: a2 probes every one of its streams within two lease periods.
         var a1Streams: [String] = []
@@ -237,7 +272,29 @@ import Testing
         #expect(mostSwitches.0 <= 5, "stream \(mostSwitches.1) changed agents \(mostSwitches.0) times")
         #expect(worstGap.0 <= 2 * Self.interval + Self.lease, "stream \(worstGap.1) has a gap of \(worstGap.0) s")
         print("scale-out: the last of a1's streams probed by a2 \(takeover) ms after the kill; PostgreSQL down \(String(format: "%.2f", up - down)) s; worst gap \(String(format: "%.2f", worstGap.0)) s (\(worstGap.1)); most agent switches \(mostSwitches.0); \(rows.count) results")
+        // 6. Site b's only agent dies: the web instance shows its 60 streams as "site unreachable" (grey), not as
+        // 60 dead cameras, with one incident for the site; site a stays green.
+        agents[2].kill()
+        let unreachable = await eventuallyTrue(Self.lease * 2 + 10) {
+            let list = await shown()
+            return list.filter { $0.value.reason == "site_unreachable" && $0.value.status == "unknown" }.count == 60
+        }
+        let siteB = await shown().filter { $0.key >= "s140" }.prefix(5)
+        #expect(unreachable, "web: \(siteB) …\(web.output.suffix(2000))")
+        let siteANotGreen = await shown().filter { $0.key < "s140" && $0.value.status != "ok" }
+        #expect(siteANotGreen.isEmpty, "site a's streams stay as they are: \(siteANotGreen.prefix(5))")
+        let incident = await eventuallyTrue(10) {
+            guard let answer = try? await httpRequest("GET", port: web.port, path: "/api/incidents?state=open", headers: ["Authorization": "Bearer \(token)"]),
+                  let body = try? JSONSerialization.jsonObject(with: Data(answer.body.utf8)) else { return false }
+            let list = ((body as? [[String: Any]]) ?? []).compactMap { $0["incident"] as? [String: Any] }
+            return list.count == 1 && list[0]["scope"] as? String == "site" && list[0]["key"] as? String == "b"
+                && (list[0]["streams"] as? [String])?.count == 60 && list[0]["reason"] as? String == "site_unreachable"
+        }
+        let openIncidents = (try? await httpRequest("GET", port: web.port, path: "/api/incidents?state=open", headers: ["Authorization": "Bearer \(token)"]))?.body.prefix(1500) ?? ""
+        #expect(incident, "one open incident for site b: \(openIncidents)")
+
         // A graceful stop gives the streams back and ends within seconds, PostgreSQL up or not.
+        web.kill(SIGTERM)
         for agent in agents { agent.kill(SIGTERM) }
         let stopped = await eventuallyTrue(15) { [agents] in agents.allSatisfy { !$0.process.isRunning } }
         #expect(stopped, "agents still running 15 s after SIGTERM: \(agents.filter(\.process.isRunning).map(\.name))")

@@ -23,7 +23,7 @@ public actor SiteFeed {
     /// Wakes the reader: a notification arrived (or the listener reconnected).
     let wake = Signal()
     /// How often the feed reads without a notification.
-    public var fallback: Duration = .seconds(5)
+    public var fallback: Duration = .seconds(30)
     private var cursor: Int64?
     private var prepared = false
     private var failures = 0
