@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 import HummingbirdBcrypt
 import StreamPulseCore
 import Synchronization
@@ -23,7 +22,8 @@ public struct Identity: Sendable, Equatable {
     public var mustChangePassword: Bool
 }
 
-/// Dashboard accounts, sessions and API tokens in the history database (migration `v3-accounts`).
+/// Dashboard accounts, sessions and API tokens, kept by an `AccountStorage` (the embedded database, or PostgreSQL
+/// for dashboards that share them).
 ///
 /// Passwords are bcrypt hashes (hummingbird-auth's `Bcrypt`, run on a small thread pool because a hash
 /// takes ~100 ms by design). Session ids and API tokens are 256-bit random values; only their SHA-256
@@ -61,15 +61,22 @@ public final class Accounts: Sendable {
         }
     }
 
-    let pool: DatabasePool
+    /// Where the rows live: the embedded database or PostgreSQL.
+    public let storage: any AccountStorage
     let hashing = BlockingPool(name: "bcrypt", threads: 2, maxThreads: 2)
     /// Absolute session lifetime and idle timeout.
     public let sessionLifetime: TimeInterval
     public let idleTimeout: TimeInterval
     let cost: UInt8
 
-    public init(store: SQLiteStore, sessionLifetime: TimeInterval = 7 * 86_400, idleTimeout: TimeInterval = 12 * 3_600, bcryptCost: UInt8 = 11) {
-        self.pool = store.pool
+    public convenience init(store: SQLiteStore, sessionLifetime: TimeInterval = 7 * 86_400, idleTimeout: TimeInterval = 12 * 3_600,
+                            bcryptCost: UInt8 = 11) {
+        self.init(storage: store, sessionLifetime: sessionLifetime, idleTimeout: idleTimeout, bcryptCost: bcryptCost)
+    }
+
+    public init(storage: any AccountStorage, sessionLifetime: TimeInterval = 7 * 86_400, idleTimeout: TimeInterval = 12 * 3_600,
+                bcryptCost: UInt8 = 11) {
+        self.storage = storage
         self.sessionLifetime = sessionLifetime
         self.idleTimeout = idleTimeout
         self.cost = bcryptCost
@@ -157,87 +164,43 @@ public final class Accounts: Sendable {
 
     // MARK: Users
 
-    public func userCount() async throws -> Int {
-        try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM users") ?? 0 }
-    }
+    public func userCount() async throws -> Int { try await storage.userCount() }
 
-    public func users() async throws -> [User] {
-        try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, name, role, must_change, created_at FROM users ORDER BY name").map(Self.user)
-        }
-    }
-
-    static func user(_ row: Row) -> User {
-        User(id: row["id"], name: row["name"], role: Role(rawValue: row["role"]) ?? .viewer, mustChange: row["must_change"],
-             createdAt: Date(timeIntervalSince1970: row["created_at"]))
-    }
+    public func users() async throws -> [User] { try await storage.users() }
 
     @discardableResult
     public func createUser(name: String, role: Role, password: String, mustChange: Bool) async throws -> User {
         let name = try Self.checkName(name)
         try Self.checkPassword(password)
         let hashed = await hash(password)
-        return try await pool.write { db in
-            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users WHERE name = ? COLLATE NOCASE", arguments: [name]) ?? 0 > 0 {
-                throw Failure.duplicate("A user named '\(name)' exists.")
-            }
-            try db.execute(sql: "INSERT INTO users (name, role, password_hash, must_change, created_at) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [name, role.rawValue, hashed, mustChange, Date().timeIntervalSince1970])
-            return User(id: db.lastInsertedRowID, name: name, role: role, mustChange: mustChange, createdAt: Date())
-        }
+        return try await storage.insertUser(name: name, role: role, passwordHash: hashed, mustChange: mustChange, at: Date())
     }
 
     /// The user when the password matches (bcrypt verify, off the cooperative pool); nil otherwise.
     public func verify(name: String, password: String) async throws -> User? {
-        let canonical = Self.canonicalName(name)
-        let row = try await pool.read { db in
-            try canonical.flatMap {
-                try Row.fetchOne(db, sql: "SELECT id, name, role, must_change, created_at, password_hash FROM users WHERE name = ? COLLATE NOCASE",
-                                 arguments: [$0])
-            }
-        }
+        let found = try await Self.canonicalName(name).asyncFlatMap { try await storage.credentials(name: $0) }
         // An unknown name still costs one full bcrypt, so timing does not reveal which names exist.
         let stored: String
-        if let hash: String = row?["password_hash"] { stored = hash } else { stored = await dummyHash() }
+        if let found { stored = found.passwordHash } else { stored = await dummyHash() }
         let ok = await hashing.run { Bcrypt.verify(password, hash: stored) }
-        guard ok, let row else { return nil }
-        return Self.user(row)
+        guard ok, let found else { return nil }
+        return found.user
     }
 
+    /// Sets a password; the user's other sessions end with it.
     public func setPassword(userId: Int64, password: String, mustChange: Bool) async throws {
         try Self.checkPassword(password)
         let hashed = await hash(password)
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE users SET password_hash = ?, must_change = ? WHERE id = ?", arguments: [hashed, mustChange, userId])
-            guard db.changesCount == 1 else { throw Failure.notFound("No such user.") }
-            // Other sessions of this user end with a password change.
-            try db.execute(sql: "DELETE FROM sessions WHERE user_id = ?", arguments: [userId])
-        }
+        try await storage.updatePassword(userId: userId, passwordHash: hashed, mustChange: mustChange)
     }
 
     public func setRole(userId: Int64, role: Role) async throws {
-        try await pool.write { db in
-            if role != .admin { try Self.keepAnAdmin(db, leaving: userId) }
-            try db.execute(sql: "UPDATE users SET role = ? WHERE id = ?", arguments: [role.rawValue, userId])
-            guard db.changesCount == 1 else { throw Failure.notFound("No such user.") }
-        }
+        try await storage.setRole(userId: userId, role: role)
     }
 
+    /// Deletes a user; its sessions and the tokens it made end with it.
     public func deleteUser(id: Int64) async throws {
-        try await pool.write { db in
-            try Self.keepAnAdmin(db, leaving: id)
-            try db.execute(sql: "DELETE FROM sessions WHERE user_id = ?", arguments: [id])
-            // A deleted user's access ends with them: the tokens they made go too.
-            try db.execute(sql: "DELETE FROM api_tokens WHERE created_by = ?", arguments: [id])
-            try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [id])
-            guard db.changesCount == 1 else { throw Failure.notFound("No such user.") }
-        }
-    }
-
-    static func keepAnAdmin(_ db: Database, leaving id: Int64) throws {
-        let others = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users WHERE role = 'admin' AND id != ?", arguments: [id]) ?? 0
-        let isAdmin = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users WHERE role = 'admin' AND id = ?", arguments: [id]) ?? 0
-        if isAdmin > 0 && others == 0 { throw Failure.lastAdmin }
+        try await storage.deleteUser(id: id)
     }
 
     // MARK: Sessions
@@ -248,16 +211,13 @@ public final class Accounts: Sendable {
         public var expires: Date
     }
 
+    /// A new session (only its digest is stored); expired and idle sessions are swept on every sign-in.
     public func createSession(userId: Int64, now: Date = Date()) async throws -> NewSession {
         let id = Self.randomSecret(), csrf = Self.randomSecret()
         let expires = now.addingTimeInterval(sessionLifetime)
-        try await pool.write { db in
-            try db.execute(sql: "INSERT INTO sessions (id_digest, user_id, csrf, created_at, expires_at, last_seen) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [Self.digest(id), userId, csrf, now.timeIntervalSince1970, expires.timeIntervalSince1970, now.timeIntervalSince1970])
-            // Expired sessions are swept on every login.
-            try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ? OR last_seen < ?",
-                           arguments: [now.timeIntervalSince1970, now.timeIntervalSince1970 - idleTimeout])
-        }
+        let t = now.timeIntervalSince1970
+        try await storage.insertSession(StoredSession(digest: Self.digest(id), userId: userId, csrf: csrf, createdAt: t,
+                                                      expiresAt: expires.timeIntervalSince1970, lastSeen: t), idleBefore: t - idleTimeout)
         return NewSession(id: id, csrf: csrf, expires: expires)
     }
 
@@ -265,25 +225,15 @@ public final class Accounts: Sendable {
     /// `last_seen` is written at most once a minute per session.
     public func session(_ id: String, now: Date = Date()) async throws -> Identity? {
         let digest = Self.digest(id)
-        let row = try await pool.read { db in
-            try Row.fetchOne(db, sql: """
-                SELECT s.csrf, s.expires_at, s.last_seen, u.id, u.name, u.role, u.must_change
-                FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_digest = ?
-                """, arguments: [digest])
-        }
-        guard let row else { return nil }
+        guard let (session, user) = try await storage.session(digest: digest) else { return nil }
         let t = now.timeIntervalSince1970
-        let expires: Double = row["expires_at"], lastSeen: Double = row["last_seen"]
-        guard expires > t, lastSeen > t - idleTimeout else { return nil }
-        if t - lastSeen > 60 {
-            try? await pool.write { try $0.execute(sql: "UPDATE sessions SET last_seen = ? WHERE id_digest = ?", arguments: [t, digest]) }
-        }
-        return Identity(userId: row["id"], name: row["name"], role: Role(rawValue: row["role"]) ?? .viewer, csrf: row["csrf"],
-                        mustChangePassword: row["must_change"])
+        guard session.expiresAt > t, session.lastSeen > t - idleTimeout else { return nil }
+        if t - session.lastSeen > 60 { try? await storage.touchSession(digest: digest, at: t) }
+        return Identity(userId: user.id, name: user.name, role: user.role, csrf: session.csrf, mustChangePassword: user.mustChange)
     }
 
     public func endSession(_ id: String) async throws {
-        try await pool.write { try $0.execute(sql: "DELETE FROM sessions WHERE id_digest = ?", arguments: [Self.digest(id)]) }
+        try await storage.deleteSession(digest: Self.digest(id))
     }
 
     // MARK: API tokens
@@ -295,58 +245,28 @@ public final class Accounts: Sendable {
             throw Failure.invalidName("A token name is 1–64 characters, without control characters.")
         }
         let token = "spt_" + Self.randomSecret()
-        let now = Date()
-        let (id, ownerName) = try await pool.write { db -> (Int64, String?) in
-            try db.execute(sql: "INSERT INTO api_tokens (name, role, digest, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [name, role.rawValue, Self.digest(token), now.timeIntervalSince1970, owner])
-            let id = db.lastInsertedRowID
-            return (id, try owner.flatMap { try String.fetchOne(db, sql: "SELECT name FROM users WHERE id = ?", arguments: [$0]) })
-        }
-        return (token, Token(id: id, name: name, role: role, createdAt: now, lastUsed: nil, owner: ownerName))
+        let info = try await storage.insertToken(name: name, role: role, digest: Self.digest(token), at: Date(), owner: owner)
+        return (token, info)
     }
 
-    public func tokens() async throws -> [Token] {
-        try await pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT t.id, t.name, t.role, t.created_at, t.last_used, u.name AS owner
-                FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by ORDER BY t.id
-                """).map { row in
-                Token(id: row["id"], name: row["name"], role: Role(rawValue: row["role"]) ?? .viewer,
-                      createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                      lastUsed: (row["last_used"] as Double?).map(Date.init(timeIntervalSince1970:)), owner: row["owner"])
-            }
-        }
-    }
+    public func tokens() async throws -> [Token] { try await storage.tokens() }
 
-    public func revokeToken(id: Int64) async throws {
-        try await pool.write { db in
-            try db.execute(sql: "DELETE FROM api_tokens WHERE id = ?", arguments: [id])
-            guard db.changesCount == 1 else { throw Failure.notFound("No such token.") }
-        }
-    }
+    public func revokeToken(id: Int64) async throws { try await storage.deleteToken(id: id) }
 
+    /// The identity behind a bearer token; `last_used` is written at most once a minute.
     public func token(_ token: String, now: Date = Date()) async throws -> Identity? {
         guard token.hasPrefix("spt_") else { return nil }
         let digest = Self.digest(token)
-        guard let row = try await pool.read({ try Row.fetchOne($0, sql: "SELECT id, name, role, last_used FROM api_tokens WHERE digest = ?", arguments: [digest]) })
-        else { return nil }
-        let lastUsed: Double? = row["last_used"]
-        if (lastUsed ?? 0) < now.timeIntervalSince1970 - 60 {
-            try? await pool.write { try $0.execute(sql: "UPDATE api_tokens SET last_used = ? WHERE digest = ?", arguments: [now.timeIntervalSince1970, digest]) }
-        }
-        return Identity(userId: nil, name: "token:" + (row["name"] as String), role: Role(rawValue: row["role"]) ?? .viewer, csrf: nil,
-                        mustChangePassword: false)
+        guard let found = try await storage.token(digest: digest) else { return nil }
+        if (found.lastUsed ?? 0) < now.timeIntervalSince1970 - 60 { try? await storage.touchToken(digest: digest, at: now.timeIntervalSince1970) }
+        return Identity(userId: nil, name: "token:" + found.name, role: found.role, csrf: nil, mustChangePassword: false)
     }
 
     // MARK: Settings (dashboard defaults editable by admins)
 
-    public func setting(_ key: String) async throws -> String? {
-        try await pool.read { try String.fetchOne($0, sql: "SELECT value FROM settings_kv WHERE key = ?", arguments: [key]) }
-    }
+    public func setting(_ key: String) async throws -> String? { try await storage.setting(key) }
 
-    public func setSetting(_ key: String, _ value: String) async throws {
-        try await pool.write { try $0.execute(sql: "INSERT OR REPLACE INTO settings_kv (key, value) VALUES (?, ?)", arguments: [key, value]) }
-    }
+    public func setSetting(_ key: String, _ value: String) async throws { try await storage.setSetting(key, value) }
 
     // MARK: First start
 
@@ -378,5 +298,13 @@ public final class Accounts: Sendable {
             close(fd)
         }
         return (password, file)
+    }
+}
+
+extension Optional {
+    /// `flatMap` with an async transform.
+    func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
+        guard let value = self else { return nil }
+        return try await transform(value)
     }
 }
