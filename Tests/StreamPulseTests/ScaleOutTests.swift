@@ -142,8 +142,9 @@ import Testing
         }
         func why() -> String { "leases held: \(lastOwners.withLock { $0 })\n" + agents.map { "\($0.name): …\($0.output.suffix(1500))" }.joined(separator: "\n") }
 
-        // The web instance: the dashboard and API over PostgreSQL, probing nothing (its own data folder for accounts).
-        let tokenRun = try await TestEnvironment.run(["token", "create", "--name", "t", "--role", "viewer", "--data-dir", dir + "/data-web"])
+        // The web instance: the dashboard and API over PostgreSQL, probing nothing.
+        // Accounts are in PostgreSQL, shared by every dashboard and agent: the token is made there.
+        let tokenRun = try await TestEnvironment.run(["token", "create", "--name", "t", "--role", "viewer", "--postgres", url])
         let token = tokenRun.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let web = try Agent(name: "web", site: nil, postgres: url, config: dir + "/config.yaml", directory: dir)
         defer { web.kill() }
@@ -176,6 +177,9 @@ import Testing
         let webGreen = await eventuallyTrue(30) { let list = await shown(); return list.count == 200 && list.values.allSatisfy { $0.status == "ok" } }
         let notGreen = await shown().filter { $0.value.status != "ok" }.prefix(5)
         #expect(webGreen, "web: \(notGreen) …\(web.output.suffix(2000))")
+        // One sign-in for the whole deployment: an agent's own API takes the same token.
+        let agentAnswer = try? await httpRequest("GET", port: agents[1].port, path: "/api/streams", headers: ["Authorization": "Bearer \(token)"])
+        #expect(agentAnswer?.status == 200, "agent a2 refused the deployment's token: \(agentAnswer?.status ?? 0)")
         // Live: each batch an agent writes is notified (LISTEN/NOTIFY), so the web instance follows PostgreSQL within
         // a few seconds, not at its 30-s fallback read.
         for _ in 0..<3 {

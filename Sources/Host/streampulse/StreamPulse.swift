@@ -358,10 +358,11 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "A name to recognise the token by.") var name: String
         @Option(help: "viewer (read-only) or admin.") var role: String = "viewer"
         @Option(help: "The data folder holding streampulse.db.") var dataDir: String = "data"
+        @Option(help: ArgumentHelp("Accounts in PostgreSQL (a site deployment's dashboards): postgres://USER@HOST:PORT/DATABASE.", valueName: "URL"))
+        var postgres: String?
         func run() async throws {
             guard let role = Role(rawValue: role) else { fail("--role must be viewer or admin") }
-            let accounts = try openAccounts(dataDir)
-            let created = try await accounts.createToken(name: name, role: role)
+            let created = try await TokenCommand.withAccounts(dataDir: dataDir, postgres: postgres) { try await $0.createToken(name: name, role: role) }
             print(created.token)
             FileHandle.standardError.write(Data("Token '\(name)' (\(role.rawValue)) created; it is shown only now. Use: Authorization: Bearer <token>\n".utf8))
         }
@@ -370,8 +371,9 @@ struct TokenCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens (never their values).")
         @Option var dataDir: String = "data"
+        @Option(help: ArgumentHelp("Accounts in PostgreSQL: postgres://USER@HOST:PORT/DATABASE.", valueName: "URL")) var postgres: String?
         func run() async throws {
-            for token in try await openAccounts(dataDir).tokens() {
+            for token in try await TokenCommand.withAccounts(dataDir: dataDir, postgres: postgres, { try await $0.tokens() }) {
                 print("\(token.id)\t\(token.name)\t\(token.role.rawValue)\tcreated \(token.createdAt)\tlast used \(token.lastUsed.map { "\($0)" } ?? "never")")
             }
         }
@@ -381,7 +383,8 @@ struct TokenCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a token by id.")
         @Argument var id: Int64
         @Option var dataDir: String = "data"
-        func run() async throws { try await openAccounts(dataDir).revokeToken(id: id) }
+        @Option(help: ArgumentHelp("Accounts in PostgreSQL: postgres://USER@HOST:PORT/DATABASE.", valueName: "URL")) var postgres: String?
+        func run() async throws { try await TokenCommand.withAccounts(dataDir: dataDir, postgres: postgres) { try await $0.revokeToken(id: id) } }
     }
 
     static func openAccounts(_ dataDir: String) throws -> Accounts {
@@ -390,7 +393,18 @@ struct TokenCommand: AsyncParsableCommand {
     }
 }
 
-func openAccounts(_ dataDir: String) throws -> Accounts { try TokenCommand.openAccounts(dataDir) }
+extension TokenCommand {
+    /// Runs `body` on the accounts in `dataDir`'s database, or in PostgreSQL when `postgres` names one (its
+    /// tables made first; the password from PGPASSWORD).
+    static func withAccounts<T: Sendable>(dataDir: String, postgres: String?, _ body: @Sendable (Accounts) async throws -> T) async throws -> T {
+        guard let postgres else { return try await body(try openAccounts(dataDir)) }
+        let target: PostgresTarget
+        do { target = try PostgresTarget(url: postgres) } catch { fail("--postgres: \(error)") }
+        do {
+            return try await PostgresAccounts.with(target, logger: makeLogger("streampulse", level: .warning), body)
+        } catch let error as PostgresAccounts.Unprepared { fail("\(error)") }
+    }
+}
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("streampulse: \(message)\n".utf8))

@@ -80,6 +80,7 @@ public struct Monitor: Sendable {
         var startingConfig = cfg
         var agentServices: [any Service] = []
         var siteAgent: SiteAgent?
+        var postgresClient: PostgresClient?
         if let agent {
             guard let site else { throw Refusal(message: "--postgres (an agent sharing a site) needs --site NAME", exitCode: 2) }
             startingConfig.streams = []
@@ -91,6 +92,7 @@ public struct Monitor: Sendable {
             logger.notice("site \(site): agent \(agent.name) shares the site through leases of \(agent.leasePeriod) in \(agent.target)")
             siteAgent = SiteAgent(site: site, agent: agent.name, leases: leases, history: history, book: book, config: nil, logger: logger)
             agentServices = [PostgresClientService(client: client)]
+            postgresClient = client
         }
         var feed: SiteFeed?
         if let dashboard {
@@ -99,6 +101,7 @@ public struct Monitor: Sendable {
                                         backgroundLogger: logger)
             logger.notice("dashboard: probing nothing; showing what the agents write to \(dashboard.target)")
             agentServices = [PostgresClientService(client: client)]
+            postgresClient = client
             feed = SiteFeed(history: PostgresHistory(client: client, logger: logger),
                             leases: StreamLeases(client: client, period: dashboard.leasePeriod, logger: logger), engine: nil, logger: logger)
         }
@@ -124,8 +127,19 @@ public struct Monitor: Sendable {
             : TimeService(servers: cfg.settings.ntpServers, interval: cfg.settings.ntpInterval, logger: logger, offset: offset)
         let secretsPath = cfg.settings.secretsFile.hasPrefix("/") ? cfg.settings.secretsFile
             : ((configPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent(cfg.settings.secretsFile)
-        let accounts = await openAccounts(store, dataDirectory: cfg.settings.dataDir, environment: environment, bcryptCost: bcryptCost,
+        // Accounts: in PostgreSQL when this monitor uses one (every dashboard and agent of the deployment shares
+        // them), else in the embedded database.
+        var accounts: Accounts?
+        if let client = postgresClient {
+            let shared = Accounts(storage: PostgresAccounts(client: client, logger: logger), bcryptCost: bcryptCost)
+            agentServices.insert(AccountsBootstrapService(history: PostgresHistory(client: client, logger: logger), accounts: shared,
+                                                          dataDirectory: cfg.settings.dataDir, environment: environment, logger: logger), at: 1)
+            logger.info("Dashboard accounts in PostgreSQL (shared by every dashboard and agent using it)")
+            accounts = shared
+        } else {
+            accounts = await openAccounts(store, dataDirectory: cfg.settings.dataDir, environment: environment, bcryptCost: bcryptCost,
                                           logger: logger)
+        }
         let live = LiveHub()
         await sinkManager.addBuiltIn(live, capacity: 20_000)
         if let incidents { await config.setIncidents(incidents) }
@@ -215,6 +229,13 @@ public struct Monitor: Sendable {
             return nil
         }
         let accounts = Accounts(store: store, bcryptCost: bcryptCost)
+        await bootstrap(accounts, dataDirectory: dataDirectory, environment: environment, logger: logger)
+        return accounts
+    }
+
+    /// The first start: creates `admin` (see `Accounts.bootstrap`) and says what happened, never the password
+    /// from the environment.
+    static func bootstrap(_ accounts: Accounts, dataDirectory: String, environment: [String: String], logger: Logger) async {
         do {
             let existed = try await accounts.userCount() > 0
             let fromEnvironment = environment["STREAMPULSE_ADMIN_PASSWORD"].map { !$0.isEmpty } ?? false
@@ -225,10 +246,11 @@ public struct Monitor: Sendable {
             } else if existed, fromEnvironment {
                 logger.info("Dashboard users exist; STREAMPULSE_ADMIN_PASSWORD is only used on the first start.")
             }
+        } catch Accounts.Failure.duplicate {
+            logger.info("Dashboard users exist (another dashboard or agent sharing PostgreSQL made the first one at the same moment).")
         } catch {
             logger.error("Cannot create the first dashboard user: \(error)")
         }
-        return accounts
     }
 
     static func parseListen(_ text: String) throws -> (host: String, port: Int) {

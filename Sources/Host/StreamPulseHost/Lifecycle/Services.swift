@@ -98,3 +98,31 @@ struct PostgresClientService: Service {
         await cancelWhenGracefulShutdown { await client.run() }
     }
 }
+
+/// Accounts in PostgreSQL: the tables are made (migrations) and the first admin created once the client runs —
+/// retried until PostgreSQL answers; sign-ins fail until then. Then it waits for the shutdown.
+struct AccountsBootstrapService: Service {
+    let history: PostgresHistory
+    let accounts: Accounts
+    let dataDirectory: String
+    let environment: [String: String]
+    let logger: Logger
+
+    func run() async throws {
+        var failures = 0
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                try await history.migrate()
+                await Monitor.bootstrap(accounts, dataDirectory: dataDirectory, environment: environment, logger: logger)
+                break
+            } catch {
+                failures += 1
+                if failures == 1 || failures % 10 == 0 {
+                    logger.error("accounts phase=migrate: PostgreSQL cannot be prepared for dashboard accounts yet (attempt \(failures)): \(String(describing: error).prefix(300)); sign-ins fail until it can")
+                }
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+        try? await gracefulShutdown()
+    }
+}

@@ -58,6 +58,22 @@ public struct PostgresHistory: Sendable {
         ]),
         // Since when the status holds, across agents: an agent taking a stream over starts from it.
         ("stream-status-since", ["ALTER TABLE stream_status ADD COLUMN since DOUBLE PRECISION"]),
+        // Dashboard accounts as SQLite keeps them after its v4 (`PostgresAccounts`): shared by every dashboard.
+        ("accounts-as-sqlite-v4", [
+            """
+            CREATE TABLE users (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+              must_change BOOLEAN NOT NULL DEFAULT false, created_at DOUBLE PRECISION NOT NULL)
+            """,
+            """
+            CREATE TABLE sessions (id_digest TEXT PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+              csrf TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL)
+            """,
+            """
+            CREATE TABLE api_tokens (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, digest TEXT NOT NULL UNIQUE,
+              created_at DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION, created_by BIGINT)
+            """,
+            "CREATE TABLE settings_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ]),
     ]
 
     /// Runs the migrations not yet recorded. Agents starting together take turns (an advisory lock).
