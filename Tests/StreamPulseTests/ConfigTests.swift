@@ -104,6 +104,35 @@ import Testing
         #expect(messages.contains { $0.contains("config.yaml:4:") && $0.contains("site 'a/b' is not a site name") }, "\(messages)")
     }
 
+    /// `storage.postgres` (issue #17): host, port, database, the user and password from a credentials entry
+    /// (so the password stays out of git), TLS; mistakes are named with their position.
+    @Test func storagePostgres_takesItsUserAndPasswordFromCredentials() throws {
+        let result = load("""
+            credentials:
+              db: { username: streampulse, password: "${DB_PW}" }
+            storage:
+              postgres: { host: db.example, port: 6432, database: fleet, credentials: db, tls: { mode: verify-full, ca: /etc/ssl/db-ca.pem } }
+            streams:
+              - { id: a, url: "rtsp://10.0.0.5/1" }
+            """, env: ["DB_PW": "s3cret-db-pw"])
+        #expect(result.problems.isEmpty, "\(result.problems)")
+        let target = try #require(result.config?.postgres)
+        #expect(target == PostgresTarget(host: "db.example", port: 6432, user: "streampulse", database: "fleet", password: "s3cret-db-pw",
+                                         sslMode: "verify-full", rootCertificate: "/etc/ssl/db-ca.pem"))
+        #expect(target.description == "postgres://streampulse@db.example:6432/fleet (TLS: verify-full)" && !target.description.contains("s3cret"))
+        let bad = load("""
+            storage:
+              postgres: { host: db.example, credentials: nobody, tls: { mode: sometimes }, pool: 5 }
+            streams:
+              - { id: a, url: "rtsp://10.0.0.5/1" }
+            """)
+        #expect(bad.config == nil)
+        let messages = bad.problems.map(\.description)
+        #expect(messages.contains { $0.contains("config.yaml:2:") && $0.contains("no credentials named 'nobody'") }, "\(messages)")
+        #expect(messages.contains { $0.contains("config.yaml:2:") && $0.contains("tls.mode must be disable, require or verify-full") }, "\(messages)")
+        #expect(messages.contains { $0.contains("config.yaml:2:") && $0.contains("pool") }, "\(messages)")
+    }
+
     @Test func fiveMistakes_areAllReported_withPositions() {
         let result = load("""
             settings:

@@ -290,12 +290,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--site '\(site.prefix(80))' is not a site name: use letters, digits, '.', '_' and '-', at most 64")
         }
         if noProbe {
-            if postgres == nil { throw ValidationError("--no-probe serves the dashboard from the agents' results: give them with --postgres URL") }
             if agent != nil { throw ValidationError("--agent names an agent sharing a site; a --no-probe dashboard is none") }
         } else if postgres != nil, site == nil {
             throw ValidationError("--postgres shares a site between agents: give the site with --site NAME (or serve only the dashboard with --no-probe)")
         }
-        if postgres == nil, agent != nil { throw ValidationError("--agent names an agent sharing a site: it needs --postgres URL and --site NAME") }
+        if site == nil, agent != nil { throw ValidationError("--agent names an agent sharing a site: it needs --site NAME (and PostgreSQL: --postgres URL or storage.postgres)") }
         guard leaseSeconds.isFinite, (1...3600).contains(leaseSeconds) else {
             throw ValidationError("--lease-seconds must be between 1 and 3600")
         }
@@ -325,16 +324,11 @@ struct Serve: AsyncParsableCommand {
         if environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 128 * 1024) }
         let monitor: Monitor
         do {
-            let dashboardOptions = try postgres.flatMap { url -> Monitor.DashboardOptions? in
-                guard noProbe else { return nil }
-                return Monitor.DashboardOptions(target: try PostgresTarget(url: url, environment: environment),
-                                                leasePeriod: .milliseconds(Int64(leaseSeconds * 1000)))
-            }
-            let agentOptions = try postgres.flatMap { noProbe ? nil : $0 }.map {
-                Monitor.AgentOptions(target: try PostgresTarget(url: $0, environment: environment),
-                                     name: agent ?? Self.defaultAgentName(),
-                                     leasePeriod: .milliseconds(Int64(leaseSeconds * 1000)))
-            }
+            let target = try postgres.map { try PostgresTarget(url: $0, environment: environment) }
+            let lease = Duration.milliseconds(Int64(leaseSeconds * 1000))
+            let dashboardOptions = noProbe ? Monitor.DashboardOptions(target: target, leasePeriod: lease) : nil
+            // With --site, an agent when PostgreSQL is given here or in the config (storage.postgres).
+            let agentOptions = noProbe || site == nil ? nil : Monitor.AgentOptions(target: target, name: agent ?? Self.defaultAgentName(), leasePeriod: lease)
             monitor = try await Monitor.assemble(configPath: config, pluginsDirectory: options.pluginsDir, dataDirectory: dataDir,
                                                  listen: listen, site: site, agent: agentOptions, dashboard: dashboardOptions,
                                                  verbose: options.verbose, logger: logger)

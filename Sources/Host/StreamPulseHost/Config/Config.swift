@@ -14,6 +14,8 @@ public struct Config: Sendable, Equatable {
     public var maintenance: [MaintenanceWindow] = []
     /// Defaults for the streams of each group (`groups: {NAME: {site: …}}`); already applied to `streams`.
     public var groups: [String: GroupDefaults] = [:]
+    /// `storage: {postgres: …}`: the PostgreSQL of a site deployment (`--postgres URL` wins); nil: none.
+    public var postgres: PostgresTarget?
 
     /// This config as an agent of one site runs it: only the streams of `site` (`serve --site NAME`).
     public func restricted(toSite site: String) -> Config {

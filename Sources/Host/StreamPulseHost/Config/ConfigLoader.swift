@@ -88,7 +88,7 @@ struct ConfigParser: ValueReading {
         guard let top = root.mapping else { problem(root, "the file must be a mapping with settings, credentials, streams"); return config }
         // Sections are read in dependency order whatever their order in the file: settings name the
         // secrets file credentials come from, and streams and sinks refer to credentials.
-        let keys = ["settings", "credentials", "groups", "streams", "sinks", "notify", "maintenance"]
+        let keys = ["settings", "credentials", "groups", "streams", "sinks", "notify", "maintenance", "storage"]
         var sections: [String: Node] = [:]
         for (key, value) in top {
             guard let name = key.string else { problem(key, "keys must be text"); continue }
@@ -102,6 +102,7 @@ struct ConfigParser: ValueReading {
         if let node = sections["sinks"] { config.sinks = parseSinks(node, credentials: config.credentials) }
         if let node = sections["notify"] { config.notify = parseNotify(node, credentials: config.credentials) }
         if let node = sections["maintenance"] { config.maintenance = parseMaintenance(node, defaultTimeZone: config.settings.timezone) }
+        if let node = sections["storage"] { config.postgres = parseStorage(node, credentials: config.credentials) }
         return config
     }
 
@@ -316,6 +317,69 @@ struct ConfigParser: ValueReading {
     }
 
     static let groupKeys = ["site"]
+    static let storageKeys = ["postgres"]
+    static let postgresKeys = ["host", "port", "database", "credentials", "tls"]
+    static let postgresTLSKeys = ["mode", "ca"]
+
+    /// `storage: {postgres: {host, port, database, credentials, tls: {mode, ca}}}`: the PostgreSQL a site's agents
+    /// and dashboards share (`--postgres URL` on the command line wins). The user and password come from a
+    /// `credentials:` entry, so the password stays in the secrets file.
+    mutating func parseStorage(_ node: Node, credentials: [String: CredentialRef]) -> PostgresTarget? {
+        guard let map = node.mapping else { problem(node, "storage must be a mapping, such as storage: {postgres: {host: db, database: streampulse, credentials: db}}"); return nil }
+        var target: PostgresTarget?
+        for (key, value) in map {
+            switch key.string ?? "" {
+            case "postgres":
+                guard let fields = value.mapping else { problem(value, "storage.postgres must be a mapping of host, port, database, credentials, tls"); continue }
+                var host: String?, port = 5432, database: String?, credential: CredentialRef?, mode = "disable", ca: String?
+                var complete = true
+                for (field, fieldValue) in fields {
+                    switch field.string ?? "" {
+                    case "host": host = string(fieldValue)
+                    case "port":
+                        guard let number = int(fieldValue, min: 1), number <= 65535 else { complete = false; continue }
+                        port = number
+                    case "database": database = string(fieldValue)
+                    case "credentials":
+                        guard let name = string(fieldValue) else { complete = false; continue }
+                        guard let found = credentials[name] else {
+                            problem(fieldValue, "storage.postgres: no credentials named '\(name)' (declare it under credentials:)")
+                            complete = false
+                            continue
+                        }
+                        credential = found
+                    case "tls":
+                        guard let tls = fieldValue.mapping else { problem(fieldValue, "storage.postgres.tls must be a mapping such as {mode: verify-full, ca: /etc/ssl/db-ca.pem}"); continue }
+                        for (tlsKey, tlsValue) in tls {
+                            switch tlsKey.string ?? "" {
+                            case "mode":
+                                let text = string(tlsValue) ?? ""
+                                guard ["disable", "require", "verify-full"].contains(text) else {
+                                    problem(tlsValue, "storage.postgres.tls.mode must be disable, require or verify-full")
+                                    complete = false
+                                    continue
+                                }
+                                mode = text
+                            case "ca": ca = string(tlsValue)
+                            case let other: unknownKey(tlsKey, other, Self.postgresTLSKeys)
+                            }
+                        }
+                    case let other: unknownKey(field, other, Self.postgresKeys)
+                    }
+                }
+                guard let host, !host.isEmpty else { problem(value, "storage.postgres needs host"); continue }
+                guard let credential else {
+                    if complete { problem(value, "storage.postgres needs credentials (the name of a credentials: entry with username and password)") }
+                    continue
+                }
+                guard complete else { continue }
+                target = PostgresTarget(host: host, port: port, user: credential.username, database: database ?? credential.username,
+                                        password: credential.password, sslMode: mode, rootCertificate: ca)
+            case let other: unknownKey(key, other, Self.storageKeys)
+            }
+        }
+        return target
+    }
 
     /// `groups: {NAME: {site: SITE}}`: defaults for the streams whose `group:` is NAME.
     mutating func parseGroups(_ node: Node) -> [String: GroupDefaults] {

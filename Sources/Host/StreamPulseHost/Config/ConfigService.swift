@@ -38,6 +38,8 @@ public actor ConfigService {
     /// The file's settings when the monitor started (before command-line overrides): restart-only keys are
     /// compared with these.
     private let fileSettingsAtStart: Settings
+    /// `storage.postgres` as the monitor started with it (a change needs a restart).
+    private let postgresAtStart: PostgresTarget?
 
     public func setSinks(_ manager: SinkManager) { sinks = manager }
     /// Given the new notify rules, channels and maintenance windows on every successful reload.
@@ -107,6 +109,7 @@ public actor ConfigService {
         self.site = site
         self.settings = settings ?? LiveSettings(initial.settings)
         self.fileSettingsAtStart = fileSettings ?? initial.settings
+        self.postgresAtStart = initial.postgres
         self.engine = engine
         self.plugins = plugins
         self.scrubber = scrubber
@@ -161,7 +164,7 @@ public actor ConfigService {
             return nil
         }
         scrubber.replace(with: config.credentials.values.map(\.password) + config.streams.compactMap { $0.inlineCredentials?.password }
-                         + config.notify.channels.flatMap(\.secrets))
+                         + config.notify.channels.flatMap(\.secrets) + [config.postgres?.password].compactMap { $0 })
         appliedReloads += 1  // counted before the engine shows it: whoever sees the new streams sees the count
         siteConfig = config
         let diff = await engine.apply(leaseFiltered(config))
@@ -172,6 +175,10 @@ public actor ConfigService {
         await incidents?.apply(config)
         let waiting = SettingKeys.needingRestart(atStart: fileSettingsAtStart, now: config.settings)
         status.needsRestart = waiting.map { "\($0.name) (needs restart)" }
+        if config.postgres != postgresAtStart {
+            status.needsRestart.append("storage.postgres (needs restart)")
+            logger.warning("config: storage.postgres changed in the file; it takes effect at the next start")
+        }
         for key in waiting { logger.warning("config: settings.\(key.name) changed in the file; it takes effect at the next start") }
         activeHash = hash
         lastDiff = diff

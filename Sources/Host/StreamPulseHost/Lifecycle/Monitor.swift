@@ -30,7 +30,7 @@ public struct Monitor: Sendable {
     ///   (`serve --site NAME --postgres URL`); needs `site`.
     /// - Parameter dashboard: probe nothing; show what the agents write to PostgreSQL (`serve --no-probe`).
     public static func assemble(configPath: String, pluginsDirectory: String, dataDirectory: String? = nil, listen: String? = nil,
-                                site: String? = nil, agent: AgentOptions? = nil, dashboard: DashboardOptions? = nil,
+                                site: String? = nil, agent agentRequest: AgentOptions? = nil, dashboard dashboardRequest: DashboardOptions? = nil,
                                 verbose: Bool = false, logger: Logger,
                                 environment: [String: String] = ProcessInfo.processInfo.environment,
                                 bcryptCost: UInt8 = 11) async throws -> Monitor {
@@ -56,7 +56,7 @@ public struct Monitor: Sendable {
         if let dataDirectory { cfg.settings.dataDir = dataDirectory }
         if let listen { cfg.settings.listen = listen }
         scrubber.replace(with: cfg.credentials.values.map(\.password) + cfg.streams.compactMap { $0.inlineCredentials?.password }
-                         + cfg.notify.channels.flatMap(\.secrets))
+                         + cfg.notify.channels.flatMap(\.secrets) + [cfg.postgres?.password].compactMap { $0 })
         try FileManager.default.createDirectory(atPath: cfg.settings.dataDir, withIntermediateDirectories: true)
         chmod(cfg.settings.dataDir, 0o700)  // the database holds accounts and the one-time password file
         let address = try parseListen(cfg.settings.listen)
@@ -76,30 +76,46 @@ public struct Monitor: Sendable {
             incidents = service
         }
         let offset = ClockOffset()
+        // The PostgreSQL of a site deployment: --postgres URL, else the config's storage.postgres.
+        var agent = agentRequest, dashboard = dashboardRequest
+        if var wanted = agent {
+            if wanted.target == nil { wanted.target = cfg.postgres }
+            agent = wanted.target == nil ? nil : wanted
+        }
+        if var wanted = dashboard {
+            wanted.target = wanted.target ?? cfg.postgres
+            guard wanted.target != nil else {
+                throw Refusal(message: "--no-probe shows what site agents write to PostgreSQL: give it with --postgres URL or storage.postgres in \(configPath)", exitCode: 2)
+            }
+            dashboard = wanted
+        }
+        if agent == nil, dashboard == nil, cfg.postgres != nil {
+            logger.notice("storage.postgres is used by site agents (serve --site NAME) and dashboards (serve --no-probe); this monitor keeps its history in SQLite")
+        }
         // An agent starts with no stream: it probes the ones its first lease round gives it.
         var startingConfig = cfg
         var agentServices: [any Service] = []
         var siteAgent: SiteAgent?
         var postgresClient: PostgresClient?
-        if let agent {
+        if let agent, let target = agent.target {
             guard let site else { throw Refusal(message: "--postgres (an agent sharing a site) needs --site NAME", exitCode: 2) }
             startingConfig.streams = []
-            let client = PostgresClient(configuration: try agent.target.clientConfiguration(holdLocksAtMost: agent.leasePeriod / 2), backgroundLogger: logger)
+            let client = PostgresClient(configuration: try target.clientConfiguration(holdLocksAtMost: agent.leasePeriod / 2), backgroundLogger: logger)
             let leases = StreamLeases(client: client, period: agent.leasePeriod, logger: logger)
             let history = PostgresHistory(client: client, logger: logger)
             let book = LeaseBook(clock: { offset.now() })
             await sinkManager.addBuiltIn(PostgresSink(history: history, leases: leases, book: book, site: site, agent: agent.name, logger: logger))
-            logger.notice("site \(site): agent \(agent.name) shares the site through leases of \(agent.leasePeriod) in \(agent.target)")
+            logger.notice("site \(site): agent \(agent.name) shares the site through leases of \(agent.leasePeriod) in \(target)")
             siteAgent = SiteAgent(site: site, agent: agent.name, leases: leases, history: history, book: book, config: nil, logger: logger)
             agentServices = [PostgresClientService(client: client)]
             postgresClient = client
         }
         var feed: SiteFeed?
-        if let dashboard {
+        if let dashboard, let target = dashboard.target {
             guard agent == nil else { throw Refusal(message: "a --no-probe dashboard is not an agent", exitCode: 2) }
-            let client = PostgresClient(configuration: try dashboard.target.clientConfiguration(holdLocksAtMost: dashboard.leasePeriod / 2),
+            let client = PostgresClient(configuration: try target.clientConfiguration(holdLocksAtMost: dashboard.leasePeriod / 2),
                                         backgroundLogger: logger)
-            logger.notice("dashboard: probing nothing; showing what the agents write to \(dashboard.target)")
+            logger.notice("dashboard: probing nothing; showing what the agents write to \(target)")
             agentServices = [PostgresClientService(client: client)]
             postgresClient = client
             feed = SiteFeed(history: PostgresHistory(client: client, logger: logger),
@@ -161,15 +177,17 @@ public struct Monitor: Sendable {
                        address: address, httpLogger: httpLogger)
     }
 
-    /// How an agent shares its site with others (`serve --site NAME --postgres URL`).
+    /// How an agent shares its site with others (`serve --site NAME --postgres URL`, or `--site NAME` with
+    /// `storage.postgres` in the config).
     public struct AgentOptions: Sendable {
-        public var target: PostgresTarget
+        /// Nil: the config's `storage.postgres`; with neither, the monitor is no agent (one monitor for the site).
+        public var target: PostgresTarget?
         /// This agent's name in the leases (unique per running process).
         public var name: String
         /// How long a lease holds without renewal; others take an agent's streams within two of these.
         public var leasePeriod: Duration
 
-        public init(target: PostgresTarget, name: String, leasePeriod: Duration) {
+        public init(target: PostgresTarget?, name: String, leasePeriod: Duration) {
             self.target = target
             self.name = name
             self.leasePeriod = leasePeriod
@@ -178,11 +196,12 @@ public struct Monitor: Sendable {
 
     /// A dashboard that probes nothing and shows what the site agents write to PostgreSQL (`serve --no-probe`).
     public struct DashboardOptions: Sendable {
-        public var target: PostgresTarget
+        /// Nil: the config's `storage.postgres`.
+        public var target: PostgresTarget?
         /// The agents' lease period: a site none of whose agents reported for this long is shown unreachable.
         public var leasePeriod: Duration
 
-        public init(target: PostgresTarget, leasePeriod: Duration) {
+        public init(target: PostgresTarget?, leasePeriod: Duration) {
             self.target = target
             self.leasePeriod = leasePeriod
         }

@@ -6,7 +6,7 @@ import PostgresNIO
 /// with `?sslmode=disable|require|verify-full` and `sslrootcert=PATH`. A password left out of the URL is read
 /// from `PGPASSWORD` (the environment, not the command line, which every local user can read in `ps`).
 /// `description` never contains the password.
-public struct PostgresTarget: Sendable, CustomStringConvertible {
+public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var user: String
@@ -19,6 +19,18 @@ public struct PostgresTarget: Sendable, CustomStringConvertible {
     /// Why a URL was not accepted (the message never repeats the password).
     public struct Invalid: Error, CustomStringConvertible {
         public var description: String
+    }
+
+    /// A target from the config's `storage.postgres` (the password from its credentials entry).
+    public init(host: String, port: Int = 5432, user: String, database: String, password: String?, sslMode: String = "disable",
+                rootCertificate: String? = nil) {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.database = database
+        self.password = password
+        self.sslMode = sslMode
+        self.rootCertificate = rootCertificate
     }
 
     public init(url text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
