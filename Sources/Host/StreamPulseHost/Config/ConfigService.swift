@@ -79,12 +79,15 @@ public actor ConfigService {
 
     /// Gives the engine only these of the site's streams (an agent's leases), or all (nil). Streams gained
     /// start as new ones, first checked within `firstWithin` (spread: a takeover of thousands is no burst), from
-    /// the green states another agent reached (`handOver`); streams lost stop.
+    /// the green states another agent reached (`handOver`); streams nobody has checked yet (`unchecked`) are
+    /// spread over the startup spread instead, like a monitor's first round; streams lost stop.
     @discardableResult
-    public func setLeased(_ ids: Set<String>?, firstWithin: Duration? = nil, handOver: [String: StreamState] = [:]) async -> ConfigDiff? {
+    public func setLeased(_ ids: Set<String>?, firstWithin: Duration? = nil, handOver: [String: StreamState] = [:],
+                          unchecked: Set<String> = []) async -> ConfigDiff? {
         guard ids != leased else { return nil }
         leased = ids
-        return await engine.apply(leaseFiltered(siteConfig), quiet: true, firstWithin: firstWithin, handOver: handOver)
+        return await engine.apply(leaseFiltered(siteConfig), quiet: true, firstWithin: firstWithin, handOver: handOver,
+                                  spreadOverStartup: unchecked)
     }
 
     private func leaseFiltered(_ config: Config) -> Config {

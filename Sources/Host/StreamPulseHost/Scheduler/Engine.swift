@@ -287,8 +287,10 @@ public actor Engine {
     ///   - firstWithin: added streams are first checked within this (default: the startup spread).
     ///   - handOver: green states of added streams reached by another agent (see `EngineMachine.handOver`),
     ///     taken before any of them can start a probe.
-    public func apply(_ new: Config, quiet: Bool = false, firstWithin: Duration? = nil, handOver: [String: StreamState] = [:]) async -> ConfigDiff {
-        let (diff, actions) = machine.apply(new, now: now, at: clock.now(), firstWithin: firstWithin)
+    ///   - spreadOverStartup: added streams nobody has checked yet: first checked over the startup spread.
+    public func apply(_ new: Config, quiet: Bool = false, firstWithin: Duration? = nil, handOver: [String: StreamState] = [:],
+                      spreadOverStartup: Set<String> = []) async -> ConfigDiff {
+        let (diff, actions) = machine.apply(new, now: now, at: clock.now(), firstWithin: firstWithin, spreadOverStartup: spreadOverStartup)
         if !handOver.isEmpty { _ = machine.handOver(handOver, now: now) }
         await budgets.setPerHost(new.settings.hostSessions)
         deepLimit = max(1, new.settings.maxDeepProbes)

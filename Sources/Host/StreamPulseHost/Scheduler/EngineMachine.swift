@@ -209,8 +209,10 @@ public struct EngineMachine: Sendable {
 
     /// A new config: added streams start, removed stop, changed restart (after their running probe has
     /// ended), the rest keep their schedule, state and counters. Returns what changed and what to do.
-    /// `firstWithin` bounds when added streams are first checked (default: the startup spread).
-    public mutating func apply(_ new: Config, now: Double, at date: Date, firstWithin: Duration? = nil) -> (ConfigDiff, [Action]) {
+    /// `firstWithin` bounds when added streams are first checked (default: the startup spread), except those in
+    /// `spreadOverStartup` (streams nobody has checked yet: no history gap to bound), spread over the startup spread.
+    public mutating func apply(_ new: Config, now: Double, at date: Date, firstWithin: Duration? = nil,
+                               spreadOverStartup: Set<String> = []) -> (ConfigDiff, [Action]) {
         let diff = ConfigDiff(from: config, to: new)
         config = new
         version &+= 1
@@ -235,7 +237,7 @@ public struct EngineMachine: Sendable {
             startWhenDrained[id] = nil
             guard stream.enabled else { continue }
             // Re-added while the probe of its removed self still runs: it starts when that one ends.
-            if inFlight[id] != nil { startWhenDrained[id] = true } else { schedule.add(id, plan: plan(for: stream), now: now, within: firstWithin) }
+            if inFlight[id] != nil { startWhenDrained[id] = true } else { schedule.add(id, plan: plan(for: stream), now: now, within: spreadOverStartup.contains(id) ? nil : firstWithin) }
         }
         for id in diff.restarted {
             guard let stream = byID[id] else { continue }

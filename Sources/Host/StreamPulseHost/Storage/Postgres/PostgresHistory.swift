@@ -216,6 +216,17 @@ public struct PostgresHistory: Sendable {
             """, logger: logger)
     }
 
+    /// Those of these streams no agent has written a state for yet.
+    public func unchecked(_ streams: [String]) async throws -> Set<String> {
+        guard !streams.isEmpty else { return [] }
+        let rows = try await client.query("""
+            SELECT id FROM unnest(\(streams)::text[]) AS s(id) WHERE NOT EXISTS (SELECT 1 FROM stream_status WHERE stream_id = s.id)
+            """, logger: logger)
+        var out = Set<String>()
+        for try await id in rows.decode(String.self) { out.insert(id) }
+        return out
+    }
+
     /// The latest green, settled state of these streams written by another agent within `maxAge` seconds
     /// (what an agent taking them over starts from).
     public func greenStates(of streams: [String], notBy agent: String, maxAge: Double) async throws -> [String: StreamState] {
