@@ -55,13 +55,12 @@ class Postgres:
 class Agent(Monitor):
     """One agent; `get`, `post`, `cpu_seconds` and `rss_mb` are the fleet bench's."""
 
-    def __init__(self, binary, plugins, config, name, postgres, lease, workdir):
+    def __init__(self, binary, plugins, config, name, postgres, lease, workdir, token):
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         data = os.path.join(workdir, "data-" + name)
-        self.token = subprocess.check_output([binary, "token", "create", "--name", "bench", "--role", "admin", "--data-dir", data],
-                                             text=True, stderr=subprocess.DEVNULL).strip()
+        self.token = token  # accounts are in PostgreSQL, shared by the agents
         self.log = open(os.path.join(workdir, name + ".log"), "w")
         env = dict(os.environ, STREAMPULSE_ADMIN_PASSWORD=ADMIN_PASSWORD)
         self.proc = subprocess.Popen([binary, "serve", "--config", config, "--data-dir", data, "--plugins-dir", plugins,
@@ -103,8 +102,10 @@ def main():
         print(f"== {args.agents} agents sharing one site of {n} streams ({n // 2} RTSP + {n - n // 2} MJPEG) through one PostgreSQL "
               f"{pg.query('SHOW server_version')}; interval {args.interval}, deep every {args.deep}, lease {args.lease:g} s, "
               f"{args.deep_slots or max(1, 64 // args.agents)} decode slots per agent", flush=True)
+        token = subprocess.check_output([args.bin, "token", "create", "--name", "bench", "--role", "admin", "--postgres", pg.url],
+                                        text=True, stderr=subprocess.DEVNULL).strip()
         for k in range(args.agents):
-            agents.append(Agent(args.bin, args.plugins, config, f"agent{k + 1}", pg.url, args.lease, workdir))
+            agents.append(Agent(args.bin, args.plugins, config, f"agent{k + 1}", pg.url, args.lease, workdir, token))
         t0 = time.time()
         deadline = t0 + max(args.warmup, 600)
         while time.time() < deadline:
@@ -142,6 +143,10 @@ def main():
                "statuses": dict(line.split("|") for line in pg.query("SELECT status || CASE WHEN pending THEN '(pending)' ELSE '' END, count(*) "
                                                                       "FROM stream_status GROUP BY 1").splitlines())}
         print("   " + json.dumps(row), flush=True)
+        failing = pg.query("SELECT s.reason, coalesce(s.phase, '-'), split_part(st.url, ':', 1), count(*) FROM stream_status s "
+                           "JOIN streams st ON st.id = s.stream_id WHERE s.status <> 'ok' GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 6")
+        if failing:
+            print("   not ok: " + "; ".join(failing.splitlines()), flush=True)
         for a in per_agent:
             print("   " + json.dumps(a), flush=True)
         # Takeover: kill one agent, time until every stream it held has a result written by another.
