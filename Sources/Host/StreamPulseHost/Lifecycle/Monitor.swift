@@ -68,13 +68,6 @@ public struct Monitor: Sendable {
         let store = await openHistory(cfg, settings: settings, sinkManager: sinkManager, logger: logger)
         await sinkManager.setLocation(dataDirectory: cfg.settings.dataDir, timeZone: TimeZone(identifier: cfg.settings.timezone) ?? .gmt)
         await sinkManager.apply(cfg.sinks)
-        // Before the engine: its first event is the stream list, which the incident service needs.
-        var incidents: IncidentService?
-        if store != nil {
-            let service = IncidentService(config: cfg, store: store, logger: logger)
-            await sinkManager.addBuiltIn(service, capacity: 20_000)
-            incidents = service
-        }
         let offset = ClockOffset()
         // The PostgreSQL of a site deployment: --postgres URL, else the config's storage.postgres.
         var agent = agentRequest, dashboard = dashboardRequest
@@ -121,6 +114,21 @@ public struct Monitor: Sendable {
             feed = SiteFeed(history: PostgresHistory(client: client, logger: logger),
                             leases: StreamLeases(client: client, period: dashboard.leasePeriod, logger: logger), engine: nil, logger: logger)
         }
+        // Before the engine: its first event is the stream list, which the incident service needs.
+        // In a site deployment the dashboards tell (one of them, elected; incidents in PostgreSQL): an agent sees
+        // only the streams it holds and cannot tell a dead site from dead cameras.
+        var incidents: IncidentService?
+        if let client = postgresClient, dashboard != nil {
+            let election = NotifierElection(client: client, logger: logger)
+            incidents = IncidentService(config: cfg, store: store, storage: PostgresIncidents(client: client, logger: logger), election: election,
+                                        logger: logger)
+            agentServices.append(NotifierElectionService(election: election))
+        } else if agent != nil {
+            logger.info("site \(site ?? ""): incidents and notifications come from the dashboards (serve --no-probe), which see every site")
+        } else if store != nil {
+            incidents = IncidentService(config: cfg, store: store, logger: logger)
+        }
+        if let incidents { await sinkManager.addBuiltIn(incidents, capacity: 20_000) }
         let engine = Engine(config: startingConfig, plugins: plugins, logger: logger, sinks: sinks, clock: offset, observing: dashboard != nil)
         if let feed {
             await feed.attach(engine)

@@ -142,6 +142,14 @@ public struct IncidentMachine: Sendable {
     /// Ids continue after the highest one stored.
     public mutating func bumpIDs(after last: Int64) { nextID = max(nextID, last + 1) }
 
+    /// Drops every incident held (a dashboard just elected notifier restores them from storage next).
+    public mutating func forgetIncidents() {
+        incidents = [:]
+        memberOf = [:]
+        notified = [:]
+        changed = []
+    }
+
     /// Takes back an open incident read from the database after a restart.
     public mutating func restore(_ incident: Incident) {
         incidents[incident.id] = incident

@@ -18,18 +18,29 @@ public final class IncidentService: Sink {
     private let lastTick = Mutex(Date.distantPast)
 
     private let machine: Mutex<IncidentMachine>
+    /// Where incidents and silences are kept (the embedded database, or PostgreSQL for dashboards).
+    public let storage: (any IncidentStorage)?
+    /// The local history, for evidence pictures.
     private let store: SQLiteStore?
+    /// With several dashboards: only the elected one opens incidents and notifies.
+    private let election: NotifierElection?
+    private let wasLeading = Mutex(false)
     public let notifier: Notifier
     private let logger: Logger
     private let now: @Sendable () -> Date
     private let timeZone: Mutex<TimeZone>
     private let restored = Mutex(false)
 
-    public init(config: Config, store: SQLiteStore?, logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
-                retryDelays: [Duration] = [.seconds(1), .seconds(4), .seconds(15)]) {
+    /// - Parameters:
+    ///   - store: the local history (evidence pictures), and where incidents are kept unless `storage` says otherwise.
+    ///   - election: set for dashboards sharing PostgreSQL: this one acts only while elected.
+    public init(config: Config, store: SQLiteStore?, storage: (any IncidentStorage)? = nil, election: NotifierElection? = nil, logger: Logger,
+                now: @escaping @Sendable () -> Date = { Date() }, retryDelays: [Duration] = [.seconds(1), .seconds(4), .seconds(15)]) {
         machine = Mutex(IncidentMachine(notify: config.notify, maintenance: config.maintenance))
         notifier = Notifier(channels: config.notify.channels, logger: logger, retryDelays: retryDelays)
         self.store = store
+        self.storage = storage ?? store
+        self.election = election
         self.logger = logger
         self.now = now
         timeZone = Mutex(TimeZone(identifier: config.settings.timezone) ?? .gmt)
@@ -43,7 +54,7 @@ public final class IncidentService: Sink {
     }
 
     public func write(_ batch: [SinkEvent]) async throws {
-        try await restoreOnce()
+        if election == nil { try await restoreOnce() }
         let date = now()
         machine.withLock { machine in
             for event in batch {
@@ -64,7 +75,35 @@ public final class IncidentService: Sink {
             return true
         }
         guard due else { return }
+        if let election {
+            // Not elected: the states are followed (ready to take over), nothing is opened or told.
+            guard election.isLeading else {
+                wasLeading.withLock { $0 = false }
+                return
+            }
+            // Just elected: start from what the previous notifier stored.
+            if wasLeading.withLock({ was in defer { was = true }; return !was }) { restored.withLock { $0 = false } }
+            try await restoreOnce()
+            try await adoptOtherDashboards(at: date)
+        }
         let actions = machine.withLock { $0.tick(now: date) }
+        try await perform(actions, at: date)
+    }
+
+    /// Acknowledgements and silences made at the other dashboards (stored by them), taken by the notifier.
+    private func adoptOtherDashboards(at date: Date) async throws {
+        guard let storage else { return }
+        let open = try await storage.incidents(open: true, stream: nil, from: nil, to: nil, limit: 1000)
+        let silences = try await storage.silences(now: date)
+        let actions = machine.withLock { machine -> [IncidentAction] in
+            machine.silences = silences
+            var actions: [IncidentAction] = []
+            for stored in open.map(\.incident) {
+                guard let by = stored.acknowledgedBy, machine.incidents[stored.id]?.acknowledgedBy == nil else { continue }
+                actions += machine.acknowledge(stored.id, by: by, comment: stored.acknowledgeComment ?? "", at: stored.acknowledgedAt ?? date)
+            }
+            return actions
+        }
         try await perform(actions, at: date)
     }
 
@@ -97,6 +136,17 @@ public final class IncidentService: Sink {
 
     /// Acknowledges an open incident; false when there is none with that id.
     public func acknowledge(_ id: Int64, by user: String, comment: String) async throws -> Bool {
+        if let election, !election.isLeading, let storage {
+            // Another dashboard notifies: the acknowledgement is stored for it to adopt at its next tick.
+            guard var incident = try await storage.incidents(open: true, stream: nil, from: nil, to: nil, limit: 1000)
+                .first(where: { $0.incident.id == id })?.incident else { return false }
+            guard incident.acknowledgedBy == nil else { return true }
+            incident.acknowledgedBy = user
+            incident.acknowledgedAt = now()
+            incident.acknowledgeComment = comment
+            try await storage.save(incident, evidence: nil)
+            return true
+        }
         let actions = machine.withLock { $0.acknowledge(id, by: user, comment: comment, at: now()) }
         try await perform(actions, at: now())
         return !actions.isEmpty
@@ -105,12 +155,15 @@ public final class IncidentService: Sink {
     /// Silences matching streams until `until` (ad hoc maintenance); stored, so a restart keeps it.
     public func silence(_ match: StreamMatch, until: Date, comment: String, by user: String) async throws -> Silence {
         try await restoreOnce()
+        // With several dashboards, numbered after every stored one too.
+        let stored = election == nil ? [] : (try await storage?.silences(now: now()) ?? [])
         let silence = machine.withLock { machine in
-            let silence = Silence(id: Int64((machine.silences.map(\.id).max() ?? 0) + 1), match: match, until: until, comment: comment, by: user)
+            let last = max(machine.silences.map(\.id).max() ?? 0, stored.map(\.id).max() ?? 0)
+            let silence = Silence(id: last + 1, match: match, until: until, comment: comment, by: user)
             machine.addSilence(silence)
             return silence
         }
-        try await store?.save(silence)
+        try await storage?.save(silence)
         return silence
     }
 
@@ -121,7 +174,7 @@ public final class IncidentService: Sink {
 
     public func removeSilence(_ id: Int64) async throws {
         machine.withLock { $0.removeSilence(id: id) }
-        try await store?.deleteSilence(id)
+        try await storage?.deleteSilence(id)
     }
 
     /// Sends a test notice to one channel (the dashboard's and `notify test`'s "send test notification").
@@ -136,11 +189,12 @@ public final class IncidentService: Sink {
 
     private func restoreOnce() async throws {
         guard restored.withLock({ done in defer { done = true }; return !done }) else { return }
-        guard let store else { return }
-        let open = try await store.incidents(open: true, limit: 1000).map(\.incident)
-        let last = try await store.lastIncidentID()
-        let silences = try await store.silences(now: now())
+        guard let storage else { return }
+        let open = try await storage.incidents(open: true, stream: nil, from: nil, to: nil, limit: 1000).map(\.incident)
+        let last = try await storage.lastIncidentID()
+        let silences = try await storage.silences(now: now())
         machine.withLock { machine in
+            machine.forgetIncidents()
             machine.bumpIDs(after: last)
             for incident in open { machine.restore(incident) }
             for silence in silences where !machine.silences.contains(where: { $0.id == silence.id }) { machine.addSilence(silence) }
@@ -178,11 +232,11 @@ public final class IncidentService: Sink {
     }
 
     private func save(_ incident: Incident) async throws {
-        guard let store else { return }
+        guard let storage else { return }
         // The evidence is taken once, when the incident is first stored.
         let isNew = incident.updates.count == 1
         let evidence = isNew ? try await evidencePicture(incident) : nil
-        try await store.save(incident, evidence: evidence.map { ($0.jpeg, $0.at) })
+        try await storage.save(incident, evidence: evidence.map { ($0.jpeg, $0.at) })
     }
 
     /// The picture to show beside the evidence: the reference view when the view no longer matches it

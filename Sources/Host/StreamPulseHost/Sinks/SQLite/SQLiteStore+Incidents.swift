@@ -102,3 +102,5 @@ extension SQLiteStore {
         }
     }
 }
+
+extension SQLiteStore: IncidentStorage {}

@@ -74,6 +74,21 @@ public struct PostgresHistory: Sendable {
             """,
             "CREATE TABLE settings_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]),
+        // Incidents and silences as SQLite keeps them after its v7 (`PostgresIncidents`): shared by the dashboards.
+        ("incidents-as-sqlite-v7", [
+            """
+            CREATE TABLE incidents (id BIGINT PRIMARY KEY, scope TEXT NOT NULL, key TEXT NOT NULL, started DOUBLE PRECISION NOT NULL,
+              resolved DOUBLE PRECISION, record TEXT NOT NULL, evidence BYTEA, evidence_at DOUBLE PRECISION)
+            """,
+            "CREATE INDEX incidents_started ON incidents (started)",
+            "CREATE INDEX incidents_open ON incidents (resolved)",
+            """
+            CREATE TABLE incident_streams (incident_id BIGINT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE, stream_id TEXT NOT NULL,
+              PRIMARY KEY (incident_id, stream_id))
+            """,
+            "CREATE INDEX incident_streams_stream ON incident_streams (stream_id)",
+            "CREATE TABLE silences (id BIGINT PRIMARY KEY, until DOUBLE PRECISION NOT NULL, record TEXT NOT NULL)",
+        ]),
     ]
 
     /// Runs the migrations not yet recorded. Agents starting together take turns (an advisory lock).

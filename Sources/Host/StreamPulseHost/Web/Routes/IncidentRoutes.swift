@@ -22,7 +22,8 @@ enum IncidentRoutes {
         let viewer = router.group(.viewer, web)
         let admin = router.group(.admin, web)
         viewer.get("/api/incidents") { request, _ -> Response in
-            guard let store = web.store else { return HistoryRoutes.noDatabase }
+            // Where the incident service keeps them: the local database, or PostgreSQL shared by the dashboards.
+            guard let store = web.incidents?.storage ?? web.store else { return HistoryRoutes.noDatabase }
             let q = request.uri.queryParameters
             let open: Bool? = switch q["state"].map(String.init) {
             case "open": true
@@ -36,7 +37,8 @@ enum IncidentRoutes {
             return APIServer.json(list)
         }
         viewer.get("/api/incidents/{id}/evidence.jpg") { _, context -> Response in
-            guard let store = web.store, let id = Int64(try context.parameters.require("id")), let jpeg = try await store.incidentEvidence(id) else {
+            guard let store = web.incidents?.storage ?? web.store, let id = Int64(try context.parameters.require("id")),
+                  let jpeg = try await store.incidentEvidence(id) else {
                 return APIServer.json(["error": "no evidence picture"], status: .notFound)
             }
             return HistoryRoutes.jpegAnswer(jpeg)
