@@ -209,6 +209,14 @@ import Testing
         #expect(quickFirst == a1Streams.count, "\(quickFirst) of a1's \(a1Streams.count) streams were first checked quick by a2")
         #expect(await count("SELECT count(*)::int FROM state_changes WHERE agent = 'a2' AND at > \(killed) AND from_status = 'unknown' AND stream_id = ANY(\(ids))") == 0)
 
+        // The web instance's history of a stream is PostgreSQL's: every agent's checks of it, with their ids there.
+        let checks = try? await httpRequest("GET", port: web.port, path: "/api/streams/s000/checks?limit=1000", headers: ["Authorization": "Bearer \(token)"])
+        let webIDs = ((try? JSONSerialization.jsonObject(with: Data((checks?.body ?? "").utf8))) as? [[String: Any]] ?? []).compactMap { $0["id"] as? Int }
+        var pgIDs: [Int] = []
+        for try await id in try await client.query("SELECT id::int FROM results WHERE stream_id = 's000' AND id <= \(webIDs.first ?? 0) ORDER BY id DESC")
+            .decode(Int.self) { pgIDs.append(id) }
+        #expect(!webIDs.isEmpty && webIDs == pgIDs, "web: \(webIDs.prefix(8)), PostgreSQL: \(pgIDs.prefix(8))")
+
         // 3. Restart PostgreSQL: the agents buffer meanwhile and write it all afterwards; nothing committed is lost.
         let lastCommitted = await count("SELECT max(id)::int FROM results")
         let committed = await count("SELECT count(*)::int FROM results WHERE id <= \(lastCommitted)")

@@ -169,7 +169,7 @@ public struct Monitor: Sendable {
         if let incidents { await config.setIncidents(incidents) }
         let web = WebServices(engine: engine, config: config, plugins: plugins, time: time, store: store, sinks: sinks, accounts: accounts,
                               live: live, previews: PreviewHub(engine: engine, settings: settings), settings: settings, logger: logger,
-                              incidents: incidents)
+                              incidents: incidents, history: dashboard == nil ? nil : postgresClient.map { PostgresHistory(client: $0, logger: logger) })
 
         // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
         // An agent's PostgreSQL client and lease rounds come first: they stop last, after the sinks have written

@@ -9,6 +9,8 @@ public struct WebServices: Sendable {
     public var plugins: PluginHost
     public var time: TimeService?
     public var store: SQLiteStore?
+    /// Where the history routes read checks and changes: `store`, or PostgreSQL for a dashboard.
+    public var history: (any HistoryReading)?
     public var sinks: SinkChain
     /// Nil when the history database could not be opened: then only public routes answer.
     public var accounts: Accounts?
@@ -26,8 +28,9 @@ public struct WebServices: Sendable {
 
     public init(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?, store: SQLiteStore?, sinks: SinkChain,
                 accounts: Accounts?, live: LiveHub, previews: PreviewHub, settings: LiveSettings, logger: Logger = Logger(label: "web"),
-                incidents: IncidentService? = nil) {
+                incidents: IncidentService? = nil, history: (any HistoryReading)? = nil) {
         self.engine = engine
+        self.history = history ?? store
         self.config = config
         self.plugins = plugins
         self.time = time

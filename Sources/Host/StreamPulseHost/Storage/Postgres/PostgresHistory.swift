@@ -334,6 +334,65 @@ public struct PostgresHistory: Sendable {
         return seen
     }
 
+}
+
+/// A dashboard's history routes read every agent's results and changes here (`HistoryReading`).
+extension PostgresHistory: HistoryReading {
+    public func checks(stream: String, from: Date?, to: Date?, before: Int64?, limit: Int) async throws -> [SQLiteStore.Check] {
+        let rows = try await client.query("""
+            SELECT id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms, first_frame_ms, total_ms, codec, width, height,
+              fps, bitrate_bps
+            FROM results WHERE stream_id = \(stream) AND at >= \(from?.timeIntervalSince1970 ?? 0) AND at <= \(to?.timeIntervalSince1970 ?? 1e12)
+              AND id < \(before ?? Int64.max)
+            ORDER BY id DESC LIMIT \(max(1, min(limit, 1000)))
+            """, logger: logger)
+        var out: [SQLiteStore.Check] = []
+        for try await row in rows {
+            let c = Array(row)
+            func number(_ i: Int) throws -> Double? { try c[i].decode(Double?.self) }
+            out.append(SQLiteStore.Check(
+                id: try c[0].decode(Int64.self), streamId: stream, at: Date(timeIntervalSince1970: try c[1].decode(Double.self)),
+                mode: try c[2].decode(String.self), status: try c[3].decode(String.self), pending: try c[4].decode(Bool.self),
+                reason: try c[5].decode(String.self), phase: try c[6].decode(String?.self), message: try c[7].decode(String.self),
+                connectMs: try number(8), firstByteMs: try number(9), firstFrameMs: try number(10), totalMs: try number(11),
+                codec: try c[12].decode(String?.self), width: try c[13].decode(Int?.self), height: try c[14].decode(Int?.self),
+                fps: try number(15), bitrateBps: try number(16)))
+        }
+        return out
+    }
+
+    public func changes(stream: String, from: Date?, to: Date?, limit: Int) async throws -> [SQLiteStore.Change] {
+        let rows = try await client.query("""
+            SELECT id, at, from_status, to_status, pending, reason, phase, message, thumbnail IS NOT NULL, last_picture IS NOT NULL
+            FROM state_changes WHERE stream_id = \(stream) AND at >= \(from?.timeIntervalSince1970 ?? 0) AND at <= \(to?.timeIntervalSince1970 ?? 1e12)
+            ORDER BY id DESC LIMIT \(max(1, min(limit, 2000)))
+            """, logger: logger)
+        var out: [SQLiteStore.Change] = []
+        for try await (id, at, from, to, pending, reason, phase, message, thumb, last) in rows.decode(
+            (Int64, Double, String, String, Bool, String, String?, String, Bool, Bool).self) {
+            out.append(SQLiteStore.Change(id: id, streamId: stream, at: Date(timeIntervalSince1970: at), fromStatus: from, toStatus: to,
+                                          pending: pending, reason: reason, phase: phase, message: message, hasThumbnail: thumb, hasLastPicture: last))
+        }
+        return out
+    }
+
+    public func thumbnail(change id: Int64) async throws -> Data? {
+        try await picture("thumbnail", change: id)
+    }
+
+    public func lastPicture(change id: Int64) async throws -> Data? {
+        try await picture("last_picture", change: id)
+    }
+
+    private func picture(_ column: String, change id: Int64) async throws -> Data? {
+        let query = column == "thumbnail" ? PostgresQuery("SELECT thumbnail FROM state_changes WHERE id = \(id) AND thumbnail IS NOT NULL")
+            : PostgresQuery("SELECT last_picture FROM state_changes WHERE id = \(id) AND last_picture IS NOT NULL")
+        for try await jpeg in try await client.query(query, logger: logger).decode(ByteBuffer.self) { return Data(buffer: jpeg) }
+        return nil
+    }
+}
+
+extension PostgresHistory {
     /// The streams' names and masked URLs (never retired from here: each agent sees only its own leases).
     private func upsert(_ streams: [StreamSnapshot]) async throws {
         let now = Date().timeIntervalSince1970

@@ -9,11 +9,11 @@ enum HistoryRoutes {
 
     static func add(to router: some RouterMethods<WebContext>, _ web: WebServices) {
         let viewer = router.group(.viewer, web)
-        let store = web.store
+        let store = web.store, history = web.history
         viewer.get("/api/streams/{id}/checks") { request, context -> Response in
             let id = try context.parameters.require("id")
-            guard let store else { return noDatabase }
-            let checks = try await store.checks(
+            guard let history else { return noDatabase }
+            let checks = try await history.checks(
                 stream: id, from: try RequestSupport.time(request, "from"), to: try RequestSupport.time(request, "to"),
                 before: try RequestSupport.int(request, "before", in: 0...Int.max).map(Int64.init),
                 limit: try RequestSupport.int(request, "limit", in: 1...maxChecks) ?? 100)
@@ -21,17 +21,18 @@ enum HistoryRoutes {
         }
         viewer.get("/api/streams/{id}/changes") { request, context -> Response in
             let id = try context.parameters.require("id")
-            guard let store else { return noDatabase }
-            return await APIServer.json(try store.changes(stream: id, from: try RequestSupport.time(request, "from"), to: try RequestSupport.time(request, "to")))
+            guard let history else { return noDatabase }
+            return await APIServer.json(try history.changes(stream: id, from: try RequestSupport.time(request, "from"), to: try RequestSupport.time(request, "to"),
+                                                            limit: 200))
         }
         viewer.get("/api/changes/{id}/thumbnail.jpg") { _, context -> Response in
-            guard let store, let id = Int64(try context.parameters.require("id")), let jpeg = try await store.thumbnail(change: id) else {
+            guard let history, let id = Int64(try context.parameters.require("id")), let jpeg = try await history.thumbnail(change: id) else {
                 return APIServer.json(["error": "no thumbnail"], status: .notFound)
             }
             return jpegAnswer(jpeg)
         }
         viewer.get("/api/changes/{id}/last.jpg") { _, context -> Response in
-            guard let store, let id = Int64(try context.parameters.require("id")), let jpeg = try await store.lastPicture(change: id) else {
+            guard let history, let id = Int64(try context.parameters.require("id")), let jpeg = try await history.lastPicture(change: id) else {
                 return APIServer.json(["error": "no last picture"], status: .notFound)
             }
             return jpegAnswer(jpeg)
