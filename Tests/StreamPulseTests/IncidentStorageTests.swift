@@ -127,6 +127,13 @@ enum IncidentStorageContract {
             return dashboards[leader].openIncidents.first?.acknowledgedBy == "olga"
         })
         #expect(await stored().first?.updates.contains { $0.text == "Acknowledged by olga: on it" } == true)
+        // A silence made at the notifier shows at the other dashboard too (the stream list's maintenance flag).
+        let silence = try await dashboards[leader].silence(StreamMatch(streams: ["cam"]), until: Date().addingTimeInterval(3600), comment: "", by: "olga")
+        #expect(await eventuallyTrue(10) {
+            try? await dashboards[follower].write([])
+            return dashboards[follower].inMaintenance("cam")
+        })
+        try await dashboards[leader].removeSilence(silence.id)
         // The notifier goes (its election stops, its lock goes with its connection): the other takes over from
         // what was stored and resolves the same incident when the camera is back.
         electionTasks[leader].cancel()

@@ -79,6 +79,8 @@ public final class IncidentService: Sink {
             // Not elected: the states are followed (ready to take over), nothing is opened or told.
             guard election.isLeading else {
                 wasLeading.withLock { $0 = false }
+                // Silences made at any dashboard show here too (the maintenance flag in the stream list).
+                if let silences = try? await storage?.silences(now: date) { machine.withLock { $0.silences = silences } }
                 return
             }
             // Just elected: start from what the previous notifier stored.
