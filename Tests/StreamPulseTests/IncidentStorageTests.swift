@@ -150,3 +150,54 @@ enum IncidentStorageContract {
         await server.stop()
     }
 }
+
+/// A dashboard's uptime figures and availability report over PostgreSQL (issue #17): every agent's state
+/// changes, watched while some agent of the stream's site ran (the agents' runs merged per site); time no
+/// agent of a site ran is unknown, not up.
+@Suite(.serialized) struct PostgresAvailabilityTests {
+    @Test func uptime_followsEveryAgentsChanges_andTheRunsOfTheStreamsSite() async throws {
+        let server = try await TestPostgres.start()
+        defer { server.remove() }
+        let client = server.client()
+        let run = Task { await client.run() }
+        defer { run.cancel() }
+        let history = PostgresHistory(client: client, logger: Logger(label: "availability"))
+        try await history.migrate()
+        let now = Date(), t0 = now.addingTimeInterval(-3600)
+        // Site north: a1 ran for the first 20 minutes, a2 from minute 10 until now (seen 5 s ago); site south's
+        // only agent stopped at minute 30.
+        let a1 = try await history.startRun(agent: "a1", site: "north", at: t0)
+        try await history.markAlive(run: a1, at: t0.addingTimeInterval(1200))
+        let a2 = try await history.startRun(agent: "a2", site: "north", at: t0.addingTimeInterval(600))
+        try await history.markAlive(run: a2, at: now.addingTimeInterval(-5))
+        let b1 = try await history.startRun(agent: "b1", site: "south", at: t0)
+        try await history.markAlive(run: b1, at: t0.addingTimeInterval(1800))
+        let t = t0.timeIntervalSince1970
+        try await client.query("""
+            INSERT INTO streams (id, name, url, site, first_seen, last_seen) VALUES
+              ('n1', 'N1', 'rtsp://h/1', 'north', \(t), \(t)), ('s1', 'S1', 'rtsp://h/2', 'south', \(t), \(t))
+            """)
+        // n1: ok (a1), down at minute 30 and ok again at minute 45 (a2); s1 ok from the start.
+        try await client.query("""
+            INSERT INTO state_changes (stream_id, at, from_status, to_status, pending, reason, message, agent, generation) VALUES
+              ('n1', \(t + 10), 'unknown', 'ok', false, 'ok', '', 'a1', 1),
+              ('n1', \(t + 1800), 'ok', 'down', false, 'connection_refused', '', 'a2', 2),
+              ('n1', \(t + 2700), 'down', 'ok', false, 'ok', '', 'a2', 2),
+              ('s1', \(t + 10), 'unknown', 'ok', false, 'ok', '', 'b1', 1)
+            """)
+        let data = try await history.availabilityHistory(from: now.addingTimeInterval(-86_400), to: now, now: now)
+        #expect(data.runs(of: "n1").count == 1, "a1's and a2's runs merged: \(data.runs(of: "n1"))")
+        let uptimes = SQLiteStore.uptimes(data, now: now) { _ in [] }
+        let north = try #require(uptimes["n1"]?.day)
+        #expect(abs(north - 2690.0 / 3590.0) < 0.001, "n1 up 1,790 + 900 s, down 900 s: \(north)")
+        #expect(uptimes["s1"]?.day == 1.0, "after its site's only agent stopped, s1 is unknown, not up or down")
+        // The availability report over the hour: the same figures, from PostgreSQL's history and incidents.
+        let report = try await SQLiteStore.report(from: t0, to: now, now: now, streams: [("n1", "N1", nil), ("s1", "S1", nil)], history: history,
+                                                  incidents: PostgresIncidents(client: client, logger: Logger(label: "availability"))) { _ in [] }
+        let n1 = try #require(report.streams.first { $0.key == "n1" })
+        #expect(abs(n1.downSeconds - 900) < 1 && abs(n1.upSeconds - 2690) < 2, "\(n1)")
+        let s1 = try #require(report.streams.first { $0.key == "s1" })
+        #expect(abs(s1.unknownSeconds - 1810) < 2, "\(s1)")
+        await server.stop()
+    }
+}

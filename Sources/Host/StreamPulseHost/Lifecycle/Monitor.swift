@@ -164,12 +164,14 @@ public struct Monitor: Sendable {
             accounts = await openAccounts(store, dataDirectory: cfg.settings.dataDir, environment: environment, bcryptCost: bcryptCost,
                                           logger: logger)
         }
+        // A dashboard reads the history, uptime and report from PostgreSQL (every agent's, also from before it started).
+        let sharedHistory = dashboard == nil ? nil : postgresClient.map { PostgresHistory(client: $0, logger: logger) }
         let live = LiveHub()
         await sinkManager.addBuiltIn(live, capacity: 20_000)
         if let incidents { await config.setIncidents(incidents) }
         let web = WebServices(engine: engine, config: config, plugins: plugins, time: time, store: store, sinks: sinks, accounts: accounts,
                               live: live, previews: PreviewHub(engine: engine, settings: settings), settings: settings, logger: logger,
-                              incidents: incidents, history: dashboard == nil ? nil : postgresClient.map { PostgresHistory(client: $0, logger: logger) })
+                              incidents: incidents, history: sharedHistory, availability: sharedHistory)
 
         // Shutdown runs in reverse order: the engine stops first, then the sinks write what is queued.
         // An agent's PostgreSQL client and lease rounds come first: they stop last, after the sinks have written

@@ -20,6 +20,8 @@ public actor SiteAgent {
     private var migrated = false
     private var lastRenewal: ContinuousClock.Instant?
     private var failures = 0
+    /// This agent's run in `agent_runs`.
+    private var run: Int64?
     /// Rounds that succeeded (for tests and the log).
     public private(set) var rounds = 0
 
@@ -123,6 +125,8 @@ public actor SiteAgent {
         let unchecked = gained.isEmpty ? [] : ((try? await history.unchecked(Array(gained))) ?? [])
         await config?.setLeased(Set(held.map(\.streamID)), firstWithin: pause, handOver: handed, unchecked: unchecked)
         if !handed.isEmpty { logger.info("site \(site): agent \(agent) took over \(handed.count) green streams with their state (\(gained.count) gained)") }
+        // When this agent ran, for uptime figures read from PostgreSQL (time no agent of the site ran is unknown).
+        if let run { try? await history.markAlive(run: run, at: Date()) } else { run = try? await history.startRun(agent: agent, site: site, at: Date()) }
         rounds += 1
         if held.count != before.count {
             logger.info("site \(site): agent \(agent) now probes \(held.count) of the site's \(streams.count) streams")

@@ -4,13 +4,13 @@ import StreamPulseCore
 
 /// Uptime figures for every stream: the share of time with pictures, from state changes and monitor runs.
 actor UptimeCache {
-    let store: SQLiteStore?
+    let store: (any AvailabilityReading)?
     /// Each stream's maintenance intervals over a period (left out of its uptime).
     let maintenance: (@Sendable (Date, Date) -> [String: [(start: Date, end: Date)]])?
     private var cached: [String: SQLiteStore.Uptime] = [:]
     private var computed = ContinuousClock.now - .seconds(3600)
 
-    init(store: SQLiteStore?, maintenance: (@Sendable (Date, Date) -> [String: [(start: Date, end: Date)]])? = nil) {
+    init(store: (any AvailabilityReading)?, maintenance: (@Sendable (Date, Date) -> [String: [(start: Date, end: Date)]])? = nil) {
         self.store = store
         self.maintenance = maintenance
     }
@@ -22,7 +22,10 @@ actor UptimeCache {
             computed = .now  // before the read: callers meanwhile get the previous figures, not a second read
             let now = Date()
             let excluded = maintenance?(now.addingTimeInterval(-30 * 86_400), now) ?? [:]
-            cached = (try? await store.availability(now: now) { excluded[$0] ?? [] }) ?? cached
+            let month = now.addingTimeInterval(-30 * 86_400)
+            if let history = try? await store.availabilityHistory(from: month, to: now, now: now) {
+                cached = SQLiteStore.uptimes(history, now: now) { excluded[$0] ?? [] }
+            }
         }
         return cached
     }

@@ -11,6 +11,8 @@ public struct WebServices: Sendable {
     public var store: SQLiteStore?
     /// Where the history routes read checks and changes: `store`, or PostgreSQL for a dashboard.
     public var history: (any HistoryReading)?
+    /// What uptime figures and the availability report are computed from: `store`, or PostgreSQL for a dashboard.
+    public var availability: (any AvailabilityReading)?
     public var sinks: SinkChain
     /// Nil when the history database could not be opened: then only public routes answer.
     public var accounts: Accounts?
@@ -28,9 +30,10 @@ public struct WebServices: Sendable {
 
     public init(engine: Engine, config: ConfigService, plugins: PluginHost, time: TimeService?, store: SQLiteStore?, sinks: SinkChain,
                 accounts: Accounts?, live: LiveHub, previews: PreviewHub, settings: LiveSettings, logger: Logger = Logger(label: "web"),
-                incidents: IncidentService? = nil, history: (any HistoryReading)? = nil) {
+                incidents: IncidentService? = nil, history: (any HistoryReading)? = nil, availability: (any AvailabilityReading)? = nil) {
         self.engine = engine
         self.history = history ?? store
+        self.availability = availability ?? store
         self.config = config
         self.plugins = plugins
         self.time = time
@@ -43,7 +46,7 @@ public struct WebServices: Sendable {
         self.logger = logger
         var intervals: (@Sendable (Date, Date) -> [String: [(start: Date, end: Date)]])?
         if let incidents { intervals = { incidents.maintenanceIntervals(from: $0, to: $1) } }
-        uptimes = UptimeCache(store: store, maintenance: intervals)
+        uptimes = UptimeCache(store: availability ?? store, maintenance: intervals)
         self.incidents = incidents
         var maintenance: (@Sendable () -> Set<String>)?
         if let incidents { maintenance = { incidents.streamsInMaintenance() } }

@@ -31,12 +31,21 @@ extension SQLiteStore {
         }
     }
 
-    /// What availability is computed from: the monitor's runs, each stream's last change before `from`,
+    /// What availability is computed from: when the monitoring ran, each stream's last change before `from`,
     /// and its changes in [from, to), oldest first.
-    struct History {
-        var runs: [(start: Date, end: Date)]
-        var before: [String: (Date, Availability.State)]
-        var changes: [String: [(at: Date, state: Availability.State)]]
+    public struct History: Sendable {
+        /// The monitor's runs (every stream's, unless `runsBySite` has the stream's site).
+        public var runs: [(start: Date, end: Date)]
+        public var before: [String: (Date, Availability.State)]
+        public var changes: [String: [(at: Date, state: Availability.State)]]
+        /// In a site deployment: when some agent of each site was running (merged), and each stream's site.
+        public var runsBySite: [String: [(start: Date, end: Date)]] = [:]
+        public var siteOf: [String: String] = [:]
+
+        /// When the stream was watched.
+        public func runs(of id: String) -> [(start: Date, end: Date)] {
+            siteOf[id].flatMap { runsBySite[$0] } ?? runs
+        }
     }
 
     func history(_ db: Database, from: Date, to: Date, now: Date) throws -> History {
@@ -61,7 +70,11 @@ extension SQLiteStore {
     /// stream's maintenance intervals (`excluded`) left out.
     public func availability(now: Date = Date(), excluded: (String) -> [(start: Date, end: Date)] = { _ in [] }) async throws -> [String: Uptime] {
         let month = now.addingTimeInterval(-30 * 86_400)
-        let data = try await pool.read { db in try self.history(db, from: month, to: now, now: now) }
+        return Self.uptimes(try await availabilityHistory(from: month, to: now, now: now), now: now, excluded: excluded)
+    }
+
+    /// Each stream's uptime over the last 24 h, 7 d and 30 d from `data` (which covers the last 30 days).
+    public static func uptimes(_ data: History, now: Date, excluded: (String) -> [(start: Date, end: Date)]) -> [String: Uptime] {
         var result: [String: Uptime] = [:]
         for id in Set(data.before.keys).union(data.changes.keys) {
             let changes = data.changes[id] ?? []
@@ -70,10 +83,22 @@ extension SQLiteStore {
                 let from = now.addingTimeInterval(-days * 86_400)
                 let inside = changes.filter { $0.at >= from }
                 let last = changes.last { $0.at < from }.map { (at: $0.at, state: $0.state) } ?? data.before[id].map { (at: $0.0, state: $0.1) }
-                return Availability.compute(from: from, to: now, before: last, changes: inside, runs: data.runs, excluded: excludedHere).ratio
+                return Availability.compute(from: from, to: now, before: last, changes: inside, runs: data.runs(of: id), excluded: excludedHere).ratio
             }
             result[id] = Uptime(day: ratio(1), week: ratio(7), month: ratio(30))
         }
         return result
+    }
+}
+
+/// What uptime figures and the availability report are computed from: the embedded database's history, or a
+/// dashboard's PostgreSQL (every agent's changes, watched while some agent of the stream's site ran).
+public protocol AvailabilityReading: Sendable {
+    func availabilityHistory(from: Date, to: Date, now: Date) async throws -> SQLiteStore.History
+}
+
+extension SQLiteStore: AvailabilityReading {
+    public func availabilityHistory(from: Date, to: Date, now: Date) async throws -> History {
+        try await pool.read { db in try self.history(db, from: from, to: to, now: now) }
     }
 }

@@ -52,10 +52,17 @@ extension SQLiteStore {
     /// The report for [from, to) over `streams` (id, name, group), maintenance left out.
     public func report(from: Date, to: Date, now: Date = Date(), streams: [(id: String, name: String, group: String?)],
                        excluded: (String) -> [(start: Date, end: Date)] = { _ in [] }) async throws -> AvailabilityReport {
+        try await Self.report(from: from, to: to, now: now, streams: streams, history: self, incidents: self, excluded: excluded)
+    }
+
+    /// The report from any history and incident storage (a dashboard's: PostgreSQL).
+    public static func report(from: Date, to: Date, now: Date, streams: [(id: String, name: String, group: String?)],
+                              history source: any AvailabilityReading, incidents storage: any IncidentStorage,
+                              excluded: (String) -> [(start: Date, end: Date)]) async throws -> AvailabilityReport {
         let end = min(to, now)
         let ids = Set(streams.map(\.id))
-        let data = try await pool.read { db in try self.history(db, from: from, to: end, now: now) }
-        let incidents = try await self.incidents(from: from, to: end, limit: 1000).map(\.incident)
+        let data = try await source.availabilityHistory(from: from, to: end, now: now)
+        let incidents = try await storage.incidents(open: nil, stream: nil, from: from, to: end, limit: 1000).map(\.incident)
         var perStream: [String: [Incident]] = [:]
         for incident in incidents { for id in incident.streams where ids.contains(id) { perStream[id, default: []].append(incident) } }
         func mttr(_ list: [Incident]) -> Double? {
@@ -65,7 +72,7 @@ extension SQLiteStore {
         var rows: [AvailabilityReport.Row] = []
         for stream in streams {
             let before = data.before[stream.id].map { (at: $0.0, state: $0.1) }
-            let a = Availability.compute(from: from, to: end, before: before, changes: data.changes[stream.id] ?? [], runs: data.runs,
+            let a = Availability.compute(from: from, to: end, before: before, changes: data.changes[stream.id] ?? [], runs: data.runs(of: stream.id),
                                          excluded: excluded(stream.id))
             let mine = perStream[stream.id] ?? []
             rows.append(.init(key: stream.id, name: stream.name, group: stream.group, availability: a.ratio, upSeconds: a.up,

@@ -89,6 +89,14 @@ public struct PostgresHistory: Sendable {
             "CREATE INDEX incident_streams_stream ON incident_streams (stream_id)",
             "CREATE TABLE silences (id BIGINT PRIMARY KEY, until DOUBLE PRECISION NOT NULL, record TEXT NOT NULL)",
         ]),
+        // When each agent ran (SQLite's monitor_runs, per agent): time no agent of a site ran is unknown, not up.
+        ("agent-runs", [
+            """
+            CREATE TABLE agent_runs (id BIGSERIAL PRIMARY KEY, agent TEXT NOT NULL, site TEXT NOT NULL, started DOUBLE PRECISION NOT NULL,
+              last_seen DOUBLE PRECISION NOT NULL)
+            """,
+            "CREATE INDEX agent_runs_seen ON agent_runs (last_seen)",
+        ]),
     ]
 
     /// Runs the migrations not yet recorded. Agents starting together take turns (an advisory lock).
@@ -407,5 +415,69 @@ extension PostgresHistory {
             ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, protocol = excluded.protocol, grp = excluded.grp,
               tags = excluded.tags, site = excluded.site, last_seen = excluded.last_seen, retired_at = NULL
             """, logger: logger)
+    }
+}
+
+/// Agents' runs, and what a dashboard's uptime figures and availability report are computed from.
+extension PostgresHistory: AvailabilityReading {
+    /// Starts an agent's run (its first lease round); returns its id for `markAlive`. Times are the agent's clock,
+    /// like its results'.
+    public func startRun(agent: String, site: String, at date: Date) async throws -> Int64 {
+        let rows = try await client.query("""
+            INSERT INTO agent_runs (agent, site, started, last_seen) VALUES (\(agent), \(site), \(date.timeIntervalSince1970), \(date.timeIntervalSince1970))
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        throw PostgresDeadline(description: "PostgreSQL did not return the new run's id")
+    }
+
+    /// The agent's run is still going at `date`.
+    public func markAlive(run: Int64, at date: Date) async throws {
+        try await client.query("UPDATE agent_runs SET last_seen = \(date.timeIntervalSince1970) WHERE id = \(run)", logger: logger)
+    }
+
+    /// Each stream's changes (every agent's) and, per site, when some agent of it was running (merged; the
+    /// newest run lasts until `now` when it was seen within a minute).
+    public func availabilityHistory(from: Date, to: Date, now: Date) async throws -> SQLiteStore.History {
+        let alive = 60.0
+        var bySite: [String: [(start: Date, end: Date)]] = [:]
+        var newest: [String: Double] = [:]
+        for try await (site, started, lastSeen) in try await client.query("""
+            SELECT site, started, last_seen FROM agent_runs
+            WHERE last_seen >= \(from.timeIntervalSince1970 - alive) AND started < \(to.timeIntervalSince1970) ORDER BY site, started
+            """, logger: logger).decode((String, Double, Double).self) {
+            bySite[site, default: []].append((Date(timeIntervalSince1970: started), Date(timeIntervalSince1970: lastSeen)))
+            newest[site] = max(newest[site] ?? 0, lastSeen)
+        }
+        var runsBySite: [String: [(start: Date, end: Date)]] = [:]
+        for (site, runs) in bySite {
+            var merged: [(start: Date, end: Date)] = []
+            for run in runs.sorted(by: { $0.start < $1.start }) {
+                if let last = merged.last, run.start <= last.end { merged[merged.count - 1].end = max(last.end, run.end) } else { merged.append(run) }
+            }
+            if let last = merged.last, let seen = newest[site], now.timeIntervalSince1970 - seen <= alive { merged[merged.count - 1].end = max(last.end, now) }
+            runsBySite[site] = merged
+        }
+        var siteOf: [String: String] = [:]
+        for try await (id, site) in try await client.query("SELECT id, site FROM streams WHERE site IS NOT NULL", logger: logger)
+            .decode((String, String).self) { siteOf[id] = site }
+        var before: [String: (Date, Availability.State)] = [:]
+        for try await (id, at, status, pending) in try await client.query("""
+            SELECT DISTINCT ON (stream_id) stream_id, at, to_status, pending FROM state_changes WHERE at < \(from.timeIntervalSince1970)
+            ORDER BY stream_id, at DESC, id DESC
+            """, logger: logger).decode((String, Double, String, Bool).self) {
+            before[id] = (Date(timeIntervalSince1970: at), Availability.state(status: status, pending: pending))
+        }
+        var changes: [String: [(at: Date, state: Availability.State)]] = [:]
+        for try await (id, at, status, pending) in try await client.query("""
+            SELECT stream_id, at, to_status, pending FROM state_changes WHERE at >= \(from.timeIntervalSince1970) AND at < \(to.timeIntervalSince1970)
+            ORDER BY at, id
+            """, logger: logger).decode((String, Double, String, Bool).self) {
+            changes[id, default: []].append((Date(timeIntervalSince1970: at), Availability.state(status: status, pending: pending)))
+        }
+        var history = SQLiteStore.History(runs: [], before: before, changes: changes)
+        history.runsBySite = runsBySite
+        history.siteOf = siteOf
+        return history
     }
 }

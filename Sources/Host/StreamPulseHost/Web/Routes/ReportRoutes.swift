@@ -26,7 +26,7 @@ enum ReportRoutes {
 
     /// `from`/`to` (ISO 8601 or Unix seconds), default the last 7 days; at most 400 days.
     static func build(_ request: Request, _ web: WebServices) async throws -> AvailabilityReport? {
-        guard let store = web.store else { return nil }
+        guard let source = web.availability, let incidents = web.incidents?.storage ?? web.store else { return nil }
         let now = Date()
         let to = try RequestSupport.time(request, "to") ?? now
         let from = try RequestSupport.time(request, "from") ?? to.addingTimeInterval(-7 * 86_400)
@@ -35,7 +35,7 @@ enum ReportRoutes {
         }
         let streams = await web.engine.currentConfig.streams.map { (id: $0.id, name: $0.name, group: $0.group) }
         let excluded = web.incidents?.maintenanceIntervals(from: from, to: to) ?? [:]
-        return try await store.report(from: from, to: to, now: now, streams: streams) { excluded[$0] ?? [] }
+        return try await SQLiteStore.report(from: from, to: to, now: now, streams: streams, history: source, incidents: incidents) { excluded[$0] ?? [] }
     }
 
     static func page(_ report: AvailabilityReport, timeZone: TimeZone) -> String {
