@@ -216,6 +216,11 @@ import Testing
         for try await id in try await client.query("SELECT id::int FROM results WHERE stream_id = 's000' AND id <= \(webIDs.first ?? 0) ORDER BY id DESC")
             .decode(Int.self) { pgIDs.append(id) }
         #expect(!webIDs.isEmpty && webIDs == pgIDs, "web: \(webIDs.prefix(8)), PostgreSQL: \(pgIDs.prefix(8))")
+        // So is its CSV export: every check of the stream PostgreSQL had, and any written since.
+        let csv = try await TestEnvironment.run(["-s", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(web.port)/api/export.csv?streams=s000"],
+                                                executable: "/usr/bin/curl")
+        let csvRows = csv.stdout.split(separator: "\r\n").dropFirst().filter { $0.contains(",s000,") }.count
+        #expect(csvRows >= pgIDs.count && !pgIDs.isEmpty, "CSV rows of s000: \(csvRows), PostgreSQL had \(pgIDs.count)")
 
         // 3. Restart PostgreSQL: the agents buffer meanwhile and write it all afterwards; nothing committed is lost.
         let lastCommitted = await count("SELECT max(id)::int FROM results")

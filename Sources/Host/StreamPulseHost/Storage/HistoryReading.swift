@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 
 /// Where the history routes read a stream's checks and state changes: the embedded database (`SQLiteStore`),
 /// or PostgreSQL for a dashboard (`PostgresHistory`: every agent's results, since long before the dashboard
@@ -11,9 +12,36 @@ public protocol HistoryReading: Sendable {
     func changes(stream: String, from: Date?, to: Date?, limit: Int) async throws -> [SQLiteStore.Change]
     func thumbnail(change id: Int64) async throws -> Data?
     func lastPicture(change id: Int64) async throws -> Data?
+    /// Checks with an id above `after`, oldest first (the CSV export's pages); `streams` nil or empty: all.
+    func checks(after: Int64, streams: [String]?, from: Date?, to: Date?, limit: Int) async throws -> [SQLiteStore.Check]
+    /// Every stream's display name by id.
+    func streamNames() async throws -> [String: String]
 }
 
-extension SQLiteStore: HistoryReading {}
+extension SQLiteStore: HistoryReading {
+    public func checks(after: Int64, streams: [String]?, from: Date?, to: Date?, limit: Int) async throws -> [Check] {
+        let only = (streams ?? []).isEmpty ? nil : streams
+        let low = from?.timeIntervalSince1970 ?? 0, high = to?.timeIntervalSince1970 ?? 1e12
+        return try await pool.read { db in
+            var filter = "id > ? AND at >= ? AND at <= ?"
+            var arguments: [any DatabaseValueConvertible] = [after, low, high]
+            if let only {
+                filter += " AND stream_id IN (\(Array(repeating: "?", count: only.count).joined(separator: ",")))"
+                arguments += only
+            }
+            arguments.append(limit)
+            return try Row.fetchAll(db, sql: "SELECT * FROM results WHERE \(filter) ORDER BY id LIMIT ?", arguments: StatementArguments(arguments))
+                .map(Check.init(row:))
+        }
+    }
+
+    public func streamNames() async throws -> [String: String] {
+        try await pool.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT id, name FROM streams").map { ($0["id"] as String, $0["name"] as String) },
+                       uniquingKeysWith: { a, _ in a })
+        }
+    }
+}
 
 extension SQLiteStore.Check {
     public init(id: Int64, streamId: String, at: Date, mode: String, status: String, pending: Bool, reason: String, phase: String?,

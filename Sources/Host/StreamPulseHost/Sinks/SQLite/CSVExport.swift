@@ -14,7 +14,7 @@ public enum CSVExport {
     /// Writes the export to `emit` in chunks of about `pageSize` rows. Returns the number of rows.
     @discardableResult
     public static func export(
-        store: SQLiteStore, streams: [String]?, from: Date?, to: Date?, timeZone: TimeZone, pageSize: Int = 2_000,
+        store: any HistoryReading, streams: [String]?, from: Date?, to: Date?, timeZone: TimeZone, pageSize: Int = 2_000,
         emit: (String) async throws -> Void
     ) async throws -> Int {
         let formatter = ISO8601DateFormatter()
@@ -23,35 +23,19 @@ public enum CSVExport {
         try await emit(columns.joined(separator: ",") + "\r\n")
         var after: Int64 = 0
         var total = 0
-        let names = try await store.pool.read { db in
-            Dictionary(try Row.fetchAll(db, sql: "SELECT id, name FROM streams").map { ($0["id"] as String, $0["name"] as String) },
-                       uniquingKeysWith: { a, _ in a })
-        }
-        var filter = "id > ? AND at >= ? AND at <= ?"
-        var baseArguments: [any DatabaseValueConvertible] = [from?.timeIntervalSince1970 ?? 0, to?.timeIntervalSince1970 ?? 1e12]
-        if let streams, !streams.isEmpty {
-            filter += " AND stream_id IN (\(Array(repeating: "?", count: streams.count).joined(separator: ",")))"
-            baseArguments += streams
-        }
+        let names = try await store.streamNames()
         while true {
-            let cursorStart = after
-            let rows = try await store.pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM results WHERE \(filter) ORDER BY id LIMIT ?",
-                                 arguments: StatementArguments([cursorStart] + baseArguments + [pageSize]))
-            }
+            let rows = try await store.checks(after: after, streams: streams, from: from, to: to, limit: pageSize)
             if rows.isEmpty { break }
             var chunk = ""
             chunk.reserveCapacity(rows.count * 160)
             for row in rows {
-                let id: Int64 = row["id"]
-                after = id
-                let streamId: String = row["stream_id"]
+                after = row.id
                 let fields: [String?] = [
-                    formatter.string(from: Date(timeIntervalSince1970: row["at"])), streamId, names[streamId] ?? "", row["status"],
-                    (row["pending"] as Bool) ? "true" : "false", row["reason"], row["phase"], row["mode"], row["message"],
-                    number(row["connect_ms"]), number(row["first_byte_ms"]), number(row["first_frame_ms"]), number(row["total_ms"]),
-                    row["codec"], (row["width"] as Int?).map(String.init), (row["height"] as Int?).map(String.init),
-                    number(row["fps"]), number(row["bitrate_bps"]),
+                    formatter.string(from: row.at), row.streamId, names[row.streamId] ?? "", row.status, row.pending ? "true" : "false",
+                    row.reason, row.phase, row.mode, row.message, number(row.connectMs), number(row.firstByteMs), number(row.firstFrameMs),
+                    number(row.totalMs), row.codec, row.width.map(String.init), row.height.map(String.init), number(row.fps),
+                    number(row.bitrateBps),
                 ]
                 chunk += fields.map { quote($0 ?? "") }.joined(separator: ",")
                 chunk += "\r\n"

@@ -388,6 +388,36 @@ extension PostgresHistory: HistoryReading {
         try await picture("thumbnail", change: id)
     }
 
+    public func checks(after: Int64, streams: [String]?, from: Date?, to: Date?, limit: Int) async throws -> [SQLiteStore.Check] {
+        let only = (streams ?? []).isEmpty ? nil : streams
+        let rows = try await client.query("""
+            SELECT id, stream_id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms, first_frame_ms, total_ms, codec,
+              width, height, fps, bitrate_bps
+            FROM results WHERE id > \(after) AND at >= \(from?.timeIntervalSince1970 ?? 0) AND at <= \(to?.timeIntervalSince1970 ?? 1e12)
+              AND (\(only)::text[] IS NULL OR stream_id = ANY(\(only)::text[]))
+            ORDER BY id LIMIT \(max(1, limit))
+            """, logger: logger)
+        var out: [SQLiteStore.Check] = []
+        for try await row in rows {
+            let c = Array(row)
+            func number(_ i: Int) throws -> Double? { try c[i].decode(Double?.self) }
+            out.append(SQLiteStore.Check(
+                id: try c[0].decode(Int64.self), streamId: try c[1].decode(String.self), at: Date(timeIntervalSince1970: try c[2].decode(Double.self)),
+                mode: try c[3].decode(String.self), status: try c[4].decode(String.self), pending: try c[5].decode(Bool.self),
+                reason: try c[6].decode(String.self), phase: try c[7].decode(String?.self), message: try c[8].decode(String.self),
+                connectMs: try number(9), firstByteMs: try number(10), firstFrameMs: try number(11), totalMs: try number(12),
+                codec: try c[13].decode(String?.self), width: try c[14].decode(Int?.self), height: try c[15].decode(Int?.self),
+                fps: try number(16), bitrateBps: try number(17)))
+        }
+        return out
+    }
+
+    public func streamNames() async throws -> [String: String] {
+        var names: [String: String] = [:]
+        for try await (id, name) in try await client.query("SELECT id, name FROM streams", logger: logger).decode((String, String).self) { names[id] = name }
+        return names
+    }
+
     public func lastPicture(change id: Int64) async throws -> Data? {
         try await picture("last_picture", change: id)
     }

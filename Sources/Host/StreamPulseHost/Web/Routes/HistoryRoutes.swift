@@ -38,7 +38,7 @@ enum HistoryRoutes {
             return jpegAnswer(jpeg)
         }
         viewer.get("/api/export.csv") { request, _ -> Response in
-            guard let store else { return noDatabase }
+            guard let history else { return noDatabase }
             let q = request.uri.queryParameters
             let streams = q["streams"].map { $0.split(separator: ",").map(String.init) }
             let from = try RequestSupport.time(request, "from"), to = try RequestSupport.time(request, "to")
@@ -47,7 +47,7 @@ enum HistoryRoutes {
             headers[.contentType] = "text/csv; charset=utf-8"
             headers[.contentDisposition] = "attachment; filename=\"streampulse-checks.csv\""
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                try await CSVExport.export(store: store, streams: streams, from: from, to: to, timeZone: zone) { chunk in
+                try await CSVExport.export(store: history, streams: streams, from: from, to: to, timeZone: zone) { chunk in
                     try await writer.write(ByteBuffer(string: chunk))
                 }
                 try await writer.finish(nil)
