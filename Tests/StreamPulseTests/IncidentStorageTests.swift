@@ -198,6 +198,19 @@ enum IncidentStorageContract {
         #expect(abs(n1.downSeconds - 900) < 1 && abs(n1.upSeconds - 2690) < 2, "\(n1)")
         let s1 = try #require(report.streams.first { $0.key == "s1" })
         #expect(abs(s1.unknownSeconds - 1810) < 2, "\(s1)")
+        // Retention (settings.retention) prunes PostgreSQL's history too: old rows go, recent ones stay.
+        try await client.query("""
+            INSERT INTO results (stream_id, at, mode, status, reason, message) VALUES
+              ('n1', \(t - 40 * 86_400), 'deep', 'ok', 'ok', ''), ('n1', \(t), 'deep', 'ok', 'ok', '')
+            """)
+        try await client.query("INSERT INTO rollups_daily (stream_id, period, checks, ok) VALUES ('n1', \(Int64(t) - 400 * 86_400), 1, 1), ('n1', \(Int64(t)), 1, 1)")
+        let pruned = try await history.prune(rawDays: 30, rollupDays: 365, now: now)
+        var left: [Int64] = []
+        for try await (results, rollups, changes) in try await client.query(
+            "SELECT (SELECT count(*) FROM results), (SELECT count(*) FROM rollups_daily), (SELECT count(*) FROM state_changes)").decode((Int64, Int64, Int64).self) {
+            left = [results, rollups, changes]
+        }
+        #expect(pruned == 2 && left == [1, 1, 4], "pruned \(pruned), left results/rollups/changes \(left)")
         await server.stop()
     }
 }

@@ -97,7 +97,8 @@ public struct Monitor: Sendable {
             let leases = StreamLeases(client: client, period: agent.leasePeriod, logger: logger)
             let history = PostgresHistory(client: client, logger: logger)
             let book = LeaseBook(clock: { offset.now() })
-            await sinkManager.addBuiltIn(PostgresSink(history: history, leases: leases, book: book, site: site, agent: agent.name, logger: logger))
+            await sinkManager.addBuiltIn(PostgresSink(history: history, leases: leases, book: book, site: site, agent: agent.name, logger: logger,
+                                                      settings: settings))
             logger.notice("site \(site): agent \(agent.name) shares the site through leases of \(agent.leasePeriod) in \(target)")
             siteAgent = SiteAgent(site: site, agent: agent.name, leases: leases, history: history, book: book, config: nil, logger: logger)
             agentServices = [PostgresClientService(client: client)]

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// An agent's results and state changes into PostgreSQL (issue #17), fenced by its leases: an event is
 /// written only while the lease it was probed under is still this agent's. While PostgreSQL is down the
@@ -13,8 +14,13 @@ public final class PostgresSink: Sink {
     public let site: String?
     public let agent: String
     private let logger: Logger
+    /// `settings.retention`, read at every prune (a reload applies it); nil: no pruning.
+    private let settings: LiveSettings?
+    private let lastPrune = Mutex(Date.distantPast)
 
-    public init(history: PostgresHistory, leases: StreamLeases, book: LeaseBook, site: String?, agent: String, logger: Logger) {
+    public init(history: PostgresHistory, leases: StreamLeases, book: LeaseBook, site: String?, agent: String, logger: Logger,
+                settings: LiveSettings? = nil) {
+        self.settings = settings
         self.history = history
         self.leases = leases
         self.book = book
@@ -39,6 +45,12 @@ public final class PostgresSink: Sink {
         }
         if outcome.unleased > 0 {
             logger.debug("postgres: \(outcome.unleased) events of streams probed without a lease were not written")
+        }
+        // Retention, hourly: one agent at a time prunes the shared history (the others find it locked and skip).
+        let now = Date()
+        if let current = settings?.current, lastPrune.withLock({ last in defer { if now.timeIntervalSince(last) >= 3600 { last = now } }; return now.timeIntervalSince(last) >= 3600 }) {
+            let deleted = try await history.prune(rawDays: current.retentionRawDays, rollupDays: current.retentionRollupDays, now: now)
+            if deleted > 0 { logger.info("postgres: pruned \(deleted) rows past retention") }
         }
     }
 }

@@ -511,3 +511,40 @@ extension PostgresHistory: AvailabilityReading {
         return history
     }
 }
+
+extension PostgresHistory {
+    static let pruneLock: Int64 = 1_717_171_721
+
+    /// Deletes results and state changes older than `rawDays`, rollups and agent runs older than `rollupDays`
+    /// (`settings.retention`, as SQLite's history), `batch` rows per transaction. Only one process prunes at a
+    /// time: a batch whose lock another holds is skipped. Returns rows deleted.
+    @discardableResult
+    public func prune(rawDays: Int, rollupDays: Int, now: Date = Date(), batch: Int = 5_000) async throws -> Int {
+        let raw = now.timeIntervalSince1970 - Double(rawDays) * 86_400, rollup = now.timeIntervalSince1970 - Double(rollupDays) * 86_400
+        var total = 0
+        for (table, column, cutoff) in [("results", "at", raw), ("state_changes", "at", raw), ("rollups_hourly", "period", rollup),
+                                        ("rollups_daily", "period", rollup), ("agent_runs", "last_seen", rollup)] {
+            while true {
+                let logger = self.logger
+                let deleted = try await client.withTransaction(logger: logger) { connection -> Int in
+                    var locked = false
+                    for try await got in try await connection.query("SELECT pg_try_advisory_xact_lock(\(Self.pruneLock))", logger: logger).decode(Bool.self) {
+                        locked = got
+                    }
+                    guard locked else { return -1 }
+                    var count = 0
+                    let sql = "DELETE FROM \(table) WHERE ctid IN (SELECT ctid FROM \(table) WHERE \(column) < $1 LIMIT $2) RETURNING 1"
+                    var bindings = PostgresBindings()
+                    bindings.append(cutoff)
+                    bindings.append(batch)
+                    for try await _ in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) { count += 1 }
+                    return count
+                }
+                if deleted < 0 { return total }  // another process is pruning
+                total += deleted
+                if deleted < batch { break }
+            }
+        }
+        return total
+    }
+}
