@@ -211,6 +211,16 @@ enum IncidentStorageContract {
             left = [results, rollups, changes]
         }
         #expect(pruned == 2 && left == [1, 1, 4], "pruned \(pruned), left results/rollups/changes \(left)")
+        // A dashboard's notices take their evidence from the agents' changes: the failing picture since the
+        // incident began, else the last good one.
+        let failing = Data([0xFF, 0xD8, 1, 0xFF, 0xD9]), good = Data([0xFF, 0xD8, 2, 0xFF, 0xD9])
+        try await client.query("""
+            INSERT INTO state_changes (stream_id, at, from_status, to_status, pending, reason, message, thumbnail, agent, generation) VALUES
+              ('n1', \(t + 3000), 'ok', 'degraded', false, 'frozen', '', \(failing), 'a2', 2), ('s1', \(t + 20), 'unknown', 'ok', false, 'ok', '', \(good), 'b1', 1)
+            """)
+        #expect(try await history.evidence(stream: "n1", good: false, since: t0)?.jpeg == failing)
+        #expect(try await history.evidence(stream: "n1", good: false, since: now)?.jpeg == nil)
+        #expect(try await history.evidence(stream: "s1", good: true, since: nil)?.jpeg == good)
         await server.stop()
     }
 }

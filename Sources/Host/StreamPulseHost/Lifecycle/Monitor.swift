@@ -65,7 +65,8 @@ public struct Monitor: Sendable {
         let settings = LiveSettings(cfg.settings)
         let sinks = SinkChain()
         let sinkManager = SinkManager(chain: sinks, logger: logger)
-        let store = await openHistory(cfg, settings: settings, sinkManager: sinkManager, logger: logger)
+        // A dashboard reads every history from PostgreSQL: its own database records nothing.
+        let store = await openHistory(cfg, settings: settings, sinkManager: sinkManager, records: dashboardRequest == nil, logger: logger)
         await sinkManager.setLocation(dataDirectory: cfg.settings.dataDir, timeZone: TimeZone(identifier: cfg.settings.timezone) ?? .gmt)
         await sinkManager.apply(cfg.sinks)
         let offset = ClockOffset()
@@ -121,8 +122,8 @@ public struct Monitor: Sendable {
         var incidents: IncidentService?
         if let client = postgresClient, dashboard != nil {
             let election = NotifierElection(client: client, logger: logger)
-            incidents = IncidentService(config: cfg, store: store, storage: PostgresIncidents(client: client, logger: logger), election: election,
-                                        logger: logger)
+            incidents = IncidentService(config: cfg, store: store, storage: PostgresIncidents(client: client, logger: logger),
+                                        pictures: PostgresHistory(client: client, logger: logger), election: election, logger: logger)
             agentServices.append(NotifierElectionService(election: election))
         } else if agent != nil {
             logger.info("site \(site ?? ""): incidents and notifications come from the dashboards (serve --no-probe), which see every site")
@@ -237,10 +238,11 @@ public struct Monitor: Sendable {
 
     /// History in SQLite in the data folder. A database that cannot be opened is logged and monitoring
     /// carries on without history.
-    static func openHistory(_ cfg: Config, settings: LiveSettings, sinkManager: SinkManager, logger: Logger) async -> SQLiteStore? {
+    static func openHistory(_ cfg: Config, settings: LiveSettings, sinkManager: SinkManager, records: Bool = true, logger: Logger) async -> SQLiteStore? {
         let path = (cfg.settings.dataDir as NSString).appendingPathComponent("streampulse.db")
         do {
             let store = try SQLiteStore(path: path)
+            guard records else { return store }
             await sinkManager.addBuiltIn(SQLiteSink(store: store, settings: settings, logger: logger))
             logger.info("History in \(path)")
             return store

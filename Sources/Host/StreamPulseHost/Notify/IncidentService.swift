@@ -20,8 +20,8 @@ public final class IncidentService: Sink {
     private let machine: Mutex<IncidentMachine>
     /// Where incidents and silences are kept (the embedded database, or PostgreSQL for dashboards).
     public let storage: (any IncidentStorage)?
-    /// The local history, for evidence pictures.
-    private let store: SQLiteStore?
+    /// Where evidence pictures come from (the local history, or PostgreSQL for a dashboard).
+    private let pictures: (any EvidenceReading)?
     /// With several dashboards: only the elected one opens incidents and notifies.
     private let election: NotifierElection?
     private let wasLeading = Mutex(false)
@@ -32,13 +32,15 @@ public final class IncidentService: Sink {
     private let restored = Mutex(false)
 
     /// - Parameters:
-    ///   - store: the local history (evidence pictures), and where incidents are kept unless `storage` says otherwise.
+    ///   - store: the local history (evidence pictures), and where incidents are kept, unless `storage` and
+    ///     `pictures` say otherwise.
     ///   - election: set for dashboards sharing PostgreSQL: this one acts only while elected.
-    public init(config: Config, store: SQLiteStore?, storage: (any IncidentStorage)? = nil, election: NotifierElection? = nil, logger: Logger,
+    public init(config: Config, store: SQLiteStore?, storage: (any IncidentStorage)? = nil, pictures: (any EvidenceReading)? = nil,
+                election: NotifierElection? = nil, logger: Logger,
                 now: @escaping @Sendable () -> Date = { Date() }, retryDelays: [Duration] = [.seconds(1), .seconds(4), .seconds(15)]) {
         machine = Mutex(IncidentMachine(notify: config.notify, maintenance: config.maintenance))
         notifier = Notifier(channels: config.notify.channels, logger: logger, retryDelays: retryDelays)
-        self.store = store
+        self.pictures = pictures ?? store
         self.storage = storage ?? store
         self.election = election
         self.logger = logger
@@ -244,7 +246,7 @@ public final class IncidentService: Sink {
     /// The picture to show beside the evidence: the reference view when the view no longer matches it
     /// (scene changed, obstructed, blurred), the last picture of the window when it is frozen.
     private func companionPicture(_ incident: Incident, evidence: (jpeg: Data, at: Date, last: Data?)?) async throws -> CompanionPicture? {
-        guard let store, let first = incident.streams.first, evidence != nil else { return nil }
+        guard let store = pictures, let first = incident.streams.first, evidence != nil else { return nil }
         switch incident.reason {
         case .sceneChanged, .obstructed, .blurred:
             guard let reference = try await store.referencePicture(of: first) else { return nil }
@@ -260,9 +262,9 @@ public final class IncidentService: Sink {
     }
 
     private func evidencePicture(_ incident: Incident) async throws -> (jpeg: Data, at: Date, last: Data?)? {
-        guard let store, let first = incident.streams.first else { return nil }
+        guard let store = pictures, let first = incident.streams.first else { return nil }
         if let failing = try await store.evidence(stream: first, good: false, since: incident.started) { return failing }
-        return try await store.evidence(stream: first, good: true)
+        return try await store.evidence(stream: first, good: true, since: nil)
     }
 
     /// The camera host of a (masked) stream URL: what lies between `://` (after any user info) and the port or path.

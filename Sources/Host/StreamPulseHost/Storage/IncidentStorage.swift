@@ -20,3 +20,13 @@ public protocol IncidentStorage: Sendable {
     func deleteSilence(_ id: Int64) async throws
     func silences(now: Date) async throws -> [Silence]
 }
+
+/// Where a notice's evidence pictures come from: the embedded history (`SQLiteStore`), or for a dashboard the
+/// agents' state changes in PostgreSQL (`PostgresHistory`; reference views stay with the agents: none).
+public protocol EvidenceReading: Sendable {
+    /// The newest stored picture of a stream: from its last change to ok (`good`), or from a failing change since
+    /// `since`, with its time (and a frozen window's last picture).
+    func evidence(stream: String, good: Bool, since: Date?) async throws -> (jpeg: Data, at: Date, last: Data?)?
+    /// The stream's reference view, if this store keeps it.
+    func referencePicture(of id: String) async throws -> (jpeg: Data, at: Date?)?
+}

@@ -103,4 +103,4 @@ extension SQLiteStore {
     }
 }
 
-extension SQLiteStore: IncidentStorage {}
+extension SQLiteStore: IncidentStorage, EvidenceReading {}

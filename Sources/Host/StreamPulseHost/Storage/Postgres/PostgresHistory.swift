@@ -448,6 +448,25 @@ extension PostgresHistory {
     }
 }
 
+/// A dashboard's notices take their evidence pictures from the agents' state changes.
+extension PostgresHistory: EvidenceReading {
+    public func evidence(stream: String, good: Bool, since: Date?) async throws -> (jpeg: Data, at: Date, last: Data?)? {
+        let query: PostgresQuery = good
+            ? "SELECT thumbnail, last_picture, at FROM state_changes WHERE stream_id = \(stream) AND thumbnail IS NOT NULL AND to_status = 'ok' ORDER BY id DESC LIMIT 1"
+            : """
+              SELECT thumbnail, last_picture, at FROM state_changes WHERE stream_id = \(stream) AND thumbnail IS NOT NULL AND to_status <> 'ok'
+                AND at >= \(since?.timeIntervalSince1970 ?? 0) ORDER BY id DESC LIMIT 1
+              """
+        for try await (jpeg, last, at) in try await client.query(query, logger: logger).decode((ByteBuffer, ByteBuffer?, Double).self) {
+            return (Data(buffer: jpeg), Date(timeIntervalSince1970: at), last.map { Data(buffer: $0) })
+        }
+        return nil
+    }
+
+    /// Reference views stay in the agents' own databases.
+    public func referencePicture(of id: String) async throws -> (jpeg: Data, at: Date?)? { nil }
+}
+
 /// Agents' runs, and what a dashboard's uptime figures and availability report are computed from.
 extension PostgresHistory: AvailabilityReading {
     /// Starts an agent's run (its first lease round); returns its id for `markAlive`. Times are the agent's clock,
