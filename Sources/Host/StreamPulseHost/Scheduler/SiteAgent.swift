@@ -74,22 +74,33 @@ public actor SiteAgent {
         var description: String
     }
 
-    private var roundInFlight = false
+    /// The round running now (its number and start), if any.
+    private var roundInFlight: (number: Int, started: ContinuousClock.Instant)?
+    private var roundNumber = 0
 
     /// One round, given at most half a lease period: a link that drops packets (no reset) would otherwise hold
     /// a query for minutes while the leases expire. A round that outlives its time keeps running (its answer is
-    /// still PostgreSQL's truth when it comes); no new one starts meanwhile.
+    /// still PostgreSQL's truth when it comes) and no new one starts meanwhile — for up to a lease period: a
+    /// query on a connection lost during a PostgreSQL restart was seen never to end, so a round older than that
+    /// is abandoned (whatever it answers later is ignored) and a new one starts.
     private func attempt() async -> Result<Void, any Error> {
-        guard !roundInFlight else { return .failure(Unanswered(description: "the previous round is still waiting for PostgreSQL")) }
-        roundInFlight = true
+        if let running = roundInFlight {
+            guard running.started + leases.period <= .now else {
+                return .failure(Unanswered(description: "the previous round is still waiting for PostgreSQL"))
+            }
+            logger.warning("site \(site) phase=lease: agent \(agent) abandons a lease round unanswered for a lease period (a connection lost mid-query); starting a new one")
+        }
+        roundNumber += 1
+        let number = roundNumber
+        roundInFlight = (number, .now)
         do {
-            // The flag is cleared when the round ends, not when its time is up.
+            // The round is over when it ends, not when its time is up.
             try await withDeadline(leases.period / 2, "a lease round") {
-                do { try await self.round() } catch {
-                    await self.roundEnded()
+                do { try await self.round(number) } catch {
+                    await self.roundEnded(number)
                     throw error
                 }
-                await self.roundEnded()
+                await self.roundEnded(number)
             }
             return .success(())
         } catch {
@@ -97,9 +108,9 @@ public actor SiteAgent {
         }
     }
 
-    private func roundEnded() { roundInFlight = false }
+    private func roundEnded(_ number: Int) { if roundInFlight?.number == number { roundInFlight = nil } }
 
-    private func round() async throws {
+    private func round(_ number: Int) async throws {
         if !migrated {
             try await leases.migrate()
             try await history.migrate()
@@ -112,6 +123,8 @@ public actor SiteAgent {
         }
         let before = book.current
         let held = try await leases.round(site: site, agent: agent, holding: before)
+        // An abandoned round's late answer changes nothing: a newer round has spoken since.
+        guard roundInFlight?.number == number else { throw Unanswered(description: "an abandoned round answered late") }
         book.update(held)
         // Streams taken over from another agent start from its green verdict (no "not checked" wobble, and a
         // quick first check instead of a deep one: a takeover of thousands is not a round of deep probes).
