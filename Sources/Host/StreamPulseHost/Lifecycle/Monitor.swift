@@ -116,6 +116,9 @@ public struct Monitor: Sendable {
             feed = SiteFeed(history: PostgresHistory(client: client, logger: logger),
                             leases: StreamLeases(client: client, period: dashboard.leasePeriod, logger: logger), engine: nil, logger: logger)
         }
+        // One reader of PostgreSQL's shared tables for what follows (incident evidence, accounts' migrations, the
+        // dashboard's history).
+        let postgresHistory = postgresClient.map { PostgresHistory(client: $0, logger: logger) }
         // Before the engine: its first event is the stream list, which the incident service needs.
         // In a site deployment the dashboards tell (one of them, elected; incidents in PostgreSQL): an agent sees
         // only the streams it holds and cannot tell a dead site from dead cameras.
@@ -123,7 +126,7 @@ public struct Monitor: Sendable {
         if let client = postgresClient, dashboard != nil {
             let election = NotifierElection(client: client, logger: logger)
             incidents = IncidentService(config: cfg, store: store, storage: PostgresIncidents(client: client, logger: logger),
-                                        pictures: PostgresHistory(client: client, logger: logger), election: election, logger: logger)
+                                        pictures: postgresHistory, election: election, logger: logger)
             agentServices.append(NotifierElectionService(election: election))
         } else if agent != nil {
             logger.info("site \(site ?? ""): incidents and notifications come from the dashboards (serve --no-probe), which see every site")
@@ -167,7 +170,7 @@ public struct Monitor: Sendable {
                                           logger: logger)
         }
         // A dashboard reads the history, uptime and report from PostgreSQL (every agent's, also from before it started).
-        let sharedHistory = dashboard == nil ? nil : postgresClient.map { PostgresHistory(client: $0, logger: logger) }
+        let sharedHistory = dashboard == nil ? nil : postgresHistory
         let live = LiveHub()
         await sinkManager.addBuiltIn(live, capacity: 20_000)
         if let incidents { await config.setIncidents(incidents) }

@@ -348,25 +348,32 @@ public struct PostgresHistory: Sendable {
 extension PostgresHistory: HistoryReading {
     public func checks(stream: String, from: Date?, to: Date?, before: Int64?, limit: Int) async throws -> [SQLiteStore.Check] {
         let rows = try await client.query("""
-            SELECT id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms, first_frame_ms, total_ms, codec, width, height,
-              fps, bitrate_bps
-            FROM results WHERE stream_id = \(stream) AND at >= \(from?.timeIntervalSince1970 ?? 0) AND at <= \(to?.timeIntervalSince1970 ?? 1e12)
+            SELECT \(unescaped: Self.checkColumns) FROM results WHERE stream_id = \(stream) AND at >= \(from?.timeIntervalSince1970 ?? 0) AND at <= \(to?.timeIntervalSince1970 ?? 1e12)
               AND id < \(before ?? Int64.max)
             ORDER BY id DESC LIMIT \(max(1, min(limit, 1000)))
             """, logger: logger)
         var out: [SQLiteStore.Check] = []
-        for try await row in rows {
-            let c = Array(row)
-            func number(_ i: Int) throws -> Double? { try c[i].decode(Double?.self) }
-            out.append(SQLiteStore.Check(
-                id: try c[0].decode(Int64.self), streamId: stream, at: Date(timeIntervalSince1970: try c[1].decode(Double.self)),
-                mode: try c[2].decode(String.self), status: try c[3].decode(String.self), pending: try c[4].decode(Bool.self),
-                reason: try c[5].decode(String.self), phase: try c[6].decode(String?.self), message: try c[7].decode(String.self),
-                connectMs: try number(8), firstByteMs: try number(9), firstFrameMs: try number(10), totalMs: try number(11),
-                codec: try c[12].decode(String?.self), width: try c[13].decode(Int?.self), height: try c[14].decode(Int?.self),
-                fps: try number(15), bitrateBps: try number(16)))
-        }
+        for try await row in rows { out.append(try Self.check(row)) }
         return out
+    }
+
+    /// The columns `check(_:)` decodes, in its order.
+    static let checkColumns = """
+        id, stream_id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms, first_frame_ms, total_ms, codec, width,
+        height, fps, bitrate_bps
+        """
+
+    /// One `results` row (selected as `checkColumns`) as the history routes and the CSV export show it.
+    static func check(_ row: PostgresRow) throws -> SQLiteStore.Check {
+        let c = Array(row)
+        func number(_ i: Int) throws -> Double? { try c[i].decode(Double?.self) }
+        return SQLiteStore.Check(
+            id: try c[0].decode(Int64.self), streamId: try c[1].decode(String.self), at: Date(timeIntervalSince1970: try c[2].decode(Double.self)),
+            mode: try c[3].decode(String.self), status: try c[4].decode(String.self), pending: try c[5].decode(Bool.self),
+            reason: try c[6].decode(String.self), phase: try c[7].decode(String?.self), message: try c[8].decode(String.self),
+            connectMs: try number(9), firstByteMs: try number(10), firstFrameMs: try number(11), totalMs: try number(12),
+            codec: try c[13].decode(String?.self), width: try c[14].decode(Int?.self), height: try c[15].decode(Int?.self),
+            fps: try number(16), bitrateBps: try number(17))
     }
 
     public func changes(stream: String, from: Date?, to: Date?, limit: Int) async throws -> [SQLiteStore.Change] {
@@ -391,24 +398,12 @@ extension PostgresHistory: HistoryReading {
     public func checks(after: Int64, streams: [String]?, from: Date?, to: Date?, limit: Int) async throws -> [SQLiteStore.Check] {
         let only = (streams ?? []).isEmpty ? nil : streams
         let rows = try await client.query("""
-            SELECT id, stream_id, at, mode, status, pending, reason, phase, message, connect_ms, first_byte_ms, first_frame_ms, total_ms, codec,
-              width, height, fps, bitrate_bps
-            FROM results WHERE id > \(after) AND at >= \(from?.timeIntervalSince1970 ?? 0) AND at <= \(to?.timeIntervalSince1970 ?? 1e12)
+            SELECT \(unescaped: Self.checkColumns) FROM results WHERE id > \(after) AND at >= \(from?.timeIntervalSince1970 ?? 0) AND at <= \(to?.timeIntervalSince1970 ?? 1e12)
               AND (\(only)::text[] IS NULL OR stream_id = ANY(\(only)::text[]))
             ORDER BY id LIMIT \(max(1, limit))
             """, logger: logger)
         var out: [SQLiteStore.Check] = []
-        for try await row in rows {
-            let c = Array(row)
-            func number(_ i: Int) throws -> Double? { try c[i].decode(Double?.self) }
-            out.append(SQLiteStore.Check(
-                id: try c[0].decode(Int64.self), streamId: try c[1].decode(String.self), at: Date(timeIntervalSince1970: try c[2].decode(Double.self)),
-                mode: try c[3].decode(String.self), status: try c[4].decode(String.self), pending: try c[5].decode(Bool.self),
-                reason: try c[6].decode(String.self), phase: try c[7].decode(String?.self), message: try c[8].decode(String.self),
-                connectMs: try number(9), firstByteMs: try number(10), firstFrameMs: try number(11), totalMs: try number(12),
-                codec: try c[13].decode(String?.self), width: try c[14].decode(Int?.self), height: try c[15].decode(Int?.self),
-                fps: try number(16), bitrateBps: try number(17)))
-        }
+        for try await row in rows { out.append(try Self.check(row)) }
         return out
     }
 
