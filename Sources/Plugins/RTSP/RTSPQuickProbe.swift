@@ -111,9 +111,10 @@ struct RTSPExchange {
         self.clock = clock
     }
 
-    /// Sends `method` and reads its answer; nil when the answer is not RTSP (or its head is too large).
-    mutating func send(_ method: String, extra: [String]) throws(TCPConnection.Failure) -> (ResponseHead, [UInt8])? {
-        let lines = ["\(method) \(url) RTSP/1.0", "CSeq: \(cseq)", "User-Agent: StreamPulse/1.0"] + extra + ["", ""]
+    /// Sends `method` (for `url`, else the exchange's) and reads its answer; nil when the answer is not RTSP
+    /// (or its head is too large).
+    mutating func send(_ method: String, url: String? = nil, extra: [String]) throws(TCPConnection.Failure) -> (ResponseHead, [UInt8])? {
+        let lines = ["\(method) \(url ?? self.url) RTSP/1.0", "CSeq: \(cseq)", "User-Agent: StreamPulse/1.0"] + extra + ["", ""]
         cseq += 1
         try connection.write(Array(lines.joined(separator: "\r\n").utf8))
         var end = ResponseHead.endOfHead(in: buffer)
@@ -132,5 +133,11 @@ struct RTSPExchange {
         let body = Array(buffer.prefix(length))
         buffer.removeFirst(length)
         return (head, body)
+    }
+
+    /// Bytes read past the last answer (media that followed PLAY at once), handed over and forgotten.
+    mutating func takeBuffered() -> [UInt8] {
+        defer { buffer = [] }
+        return buffer
     }
 }

@@ -16,11 +16,22 @@ final class RTSPSession {
     private var decoder: UnsafeMutablePointer<AVCodecContext>?
     private var codec: UnsafePointer<AVCodec>?
     /// Deep probes decode keyframes only, a few per window, and spend most of the window waiting for the
-    /// network: with this set the decoder exists only while a keyframe is decoded (an H.264 decoder holds
-    /// about 1.3 MB of context and tables plus its picture pool; 64 deep probes waiting with open decoders
-    /// were most of a 10,000-stream first round's peak memory). Pictures already decoded stay valid: they
-    /// hold references to their own buffers.
+    /// network: with this set the session holds a decoder (borrowed from `DecoderPool`) only while a
+    /// keyframe is decoded (an H.264 decoder holds about 1.3 MB of context and tables; 64 deep probes waiting
+    /// with decoders of their own were most of a 10,000-stream first round's peak memory). Pictures already
+    /// decoded stay valid: they hold references to their own buffers.
     var decoderOnlyForKeyframes = false
+    /// Parameter sets announced in the SDP, sent in front of each keyframe (a pooled decoder may have
+    /// decoded another camera last).
+    private var inBandParameters: Data?
+    private var joined: UnsafeMutablePointer<AVPacket>?
+    /// Whether the decoder held now has been sent the parameter sets since it was borrowed.
+    private var decoderHasParameters = false
+    /// The deep probe's own reader for H.264/H.265 over TCP (nil: FFmpeg reads), its codec parameters, and
+    /// the access unit read last (copied into `packet` only when it is decoded).
+    private var media: RTPOverTCP?
+    private var mediaParameters: UnsafeMutablePointer<AVCodecParameters>?
+    private var currentUnit: AccessUnit?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var frame: UnsafeMutablePointer<AVFrame>?
     private(set) var videoIndex: Int32 = -1
@@ -42,40 +53,80 @@ final class RTSPSession {
     }
 
     deinit {
+        giveBackDecoder()
+        avcodec_parameters_free(&mediaParameters)
         avformat_close_input(&format)
-        avcodec_free_context(&decoder)
         av_packet_free(&packet)
+        av_packet_free(&joined)
         av_frame_free(&frame)
         clockBox.release()
     }
 
     var codecName: String? {
+        if let media { return avcodec_get_name(media.codecID).map { String(cString: $0) } }
         guard let format, videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)],
               let name = avcodec_get_name(stream.pointee.codecpar.pointee.codec_id) else { return nil }
         return String(cString: name)
     }
 
-    /// Opens the video decoder unless it is open; false when it cannot be opened.
+    /// The video stream's codec parameters.
+    private var videoParameters: UnsafePointer<AVCodecParameters>? {
+        if let mediaParameters { return UnsafePointer(mediaParameters) }
+        guard let format, videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)] else { return nil }
+        return UnsafePointer(stream.pointee.codecpar)
+    }
+
+    /// Borrows an opened video decoder unless the session holds one; false when none can be opened.
     private func openDecoder() -> Bool {
         if decoder != nil { return true }
-        guard let codec, let format, videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)] else { return false }
-        var context = avcodec_alloc_context3(codec)
-        guard let opening = context, avcodec_parameters_to_context(opening, stream.pointee.codecpar) >= 0 else {
-            avcodec_free_context(&context)
-            return false
-        }
-        opening.pointee.thread_count = 1
-        if let decoderErrors { decoderErrors.attach(to: opening) } else { decoderErrors = DecoderErrorCounter(attachingTo: opening) }
-        guard avcodec_open2(opening, codec, nil) >= 0 else {
-            avcodec_free_context(&context)
-            return false
-        }
-        decoder = opening
+        guard let codec, let parameters = videoParameters,
+              let opened = DecoderPool.shared.borrow(parameters: parameters, codec: codec, prepare: { PictureBuffers.shared.serve($0) }) else { return false }
+        if let decoderErrors { decoderErrors.attach(to: opened) } else { decoderErrors = DecoderErrorCounter(attachingTo: opened) }
+        decoder = opened
+        decoderHasParameters = false
         return true
+    }
+
+    /// Gives the decoder back to the pool (flushed), if the session holds one.
+    private func giveBackDecoder() {
+        guard let decoder, let parameters = videoParameters else { return }
+        DecoderPool.shared.giveBack(decoder, parameters: parameters)
+        self.decoder = nil
+    }
+
+    /// Sends the packet last read to the decoder; a keyframe, and the first packet a borrowed decoder gets,
+    /// go with the SDP's parameter sets in front.
+    private func sendCurrentPacket(to decoder: UnsafeMutablePointer<AVCodecContext>) -> Int32 {
+        guard let packet else { return -1 }
+        let key = packet.pointee.flags & AV_PKT_FLAG_KEY != 0
+        guard key || !decoderHasParameters, let parameters = inBandParameters, !parameters.isEmpty, let data = packet.pointee.data else {
+            return avcodec_send_packet(decoder, packet)
+        }
+        decoderHasParameters = true
+        if joined == nil { joined = av_packet_alloc() }
+        guard let joined else { return avcodec_send_packet(decoder, packet) }
+        av_packet_unref(joined)
+        let size = parameters.count + Int(packet.pointee.size)
+        guard av_new_packet(joined, Int32(size)) >= 0, av_packet_copy_props(joined, packet) >= 0, let target = joined.pointee.data else {
+            return avcodec_send_packet(decoder, packet)
+        }
+        parameters.copyBytes(to: target, count: parameters.count)
+        memcpy(target + parameters.count, data, Int(packet.pointee.size))
+        defer { av_packet_unref(joined) }
+        return avcodec_send_packet(decoder, joined)
     }
 
     /// Connects and opens the stream. Returns a failure result, or nil when the video decoder is ready.
     func open(transport: String?) -> ProbeResult? {
+        // Deep probes of H.264/H.265 over TCP read with their own session (see `RTPOverTCP`); whatever it
+        // does not handle falls through to FFmpeg's.
+        if decoderOnlyForKeyframes, transport != "udp", !target.secure, URLComponents(string: target.url)?.user == nil {
+            switch RTPOverTCP.open(target: target, credentials: credentials, clock: clock) {
+            case .ready(let opened): return adopt(opened)
+            case .failed(let failure): return failure
+            case .fallback: break
+            }
+        }
         // Our own TCP connect first: it gives the connect time and tells refused/unreachable apart from a
         // camera that accepts and then stays silent.
         phase = .connect
@@ -112,16 +163,77 @@ final class RTSPSession {
             return ProbeResult(reason: .decodeError, phase: .handshake, message: "No decoder for the stream's codec \(name).", timings: timings)
         }
         self.codec = codec
-        // Opened once here so a decoder that cannot open is said at the handshake.
+        inBandParameters = DecoderPool.inBandParameters(of: stream.pointee.codecpar)
+        // Borrowed once here so a decoder that cannot open is said at the handshake.
         guard openDecoder() else {
             return ProbeResult(reason: .decodeError, phase: .handshake, message: "Cannot open the \(codecName ?? "video") decoder.", timings: timings)
         }
-        if decoderOnlyForKeyframes { avcodec_free_context(&decoder) }
+        if decoderOnlyForKeyframes { giveBackDecoder() }
         packet = av_packet_alloc()
         frame = av_frame_alloc()
         phase = .firstByte
         return nil
     }
+
+    /// Takes over a session that reached PLAY on its own: the decoder is opened once, as FFmpeg's path does.
+    private func adopt(_ opened: RTPOverTCP) -> ProbeResult? {
+        media = opened
+        timings = opened.timings
+        transportUsed = "tcp"
+        guard let codec = avcodec_find_decoder(opened.codecID), let parameters = avcodec_parameters_alloc() else {
+            return .failure(.pluginError, phase: .handshake, "FFmpeg has no decoder for the stream's codec.")
+        }
+        parameters.pointee.codec_type = AVMEDIA_TYPE_VIDEO
+        parameters.pointee.codec_id = opened.codecID
+        mediaParameters = parameters
+        self.codec = codec
+        inBandParameters = opened.parameterSets
+        videoIndex = 0
+        audioIndex = opened.hasAudio ? 1 : -1
+        guard openDecoder() else {
+            return ProbeResult(reason: .decodeError, phase: .handshake, message: "Cannot open the \(codecName ?? "video") decoder.", timings: timings)
+        }
+        giveBackDecoder()
+        packet = av_packet_alloc()
+        frame = av_frame_alloc()
+        phase = .firstByte
+        return nil
+    }
+
+    /// Reads the next access unit from the own reader (see `readVideoPacket`).
+    private func readAccessUnit(_ media: RTPOverTCP) -> Packet {
+        do {
+            let unit = try media.nextAccessUnit()
+            audioPackets = media.audioPackets
+            currentUnit = unit
+            packetsRead += 1
+            bytesRead += unit.data.count
+            if phase == .firstByte { phase = .firstFrame }
+            return .video(key: unit.key, seconds: unit.seconds, size: unit.data.count)
+        } catch {
+            audioPackets = media.audioPackets
+            let code: Int32 = switch error {
+            case .closed: sp_averror_eof()
+            case .timedOut: sp_averror(ETIMEDOUT)
+            case .cancelled: sp_averror_exit()
+            default: sp_averror(EIO)
+            }
+            return .failure(classifyRead(code))
+        }
+    }
+
+    /// Copies the access unit read last into `packet` for the decoder.
+    private func loadCurrentUnit() -> Bool {
+        guard let unit = currentUnit, let packet, av_new_packet(packet, Int32(unit.data.count)) >= 0, let target = packet.pointee.data else { return false }
+        unit.data.withUnsafeBytes { target.update(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: unit.data.count) }
+        packet.pointee.flags = unit.key ? AV_PKT_FLAG_KEY : 0
+        packet.pointee.pts = unit.ticks
+        packet.pointee.dts = unit.ticks
+        return true
+    }
+
+    /// RTP packets missing from the video track, when the own reader read it (FFmpeg's path does not say).
+    var packetsLost: Int? { media?.packetsLost }
 
     /// The camera announces audio but no video: when audio packets really flow, its video is gone
     /// (`no_video`, the encoder off or failed) rather than the camera being unreachable.
@@ -199,6 +311,7 @@ final class RTSPSession {
 
     /// Reads the next video packet (kept in the session until the next read) without decoding it.
     func readVideoPacket() -> Packet {
+        if let media { return readAccessUnit(media) }
         guard let format, let packet else { return .failure(.failure(.pluginError, phase: phase, "Session not open.")) }
         while true {
             av_packet_unref(packet)
@@ -228,11 +341,15 @@ final class RTSPSession {
 
     /// Decodes the packet last read; returns a picture when the decoder produced an intact one.
     func decodeCurrentPacket() -> UnsafePointer<AVFrame>? {
+        if media != nil {
+            av_packet_unref(packet)
+            guard loadCurrentUnit() else { return nil }
+        }
         guard openDecoder(), let decoder, let packet, let frame else { return nil }
         let key = packet.pointee.flags & AV_PKT_FLAG_KEY != 0
-        defer { if key && decoderOnlyForKeyframes { avcodec_free_context(&self.decoder) } }
+        defer { if key && decoderOnlyForKeyframes { giveBackDecoder() } }
         let errorsBefore = decoderErrors?.count ?? 0
-        if avcodec_send_packet(decoder, packet) < 0 { decodeErrors += 1 }
+        if sendCurrentPacket(to: decoder) < 0 { decodeErrors += 1 }
         var received = avcodec_receive_frame(decoder, frame)
         if received == sp_averror_eagain(), key {
             // A decoder that reorders (B-frames) holds the keyframe back until later pictures arrive, and
@@ -308,7 +425,7 @@ final class RTSPSession {
             if timings.firstByteMs == nil || phase == .firstByte {
                 phase = .firstFrame
             }
-            if avcodec_send_packet(decoder, packet) < 0 { decodeErrors += 1 }
+            if sendCurrentPacket(to: decoder) < 0 { decodeErrors += 1 }
         }
     }
 
@@ -334,6 +451,10 @@ final class RTSPSession {
 
     /// Seconds of a frame's timestamp, or nil when it has none.
     func seconds(of frame: UnsafePointer<AVFrame>) -> Double? {
+        if let media {
+            let ticks = frame.pointee.best_effort_timestamp
+            return ticks == Int64.min ? nil : Double(ticks) / Double(media.clockRate)
+        }
         guard let format, videoIndex >= 0, let stream = format.pointee.streams[Int(videoIndex)] else { return nil }
         let pts = frame.pointee.best_effort_timestamp
         guard pts != Int64.min else { return nil }  // AV_NOPTS_VALUE
