@@ -204,6 +204,10 @@ public struct MediaFacts: Codable, Sendable, Equatable {
     public var audio: Bool?
     /// Seconds between the keyframes seen in the sampling window (the GOP length), when two were seen.
     public var keyframeIntervalSeconds: Double?
+    /// RTP packets of the video track missing from what the probe read (sequence-number gaps); nil when the
+    /// plugin does not count them. Loss here means the stream could not be read whole (a saturated link, a
+    /// server dropping what its send queue could not hold).
+    public var packetsLost: Int?
 
     public init(codec: String? = nil, width: Int? = nil, height: Int? = nil, fps: Double? = nil, bitrateBps: Double? = nil,
                 audio: Bool?, keyframeIntervalSeconds: Double? = nil) {

@@ -96,6 +96,18 @@ public final class TCPConnection {
         }
     }
 
+    /// Reads into `buffer` as many bytes as have arrived (at least one, waiting for it); returns how many.
+    /// Throws `.closed` at end of stream. For readers that keep their own buffer (no copy, no allocation).
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Failure) -> Int {
+        while true {
+            let n = recv(fd, buffer.baseAddress, buffer.count, 0)
+            if n > 0 { return n }
+            if n == 0 { throw .closed }
+            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { try wait(for: Int16(POLLIN)); continue }
+            throw Self.classify(errno)
+        }
+    }
+
     /// Reads up to `maximum` bytes as soon as any arrive; throws `.closed` at end of stream.
     public func read(maximum: Int) throws(Failure) -> [UInt8] {
         // Received into scratch memory that is not zero-filled first, then copied at its real size: zeroing

@@ -179,6 +179,7 @@ struct CheckReport: Encodable {
     var height: Int?
     var fps: Double?
     var bitrateBps: Double?
+    var packetsLost: Int?
     var timings: Timings
     var image: ImageFacts?
     var thumbnailBytes: Int?
@@ -196,6 +197,7 @@ struct CheckReport: Encodable {
         height = result.media?.height
         fps = result.media?.fps
         bitrateBps = result.media?.bitrateBps
+        packetsLost = result.media?.packetsLost
         timings = result.timings
         image = result.image
         thumbnailBytes = result.thumbnailJpeg?.count
@@ -427,15 +429,18 @@ struct BenchProbe: AsyncParsableCommand {
         for _ in 0..<warmup { _ = await plugin.probe(request) }
         let cpuStart = cpuSeconds()
         let wallStart = ContinuousClock.now
-        let results = await withTaskGroup(of: (ProbeResult, Double).self) { group in
-            var collected: [(ProbeResult, Double)] = []
+        // Each probe's CPU is the process's CPU over its run: meaningful with --concurrency 1, where the
+        // median (cpu_ms_p50) shrugs off the machine's occasional noise that the mean (cpu_ms_per_probe) keeps.
+        let results = await withTaskGroup(of: (ProbeResult, Double, Double).self) { group in
+            var collected: [(ProbeResult, Double, Double)] = []
             var started = 0
             func launch() {
                 started += 1
                 group.addTask {
                     let t = ContinuousClock.now
+                    let c = cpuSeconds()
                     let r = await plugin.probe(request)
-                    return (r, t.duration(to: .now).milliseconds)
+                    return (r, t.duration(to: .now).milliseconds, (cpuSeconds() - c) * 1000)
                 }
             }
             for _ in 0..<min(concurrency, count) { launch() }
@@ -449,14 +454,19 @@ struct BenchProbe: AsyncParsableCommand {
         let cpu = cpuSeconds() - cpuStart
         let walls = results.map(\.1).sorted()
         var reasons: [String: Int] = [:]
-        for (r, _) in results { reasons[r.reason.rawValue, default: 0] += 1 }
+        for (r, _, _) in results { reasons[r.reason.rawValue, default: 0] += 1 }
         func pct(_ q: Double) -> Double { walls[min(walls.count - 1, Int(Double(walls.count - 1) * q))] }
         // The median fps the probes measured: at 4K it shows whether packets were lost (25 expected).
         let rates = results.compactMap { $0.0.media?.fps }.sorted()
         let fps = rates.isEmpty ? "none" : String(format: "%.2f", rates[rates.count / 2])
-        print(String(format: "probes=%d concurrency=%d mode=%@ probes_per_s=%.1f cpu_ms_per_probe=%.2f wall_ms_p50=%.1f wall_ms_p99=%.1f peak_rss_mb=%.1f fps_p50=%@ reasons=%@",
+        let cpus = results.map(\.2).sorted()
+        // RTP packets the probes found missing (sequence gaps), when the plugin counts them.
+        let losses = results.compactMap { $0.0.media?.packetsLost }
+        let lost = losses.isEmpty ? "none" : String(losses.reduce(0, +))
+        print(String(format: "probes=%d concurrency=%d mode=%@ probes_per_s=%.1f cpu_ms_per_probe=%.2f cpu_ms_p50=%.2f wall_ms_p50=%.1f wall_ms_p99=%.1f peak_rss_mb=%.1f fps_p50=%@ packets_lost=%@ reasons=%@",
                      results.count, concurrency, quick ? "quick" : "deep", Double(results.count) / wall, cpu * 1000 / Double(results.count),
-                     pct(0.5), pct(0.99), peakRSSMegabytes(), fps, reasons.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")))
+                     cpus[cpus.count / 2], pct(0.5), pct(0.99), peakRSSMegabytes(), fps, lost,
+                     reasons.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")))
     }
 }
 

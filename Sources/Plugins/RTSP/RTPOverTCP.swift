@@ -42,8 +42,9 @@ final class RTPOverTCP {
     private let videoChannel: UInt8, audioChannel: UInt8?
     private let sessionID: String?
     private let teardownURL: String
-    private var input: [UInt8]
-    private var offset = 0
+    /// Bytes read and not yet taken (`start..<end`); grows only for a packet larger than itself.
+    private var storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    private var start = 0, end = 0
     private var assembler: AccessUnitAssembler
     private var lastSequence: UInt16?
 
@@ -51,7 +52,7 @@ final class RTPOverTCP {
                  audioChannel: UInt8?, sessionID: String?, teardownURL: String) {
         self.connection = connection
         var exchange = exchange
-        self.input = exchange.takeBuffered()
+        let buffered = exchange.takeBuffered()
         self.exchange = exchange
         self.codecID = codecID
         self.parameterSets = video.parameterSets
@@ -63,6 +64,9 @@ final class RTPOverTCP {
         self.teardownURL = teardownURL
         self.timings = exchange.timings
         assembler = AccessUnitAssembler(hevc: codecID == AV_CODEC_ID_HEVC)
+        reserve(buffered.count)
+        buffered.withUnsafeBytes { storage.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        end = buffered.count
     }
 
     deinit {
@@ -70,6 +74,7 @@ final class RTPOverTCP {
         var lines = ["TEARDOWN \(teardownURL) RTSP/1.0", "CSeq: 99", "User-Agent: StreamPulse/1.0"]
         if let sessionID { lines.append("Session: \(sessionID)") }
         try? connection.write(Array((lines + ["", ""]).joined(separator: "\r\n").utf8))
+        storage.deallocate()
     }
 
     /// Connects and runs DESCRIBE, SETUP and PLAY.
@@ -195,9 +200,9 @@ final class RTPOverTCP {
     }
 
     /// Whether a compound RTCP packet holds a BYE (packet type 203).
-    static func isGoodbye(_ packet: ArraySlice<UInt8>) -> Bool {
-        var at = packet.startIndex
-        while at + 4 <= packet.endIndex {
+    static func isGoodbye(_ packet: UnsafeRawBufferPointer) -> Bool {
+        var at = 0
+        while at + 4 <= packet.count {
             guard packet[at] >> 6 == 2 else { return false }
             if packet[at + 1] == 203 { return true }
             at += (Int(packet[at + 2]) << 8 | Int(packet[at + 3]) + 1) * 4
@@ -205,29 +210,32 @@ final class RTPOverTCP {
         return false
     }
 
-    /// The next `$`-framed packet; RTSP messages the server interleaves (answers, announcements) are skipped.
-    private func nextInterleaved() throws(TCPConnection.Failure) -> (UInt8, ArraySlice<UInt8>) {
+    /// The next `$`-framed packet (valid until the next read); RTSP messages the server interleaves (answers,
+    /// announcements) are skipped.
+    private func nextInterleaved() throws(TCPConnection.Failure) -> (UInt8, UnsafeRawBufferPointer) {
         while true {
-            if input.count - offset >= 4, input[offset] == 0x24 {
-                let length = Int(input[offset + 2]) << 8 | Int(input[offset + 3])
-                if input.count - offset >= 4 + length {
-                    let channel = input[offset + 1]
-                    let packet = input[(offset + 4)..<(offset + 4 + length)]
-                    offset += 4 + length
+            if end - start >= 4, storage[start] == 0x24 {
+                let length = Int(storage[start + 2]) << 8 | Int(storage[start + 3])
+                if end - start >= 4 + length {
+                    let channel = storage[start + 1]
+                    let packet = UnsafeRawBufferPointer(rebasing: storage[(start + 4)..<(start + 4 + length)])
+                    start += 4 + length
                     return (channel, packet)
                 }
-            } else if input.count - offset >= 4, input[offset] != 0x24 {
+                reserve(4 + length)
+            } else if end - start >= 4 {
                 // An RTSP message between packets: skip its head and body, or one byte to find the next `$`.
-                let rest = Array(input[offset...])
+                let rest = Array(UnsafeRawBufferPointer(rebasing: storage[start..<end]))
                 if rest.starts(with: Array("RTSP/".utf8)) || rest.starts(with: Array("ANNOUNCE".utf8)) || rest.starts(with: Array("GET_PARAMETER".utf8)) {
-                    if let end = ResponseHead.endOfHead(in: rest) {
-                        let head = String(decoding: rest[..<end], as: UTF8.self).lowercased()
+                    if let headEnd = ResponseHead.endOfHead(in: rest) {
+                        let head = String(decoding: rest[..<headEnd], as: UTF8.self).lowercased()
                         let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
                             .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
-                        if rest.count >= end + length { offset += end + length; continue }
+                        if rest.count >= headEnd + length { start += headEnd + length; continue }
+                        reserve(headEnd + length)
                     }
                 } else {
-                    offset += 1
+                    start += 1
                     continue
                 }
             }
@@ -235,39 +243,50 @@ final class RTPOverTCP {
         }
     }
 
+    /// Makes room for `count` unread bytes.
+    private func reserve(_ count: Int) {
+        guard count > storage.count else { return }
+        let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, storage.count * 2), alignment: 16)
+        larger.baseAddress!.copyMemory(from: storage.baseAddress! + start, byteCount: end - start)
+        storage.deallocate()
+        storage = larger
+        end -= start
+        start = 0
+    }
+
+    /// Reads what has arrived into the free end of the buffer, moving unread bytes to its front first.
     private func fill() throws(TCPConnection.Failure) {
-        if offset > 0 {
-            input.removeFirst(offset)
-            offset = 0
+        if start > 0 {
+            if end > start { storage.baseAddress!.copyMemory(from: storage.baseAddress! + start, byteCount: end - start) }
+            end -= start
+            start = 0
         }
-        input += try connection.read(maximum: 256 * 1024)
+        if end == storage.count { reserve(storage.count + 1) }
+        end += try connection.read(into: UnsafeMutableRawBufferPointer(rebasing: storage[end...]))
     }
 }
 
-/// One RTP packet's header fields and payload.
+/// One RTP packet's header fields and payload (a view into the reader's buffer).
 struct RTPPacket {
     var marker: Bool
     var sequence: UInt16
     var timestamp: UInt32
-    var payload: ArraySlice<UInt8>
+    var payload: UnsafeRawBufferPointer
 
-    init?(_ bytes: ArraySlice<UInt8>) {
-        let b = Array(bytes.prefix(12))
-        guard b.count == 12, b[0] >> 6 == 2 else { return nil }
-        let start = bytes.startIndex
-        var headerLength = 12 + Int(b[0] & 0x0F) * 4
-        if b[0] & 0x10 != 0 {
+    init?(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count >= 12, bytes[0] >> 6 == 2 else { return nil }
+        var headerLength = 12 + Int(bytes[0] & 0x0F) * 4
+        if bytes[0] & 0x10 != 0 {
             guard bytes.count >= headerLength + 4 else { return nil }
-            let words = Int(bytes[start + headerLength + 2]) << 8 | Int(bytes[start + headerLength + 3])
-            headerLength += 4 + words * 4
+            headerLength += 4 + (Int(bytes[headerLength + 2]) << 8 | Int(bytes[headerLength + 3])) * 4
         }
-        var end = bytes.endIndex
-        if b[0] & 0x20 != 0, let padding = bytes.last { end -= Int(padding) }
-        guard start + headerLength <= end else { return nil }
-        marker = b[1] & 0x80 != 0
-        sequence = UInt16(b[2]) << 8 | UInt16(b[3])
-        timestamp = UInt32(b[4]) << 24 | UInt32(b[5]) << 16 | UInt32(b[6]) << 8 | UInt32(b[7])
-        payload = bytes[(start + headerLength)..<end]
+        var end = bytes.count
+        if bytes[0] & 0x20 != 0 { end -= Int(bytes[bytes.count - 1]) }
+        guard headerLength <= end else { return nil }
+        marker = bytes[1] & 0x80 != 0
+        sequence = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
+        timestamp = UInt32(bytes[4]) << 24 | UInt32(bytes[5]) << 16 | UInt32(bytes[6]) << 8 | UInt32(bytes[7])
+        payload = UnsafeRawBufferPointer(rebasing: bytes[headerLength..<end])
     }
 }
 
@@ -275,6 +294,8 @@ struct RTPPacket {
 struct AccessUnit {
     var data: [UInt8]
     var key: Bool
+    /// An IDR (or H.265 BLA) picture: decoding it drops every reference the decoder held.
+    var resets: Bool
     /// RTP time in seconds since the first packet (wrap-around unfolded).
     var seconds: Double
     /// The same in RTP clock ticks, as the decoder's timestamp.
@@ -287,9 +308,13 @@ struct AccessUnitAssembler {
     let hevc: Bool
     private var data: [UInt8] = []
     private var key = false
+    private var resets = false
     private var timestamp: UInt32?
     private var ready: [AccessUnit] = []
-    private var fragment: [UInt8]?
+    /// Inside a fragmented NAL unit (its bytes go straight into `data`).
+    private var inFragment = false
+    /// The last unit's size, reserved for the next (a unit grows packet by packet).
+    private var lastSize = 0
     private var firstTimestamp: UInt32?
     private var unfolded: Int64 = 0
     private var lastTimestamp: UInt32 = 0
@@ -307,21 +332,29 @@ struct AccessUnitAssembler {
         if rtp.marker { finish() }
     }
 
-    private mutating func append(nal: ArraySlice<UInt8>) {
+    private mutating func append(nal: UnsafeRawBufferPointer) {
         guard let first = nal.first else { return }
-        data += [0, 0, 0, 1]
-        data += nal
+        begin(header: first)
+        data.append(contentsOf: nal)
+        if !hevc, first & 0x1F == 6, Self.isRecoveryPoint(nal) { key = true }
+    }
+
+    /// Starts a NAL unit whose first header byte is `first`: the start code, and what its type says.
+    private mutating func begin(header first: UInt8) {
+        if data.isEmpty { data.reserveCapacity(max(lastSize, 4096)) }
+        data.append(contentsOf: [0, 0, 0, 1] as [UInt8])
         if hevc {
             let type = (first >> 1) & 0x3F
             if (16...21).contains(type) { key = true }
+            if (16...20).contains(type) { resets = true }
         } else {
             let type = first & 0x1F
-            if type == 5 || (type == 6 && Self.isRecoveryPoint(nal)) { key = true }
+            if type == 5 { key = true; resets = true }
         }
     }
 
     /// An SEI whose first message is a recovery point (payload type 6): a keyframe without IDR.
-    private static func isRecoveryPoint(_ nal: ArraySlice<UInt8>) -> Bool {
+    private static func isRecoveryPoint(_ nal: UnsafeRawBufferPointer) -> Bool {
         var type = 0
         for byte in nal.dropFirst() {
             type += Int(byte)
@@ -330,65 +363,71 @@ struct AccessUnitAssembler {
         return type == 6
     }
 
-    private mutating func addH264(_ payload: ArraySlice<UInt8>) {
+    private mutating func addH264(_ payload: UnsafeRawBufferPointer) {
         guard let header = payload.first else { return }
         switch header & 0x1F {
         case 24:  // STAP-A: 16-bit sizes, then NAL units
-            var at = payload.startIndex + 1
-            while at + 2 <= payload.endIndex {
+            var at = 1
+            while at + 2 <= payload.count {
                 let size = Int(payload[at]) << 8 | Int(payload[at + 1])
                 at += 2
-                guard size > 0, at + size <= payload.endIndex else { break }
-                append(nal: payload[at..<(at + size)])
+                guard size > 0, at + size <= payload.count else { break }
+                append(nal: UnsafeRawBufferPointer(rebasing: payload[at..<(at + size)]))
                 at += size
             }
         case 28:  // FU-A
             guard payload.count >= 2 else { return }
-            let fu = payload[payload.startIndex + 1]
-            if fu & 0x80 != 0 { fragment = [(header & 0xE0) | (fu & 0x1F)] }
-            fragment? += payload.dropFirst(2)
-            if fu & 0x40 != 0, let whole = fragment {
-                append(nal: whole[...])
-                fragment = nil
+            let fu = payload[1]
+            if fu & 0x80 != 0 {
+                let first = (header & 0xE0) | (fu & 0x1F)
+                begin(header: first)
+                data.append(first)
+                inFragment = true
             }
+            guard inFragment else { return }  // joined mid-NAL: wait for the next start
+            data.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[2...]))
+            if fu & 0x40 != 0 { inFragment = false }
         case 1...23: append(nal: payload)
         default: break  // STAP-B, MTAP, FU-B: not sent over unicast RTSP
         }
     }
 
-    private mutating func addH265(_ payload: ArraySlice<UInt8>) {
+    private mutating func addH265(_ payload: UnsafeRawBufferPointer) {
         guard payload.count >= 2 else { return }
-        let start = payload.startIndex
-        switch (payload[start] >> 1) & 0x3F {
+        switch (payload[0] >> 1) & 0x3F {
         case 48:  // aggregation packet
-            var at = start + 2
-            while at + 2 <= payload.endIndex {
+            var at = 2
+            while at + 2 <= payload.count {
                 let size = Int(payload[at]) << 8 | Int(payload[at + 1])
                 at += 2
-                guard size > 0, at + size <= payload.endIndex else { break }
-                append(nal: payload[at..<(at + size)])
+                guard size > 0, at + size <= payload.count else { break }
+                append(nal: UnsafeRawBufferPointer(rebasing: payload[at..<(at + size)]))
                 at += size
             }
         case 49:  // fragmentation unit
             guard payload.count >= 3 else { return }
-            let fu = payload[start + 2]
-            if fu & 0x80 != 0 { fragment = [(payload[start] & 0x81) | ((fu & 0x3F) << 1), payload[start + 1]] }
-            fragment? += payload.dropFirst(3)
-            if fu & 0x40 != 0, let whole = fragment {
-                append(nal: whole[...])
-                fragment = nil
+            let fu = payload[2]
+            if fu & 0x80 != 0 {
+                let first = (payload[0] & 0x81) | ((fu & 0x3F) << 1)
+                begin(header: first)
+                data.append(contentsOf: [first, payload[1]])
+                inFragment = true
             }
+            guard inFragment else { return }
+            data.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[3...]))
+            if fu & 0x40 != 0 { inFragment = false }
         default: append(nal: payload)
         }
     }
 
     private mutating func finish() {
-        defer { data = []; key = false; timestamp = nil; fragment = nil }
+        defer { data = []; key = false; resets = false; timestamp = nil; inFragment = false }
         guard let timestamp, !data.isEmpty else { return }
         if firstTimestamp == nil { firstTimestamp = timestamp; lastTimestamp = timestamp }
         unfolded += Int64(Int32(bitPattern: timestamp &- lastTimestamp))
         lastTimestamp = timestamp
-        ready.append(AccessUnit(data: data, key: key, seconds: Double(unfolded) / Double(clockRate), ticks: unfolded))
+        lastSize = data.count
+        ready.append(AccessUnit(data: data, key: key, resets: resets, seconds: Double(unfolded) / Double(clockRate), ticks: unfolded))
     }
 }
 
@@ -399,7 +438,7 @@ struct SDP {
 
     init(_ text: String) {
         for raw in text.split(whereSeparator: \.isNewline) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = String(raw.drop { $0 == " " || $0 == "\t" })
             if line.hasPrefix("m=") {
                 let fields = line.dropFirst(2).split(separator: " ")
                 media.append(SDPMedia(kind: fields.first.map(String.init) ?? "", payloadType: fields.count > 3 ? Int(fields[3]) : nil))
@@ -418,7 +457,7 @@ struct SDP {
                 for pair in fields[1].split(separator: ";") {
                     let kv = pair.split(separator: "=", maxSplits: 1)
                     guard kv.count == 2 else { continue }
-                    media[media.count - 1].format[kv[0].trimmingCharacters(in: .whitespaces).lowercased()] = kv[1].trimmingCharacters(in: .whitespaces)
+                    media[media.count - 1].format[kv[0].filter { $0 != " " }.lowercased()] = kv[1].filter { $0 != " " && $0 != "\r" }
                 }
             }
         }

@@ -25,8 +25,12 @@ final class RTSPSession {
     /// decoded another camera last).
     private var inBandParameters: Data?
     private var joined: UnsafeMutablePointer<AVPacket>?
-    /// Whether the decoder held now has been sent the parameter sets since it was borrowed.
+    /// Whether the decoder held now has been sent the parameter sets since it was borrowed; whether it is
+    /// new or flushed; whether it must be flushed before it goes back (it decoded something after which the
+    /// next borrower's IDR would not reset it: see `DecoderPool`).
     private var decoderHasParameters = false
+    private var decoderClean = true
+    private var decoderNeedsFlush = false
     /// The deep probe's own reader for H.264/H.265 over TCP (nil: FFmpeg reads), its codec parameters, and
     /// the access unit read last (copied into `packet` only when it is decoded).
     private var media: RTPOverTCP?
@@ -80,17 +84,20 @@ final class RTSPSession {
     private func openDecoder() -> Bool {
         if decoder != nil { return true }
         guard let codec, let parameters = videoParameters,
-              let opened = DecoderPool.shared.borrow(parameters: parameters, codec: codec, prepare: { PictureBuffers.shared.serve($0) }) else { return false }
+              let (opened, clean) = DecoderPool.shared.borrow(parameters: parameters, codec: codec, prepare: { PictureBuffers.shared.serve($0) }) else { return false }
         if let decoderErrors { decoderErrors.attach(to: opened) } else { decoderErrors = DecoderErrorCounter(attachingTo: opened) }
         decoder = opened
         decoderHasParameters = false
+        decoderClean = clean
+        decoderNeedsFlush = false
         return true
     }
 
     /// Gives the decoder back to the pool (flushed), if the session holds one.
     private func giveBackDecoder() {
         guard let decoder, let parameters = videoParameters else { return }
-        DecoderPool.shared.giveBack(decoder, parameters: parameters)
+        // FFmpeg's path cannot tell an IDR picture from another keyframe: its decoders always go back flushed.
+        DecoderPool.shared.giveBack(decoder, parameters: parameters, flush: media == nil || decoderNeedsFlush)
         self.decoder = nil
     }
 
@@ -99,6 +106,11 @@ final class RTSPSession {
     private func sendCurrentPacket(to decoder: UnsafeMutablePointer<AVCodecContext>) -> Int32 {
         guard let packet else { return -1 }
         let key = packet.pointee.flags & AV_PKT_FLAG_KEY != 0
+        // Only an IDR picture may go to a decoder that still holds another stream's references.
+        let resets = media != nil && currentUnit?.resets == true
+        if !decoderClean && !resets { avcodec_flush_buffers(decoder) }
+        decoderClean = true
+        if !resets { decoderNeedsFlush = true }
         guard key || !decoderHasParameters, let parameters = inBandParameters, !parameters.isEmpty, let data = packet.pointee.data else {
             return avcodec_send_packet(decoder, packet)
         }
@@ -377,6 +389,8 @@ final class RTSPSession {
     /// After this many keyframes that failed or decoded damaged, and no intact one, the stream is judged
     /// undecodable at once (instead of at the deadline).
     static let corruptPicturesLimit = 5
+    /// Pause after a read that had to wait, while the first keyframe is awaited (own reader only).
+    static let keyframeWaitPauseMs = 40.0
 
     /// The first decodable picture, decoding only keyframes (the decoder drops what precedes the first one
     /// anyway). A stream whose packets never carry the key flag is decoded in full after 60 packets.
@@ -384,6 +398,15 @@ final class RTSPSession {
         var unflagged = 0
         var failedPictures = 0
         while true {
+            let readStart = clock.elapsedMs
+            defer {
+                // The own reader, caught up with the live stream while it waits for a keyframe: let a picture's
+                // packets gather instead of waking up for each (at most one picture interval late).
+                if media != nil, clock.elapsedMs - readStart > 2, !clock.isCancelled {
+                    let pause = min(Self.keyframeWaitPauseMs, clock.remainingMs - 400)
+                    if pause > 0 { usleep(UInt32(pause * 1000)) }
+                }
+            }
             switch readVideoPacket() {
             case .failure(let failure): return .failure(failure)
             case .video(let key, _, _):
@@ -658,6 +681,7 @@ struct RTSPDeepProbe {
                               onlyBandChanged: verdict.onlyBandChanged ? true : nil),
             thumbnailJpeg: nil)
         result.image?.analysisUs = window.analysisUs.map { $0.rounded() }
+        result.media?.packetsLost = session.packetsLost
         let size = "\(session.codecName ?? "video") \(width)x\(height)" + (fps.map { String(format: " at %.1f fps", $0) } ?? "")
         if verdict.black {
             result.reason = .black

@@ -8,8 +8,12 @@ import Synchronization
 /// A deep probe decodes two or three keyframes and spends the rest of its window waiting for the network.
 /// Opening an H.264 decoder allocates and clears its context and tables (about 1 ms of CPU at 480p, more at
 /// 1080p: perf, stop 26), and a probe used to open one three times; here a probe borrows an opened decoder
-/// for each keyframe and gives it back flushed. Only a few probes decode at the same instant, so a few idle
-/// decoders serve a whole fleet's deep probes.
+/// for each keyframe and gives it back. Only a few probes decode at the same instant, so a few idle decoders
+/// serve a whole fleet's deep probes.
+///
+/// Flushing also frees an H.264 decoder's tables, so a decoder that last decoded an IDR picture comes back
+/// unflushed (`clean == false`): the next IDR resets it anyway (every reference dropped). Its borrower
+/// flushes it before sending anything else. A decoder that reorders pictures (B-frames) is not kept.
 ///
 /// A decoder is lent only to a stream of the same codec, picture size (as announced) and out-of-band
 /// parameters. H.264 and H.265 parameter sets announced in the SDP (Annex B extradata) are not part of that
@@ -30,7 +34,7 @@ public final class DecoderPool: Sendable {
 
     private struct Idle {
         /// Addresses of idle decoder contexts, oldest first (addresses keep the state `Sendable`).
-        var decoders: [(key: Key, address: Int)] = []
+        var decoders: [(key: Key, address: Int, clean: Bool)] = []
         var lent = 0, opened = 0
     }
     private let idle = Mutex(Idle())
@@ -55,16 +59,18 @@ public final class DecoderPool: Sendable {
     }
 
     /// An opened decoder for a stream with these parameters: an idle one of the same key, else a new one
-    /// (nil when the codec cannot be opened). `prepare` runs on a new context before it is opened.
+    /// (nil when the codec cannot be opened), and whether it is clean (new or flushed). `prepare` runs on a
+    /// new context before it is opened.
     public func borrow(parameters: UnsafePointer<AVCodecParameters>, codec: UnsafePointer<AVCodec>,
-                       prepare: (UnsafeMutablePointer<AVCodecContext>) -> Void) -> UnsafeMutablePointer<AVCodecContext>? {
+                       prepare: (UnsafeMutablePointer<AVCodecContext>) -> Void) -> (context: UnsafeMutablePointer<AVCodecContext>, clean: Bool)? {
         let key = Self.key(for: parameters).key
-        let address: Int? = idle.withLock { idle in
+        let found: (address: Int, clean: Bool)? = idle.withLock { idle in
             guard let index = idle.decoders.lastIndex(where: { $0.key == key }) else { idle.opened += 1; return nil }
             idle.lent += 1
-            return idle.decoders.remove(at: index).address
+            let entry = idle.decoders.remove(at: index)
+            return (entry.address, entry.clean)
         }
-        if let address, let context = UnsafeMutablePointer<AVCodecContext>(bitPattern: address) { return context }
+        if let found, let context = UnsafeMutablePointer<AVCodecContext>(bitPattern: found.address) { return (context, found.clean) }
         var context = avcodec_alloc_context3(codec)
         guard let opening = context, avcodec_parameters_to_context(opening, parameters) >= 0 else {
             avcodec_free_context(&context)
@@ -76,17 +82,28 @@ public final class DecoderPool: Sendable {
             avcodec_free_context(&context)
             return nil
         }
-        return opening
+        return (opening, true)
     }
 
-    /// Takes a decoder back, flushed and with no borrower's state (`opaque`) left on it; closes it when the
-    /// pool is full.
-    public func giveBack(_ context: UnsafeMutablePointer<AVCodecContext>, parameters: UnsafePointer<AVCodecParameters>) {
-        avcodec_flush_buffers(context)
+    /// Takes a decoder back with no borrower's state (`opaque`) left on it, flushed when `flush` (else it
+    /// must have decoded an IDR picture last); closes it when the pool is full or the decoder reorders.
+    public func giveBack(_ context: UnsafeMutablePointer<AVCodecContext>, parameters: UnsafePointer<AVCodecParameters>, flush: Bool) {
         context.pointee.opaque = nil
+        if context.pointee.has_b_frames > 0 { close(context); return }
+        var flush = flush
+        if !flush {
+            // A picture left undelivered would reach the next borrower: take it out, and flush after all.
+            var leftover = av_frame_alloc()
+            while let frame = leftover, avcodec_receive_frame(context, frame) >= 0 {
+                av_frame_unref(frame)
+                flush = true
+            }
+            av_frame_free(&leftover)
+        }
+        if flush { avcodec_flush_buffers(context) }
         let key = Self.key(for: parameters).key
         let evicted: Int? = idle.withLock { idle in
-            idle.decoders.append((key, Int(bitPattern: context)))
+            idle.decoders.append((key, Int(bitPattern: context), flush))
             return idle.decoders.count > Self.maxIdle ? idle.decoders.removeFirst().address : nil
         }
         if let evicted, let old = UnsafeMutablePointer<AVCodecContext>(bitPattern: evicted) { close(old) }

@@ -9,8 +9,10 @@ import Synchronization
 /// decoder and are zero-filled when allocated: every keyframe mapped fresh pages (a 1080p picture is
 /// 3 MB, ~760 page faults) and cleared them twice, kernel and `memset`. That was about 70 % of a 1080p deep
 /// probe's CPU (perf, stop 26). Here freed buffers wait in a free list for the next decoder of the same
-/// picture size; a buffer handed out again is cleared first (FFmpeg asks that decoders never receive another
-/// picture's pixels: a damaged picture could show them), which costs a `memset` on memory already mapped.
+/// picture size, and are not cleared: FFmpeg warns that a damaged picture may show what a buffer held
+/// before, and the probers never use a damaged picture (flagged corrupt, with decode error flags, or decoded
+/// while the decoder logged errors: `RTSPSession.decodeCurrentPacket`); every picture in the process is one
+/// of the monitor's own cameras, which the same dashboard users see anyway.
 ///
 /// At most `maxKeptBytes` wait unused; a buffer freed beyond that goes back to the allocator.
 public final class PictureBuffers: Sendable {
@@ -110,7 +112,7 @@ public final class PictureBuffers: Sendable {
         return 0
     }
 
-    /// A buffer of `size` bytes: a cleared one from the free list, else a new one.
+    /// A buffer of `size` bytes: one from the free list, else a new one.
     private func buffer(size: Int) -> UnsafeMutablePointer<AVBufferRef>? {
         let address: Int? = free.withLock { free in
             guard let address = free.bySize[size]?.popLast() else { free.allocated += 1; return nil }
@@ -121,10 +123,9 @@ public final class PictureBuffers: Sendable {
         let kept = address.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
         let data: UnsafeMutableRawPointer
         if let kept {
-            memset(kept, 0, size)
             data = kept
         } else {
-            guard let made = av_mallocz(size) else { return nil }
+            guard let made = av_malloc(size) else { return nil }
             data = made
         }
         let reference = av_buffer_create(data.assumingMemoryBound(to: UInt8.self), size, { opaque, data in
