@@ -82,10 +82,10 @@ import Testing
         #expect(timings["connect_ms"] != nil && timings["first_frame_ms"] != nil)
     }
 
-    /// 10- and 12-bit HEVC decode to 16-bit samples (issue #13 item 1: a moving Main10 picture read "black",
+    /// 10- and 12-bit HEVC, 4:2:0, 4:2:2 and 4:4:4, decode to 16-bit samples (issue #13 item 1: a moving Main10 picture read "black",
     /// luma 2.0): luma is read through the pixel format, so the same test pattern reads as in 8-bit H.264
     /// and a black 10-bit picture is black at limited-range luma 16.
-    @Test(arguments: [("main10", "ok"), ("yuv444p12", "ok"), ("main10-black", "black")])
+    @Test(arguments: [("main10", "ok"), ("yuv444p12", "ok"), ("yuv422p10", "ok"), ("main10-black", "black")])
     func highBitDepthHEVC_readsTheRightLuma(path: String, reason: String) async throws {
         let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/\(path)").json)
         #expect(json["reason"] as? String == reason, "\(json)")

@@ -17,6 +17,7 @@ Open port (--port):   /normal  480p H.264, moving picture, 25 fps, 1 s GOP
                       /main10  640x360 HEVC Main10 (yuv420p10le), moving, 25 fps
                       /main10-black  the same, black
                       /yuv444p12  640x360 HEVC 4:4:4 12-bit, moving
+                      /yuv422p10  640x360 HEVC 4:2:2 10-bit, moving
                       /cam0../camN-1 (with --fleet N) one shared 480p encoder behind N paths
 Auth port (--auth-port): /normal again, only for user/password (Basic and Digest accepted).
 
@@ -61,6 +62,7 @@ PIPELINES = {
     "main10": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I420_10LE ! " + H265,
     "main10-black": "videotestsrc is-live=true pattern=black ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I420_10LE ! " + H265,
     "yuv444p12": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=Y444_12LE ! " + H265,
+    "yuv422p10": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I422_10LE ! " + H265,
 }
 
 
