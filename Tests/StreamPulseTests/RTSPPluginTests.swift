@@ -57,6 +57,20 @@ import Testing
         #expect(bitrate > 20_000_000, "a high-bitrate stream, as the test means: \(json)")
     }
 
+    /// Pictures and parameter sets in aggregation packets (STAP-A), as many cameras send them: the deep probe's
+    /// own RTP reader unpacks them (GStreamer's default payloading sends only single NAL units and fragments).
+    /// Each small picture of this stream travels in one STAP-A with its access unit delimiter, so a reader
+    /// that dropped them would see no pictures at all.
+    @Test func aggregationPackets_areUnpacked() async throws {
+        let json = try #require(try await check("rtsp://127.0.0.1:\(cameras.rtspPort)/aggregated").json)
+        #expect(json["reason"] as? String == "ok", "\(json)")
+        #expect(json["codec"] as? String == "h264")
+        #expect(json["width"] as? Int == 160)
+        #expect(json["packets_lost"] as? Int == 0, "\(json)")
+        let fps = try #require(json["fps"] as? Double, "\(json)")
+        #expect(abs(fps - 25) <= 2.5, "fps \(fps)")
+    }
+
     /// An IPv6 literal in brackets, as cameras on IPv6-only networks are written (issue #13: was dns_failure).
     @Test(arguments: [[], ["--quick"]]) func anIPv6Literal_isProbed(flags: [String]) async throws {
         try #require(cameras.rtspV6Port > 0, "the RTSP fixture could not listen on [::1]")

@@ -18,6 +18,8 @@ Open port (--port):   /normal  480p H.264, moving picture, 25 fps, 1 s GOP
                       /main10-black  the same, black
                       /yuv444p12  640x360 HEVC 4:4:4 12-bit, moving
                       /yuv422p10  640x360 HEVC 4:2:2 10-bit, moving
+                      /aggregated  160x120 H.264 whose small pictures travel in aggregation packets (STAP-A:
+                               access unit delimiter + slice; parameter sets), as many cameras send them
                       /cam0../camN-1 (with --fleet N) one shared 480p encoder behind N paths
 Auth port (--auth-port): /normal again, only for user/password (Basic and Digest accepted).
 
@@ -63,6 +65,7 @@ PIPELINES = {
     "main10-black": "videotestsrc is-live=true pattern=black ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I420_10LE ! " + H265,
     "yuv444p12": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=Y444_12LE ! " + H265,
     "yuv422p10": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert ! video/x-raw,format=I422_10LE ! " + H265,
+    "aggregated": "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! video/x-raw,width=160,height=120,framerate=25/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=100 aud=true ! rtph264pay name=pay0 pt=96 config-interval=1 aggregate-mode=zero-latency",
 }
 
 

@@ -363,30 +363,40 @@ struct AccessUnitAssembler {
         return type == 6
     }
 
+    /// NAL units of an aggregation packet (H.264 STAP-A, H.265 AP): each behind a 16-bit size.
+    private mutating func appendAggregated(_ payload: UnsafeRawBufferPointer, from start: Int) {
+        var at = start
+        while at + 2 <= payload.count {
+            let size = Int(payload[at]) << 8 | Int(payload[at + 1])
+            at += 2
+            guard size > 0, at + size <= payload.count else { break }
+            append(nal: UnsafeRawBufferPointer(rebasing: payload[at..<(at + size)]))
+            at += size
+        }
+    }
+
+    /// One fragment of a NAL unit (H.264 FU-A, H.265 FU): `fu` holds the start and end bits, `header` is the
+    /// NAL header rebuilt from the packet's, the fragment's bytes begin at `start`.
+    private mutating func appendFragment(_ payload: UnsafeRawBufferPointer, fu: UInt8, header: (UInt8, UInt8?), from start: Int) {
+        if fu & 0x80 != 0 {
+            begin(header: header.0)
+            data.append(header.0)
+            if let second = header.1 { data.append(second) }
+            inFragment = true
+        }
+        guard inFragment else { return }  // joined mid-NAL: wait for the next start
+        data.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[start...]))
+        if fu & 0x40 != 0 { inFragment = false }
+    }
+
     private mutating func addH264(_ payload: UnsafeRawBufferPointer) {
         guard let header = payload.first else { return }
         switch header & 0x1F {
-        case 24:  // STAP-A: 16-bit sizes, then NAL units
-            var at = 1
-            while at + 2 <= payload.count {
-                let size = Int(payload[at]) << 8 | Int(payload[at + 1])
-                at += 2
-                guard size > 0, at + size <= payload.count else { break }
-                append(nal: UnsafeRawBufferPointer(rebasing: payload[at..<(at + size)]))
-                at += size
-            }
+        case 24: appendAggregated(payload, from: 1)  // STAP-A
         case 28:  // FU-A
             guard payload.count >= 2 else { return }
             let fu = payload[1]
-            if fu & 0x80 != 0 {
-                let first = (header & 0xE0) | (fu & 0x1F)
-                begin(header: first)
-                data.append(first)
-                inFragment = true
-            }
-            guard inFragment else { return }  // joined mid-NAL: wait for the next start
-            data.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[2...]))
-            if fu & 0x40 != 0 { inFragment = false }
+            appendFragment(payload, fu: fu, header: ((header & 0xE0) | (fu & 0x1F), nil), from: 2)
         case 1...23: append(nal: payload)
         default: break  // STAP-B, MTAP, FU-B: not sent over unicast RTSP
         }
@@ -395,27 +405,11 @@ struct AccessUnitAssembler {
     private mutating func addH265(_ payload: UnsafeRawBufferPointer) {
         guard payload.count >= 2 else { return }
         switch (payload[0] >> 1) & 0x3F {
-        case 48:  // aggregation packet
-            var at = 2
-            while at + 2 <= payload.count {
-                let size = Int(payload[at]) << 8 | Int(payload[at + 1])
-                at += 2
-                guard size > 0, at + size <= payload.count else { break }
-                append(nal: UnsafeRawBufferPointer(rebasing: payload[at..<(at + size)]))
-                at += size
-            }
+        case 48: appendAggregated(payload, from: 2)  // aggregation packet
         case 49:  // fragmentation unit
             guard payload.count >= 3 else { return }
             let fu = payload[2]
-            if fu & 0x80 != 0 {
-                let first = (payload[0] & 0x81) | ((fu & 0x3F) << 1)
-                begin(header: first)
-                data.append(contentsOf: [first, payload[1]])
-                inFragment = true
-            }
-            guard inFragment else { return }
-            data.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[3...]))
-            if fu & 0x40 != 0 { inFragment = false }
+            appendFragment(payload, fu: fu, header: ((payload[0] & 0x81) | ((fu & 0x3F) << 1), payload[1]), from: 3)
         default: append(nal: payload)
         }
     }
