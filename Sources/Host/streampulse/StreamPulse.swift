@@ -463,9 +463,10 @@ struct BenchProbe: AsyncParsableCommand {
         // RTP packets the probes found missing (sequence gaps), when the plugin counts them.
         let losses = results.compactMap { $0.0.media?.packetsLost }
         let lost = losses.isEmpty ? "none" : String(losses.reduce(0, +))
-        print(String(format: "probes=%d concurrency=%d mode=%@ probes_per_s=%.1f cpu_ms_per_probe=%.2f cpu_ms_p50=%.2f wall_ms_p50=%.1f wall_ms_p99=%.1f peak_rss_mb=%.1f fps_p50=%@ packets_lost=%@ reasons=%@",
+        let cpuMedian = concurrency == 1 ? String(format: "%.2f", cpus[cpus.count / 2]) : "n/a"
+        print(String(format: "probes=%d concurrency=%d mode=%@ probes_per_s=%.1f cpu_ms_per_probe=%.2f cpu_ms_p50=%@ wall_ms_p50=%.1f wall_ms_p99=%.1f peak_rss_mb=%.1f fps_p50=%@ packets_lost=%@ reasons=%@",
                      results.count, concurrency, quick ? "quick" : "deep", Double(results.count) / wall, cpu * 1000 / Double(results.count),
-                     cpus[cpus.count / 2], pct(0.5), pct(0.99), peakRSSMegabytes(), fps, lost,
+                     cpuMedian, pct(0.5), pct(0.99), peakRSSMegabytes(), fps, lost,
                      reasons.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")))
     }
 }
