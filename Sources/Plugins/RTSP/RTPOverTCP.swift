@@ -14,7 +14,8 @@ import StreamPulseCore
 ///
 /// Anything else — a camera that refuses the transport or answers DESCRIBE/SETUP/PLAY with an error, any other
 /// codec (MJPEG, MPEG-4), TLS, credentials inside the URL — is left to FFmpeg's session (`fallback`), which
-/// also words every handshake failure. So this path only ever has to succeed.
+/// also words those failures. Only a 401 to DESCRIBE is said here, with FFmpeg's words: a second refused login
+/// through FFmpeg would bring a camera's lockout of the monitor's address closer.
 final class RTPOverTCP {
     enum Opening {
         case ready(RTPOverTCP)
@@ -134,9 +135,14 @@ final class RTPOverTCP {
         }
 
         mutating func run(connection: TCPConnection) throws(TCPConnection.Failure) -> Opening {
-            guard let (describe, body) = try request("DESCRIBE", url: target.url, extra: ["Accept: application/sdp"]), describe.status == 200 else {
-                return .fallback("DESCRIBE")
+            guard let (describe, body) = try request("DESCRIBE", url: target.url, extra: ["Accept: application/sdp"]) else { return .fallback("DESCRIBE") }
+            if describe.status == 401 {
+                // Said here, not by a second login through FFmpeg: cameras lock an address out after a few
+                // refused logins.
+                return .failed(ProbeResult(reason: .unauthorized, phase: .authenticate, message: credentials == nil
+                    ? "The camera requires credentials (RTSP 401)." : "The camera refused the credentials (RTSP 401).", timings: exchange.timings))
             }
+            guard describe.status == 200 else { return .fallback("DESCRIBE \(describe.status)") }
             let sdp = SDP(String(decoding: body, as: UTF8.self))
             guard let video = sdp.media.first(where: { $0.kind == "video" }) else { return .fallback("no video track") }
             let codecID: AVCodecID
