@@ -93,7 +93,8 @@ final class RTSPSession {
         return true
     }
 
-    /// Gives the decoder back to the pool (flushed), if the session holds one.
+    /// Gives the decoder back to the pool, if the session holds one (flushed unless it last decoded an IDR
+    /// picture read by the own reader: see `DecoderPool`).
     private func giveBackDecoder() {
         guard let decoder, let parameters = videoParameters else { return }
         // FFmpeg's path cannot tell an IDR picture from another keyframe: its decoders always go back flushed.

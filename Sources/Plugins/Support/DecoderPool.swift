@@ -35,7 +35,6 @@ public final class DecoderPool: Sendable {
     private struct Idle {
         /// Addresses of idle decoder contexts, oldest first (addresses keep the state `Sendable`).
         var decoders: [(key: Key, address: Int, clean: Bool)] = []
-        var lent = 0, opened = 0
     }
     private let idle = Mutex(Idle())
 
@@ -65,8 +64,7 @@ public final class DecoderPool: Sendable {
                        prepare: (UnsafeMutablePointer<AVCodecContext>) -> Void) -> (context: UnsafeMutablePointer<AVCodecContext>, clean: Bool)? {
         let key = Self.key(for: parameters).key
         let found: (address: Int, clean: Bool)? = idle.withLock { idle in
-            guard let index = idle.decoders.lastIndex(where: { $0.key == key }) else { idle.opened += 1; return nil }
-            idle.lent += 1
+            guard let index = idle.decoders.lastIndex(where: { $0.key == key }) else { return nil }
             let entry = idle.decoders.remove(at: index)
             return (entry.address, entry.clean)
         }
@@ -108,9 +106,6 @@ public final class DecoderPool: Sendable {
         }
         if let evicted, let old = UnsafeMutablePointer<AVCodecContext>(bitPattern: evicted) { close(old) }
     }
-
-    /// Decoders lent from the pool and newly opened so far (for benches and tests).
-    public var counts: (lent: Int, opened: Int) { idle.withLock { ($0.lent, $0.opened) } }
 
     private func close(_ context: UnsafeMutablePointer<AVCodecContext>) {
         var context: UnsafeMutablePointer<AVCodecContext>? = context

@@ -26,8 +26,6 @@ public final class PictureBuffers: Sendable {
         /// Addresses of unused buffers by size (addresses, so the state stays `Sendable`).
         var bySize: [Int: [Int]] = [:]
         var keptBytes = 0
-        /// Buffers handed out that came from the free list, and ones newly allocated (for tests and benches).
-        var reused = 0, allocated = 0
     }
     private let free = Mutex(Free())
 
@@ -41,9 +39,6 @@ public final class PictureBuffers: Sendable {
             return PictureBuffers.shared.getBuffer(context, frame, flags)
         }
     }
-
-    /// How many buffers were reused and newly allocated so far.
-    public var counts: (reused: Int, allocated: Int) { free.withLock { ($0.reused, $0.allocated) } }
 
     private func getBuffer(_ context: UnsafeMutablePointer<AVCodecContext>, _ frame: UnsafeMutablePointer<AVFrame>, _ flags: Int32) -> Int32 {
         let format = AVPixelFormat(rawValue: frame.pointee.format)
@@ -115,9 +110,8 @@ public final class PictureBuffers: Sendable {
     /// A buffer of `size` bytes: one from the free list, else a new one.
     private func buffer(size: Int) -> UnsafeMutablePointer<AVBufferRef>? {
         let address: Int? = free.withLock { free in
-            guard let address = free.bySize[size]?.popLast() else { free.allocated += 1; return nil }
+            guard let address = free.bySize[size]?.popLast() else { return nil }
             free.keptBytes -= size
-            free.reused += 1
             return address
         }
         let kept = address.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
