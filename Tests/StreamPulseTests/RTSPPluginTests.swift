@@ -39,6 +39,24 @@ import Testing
         #expect((json["message"] as? String ?? "").contains("sampling window"))
     }
 
+    /// Decoders are pooled and lent across cameras of the same codec and picture size, and parameter sets a
+    /// decoder was already sent are not sent again: each camera's keyframes must still decode with its own
+    /// SPS/PPS. In one process, as in the monitor: the B-frame camera (High profile, CABAC) borrows the
+    /// decoder the first 480p camera (CAVLC) left, so a decoder missing that camera's own PPS would fail it
+    /// (with the parameter sets never sent again to a pooled decoder, it read `decode_error`: tried).
+    @Test func pooledDecoders_decodeEachCameraWithItsOwnParameterSets() async throws {
+        let host = PluginHost(directory: plugins, logger: CapturedLogs().logger())
+        host.scan()
+        let plugin = try #require(host.plugin(for: "rtsp://127.0.0.1/x"))
+        for (path, reason) in [("normal", "ok"), ("bframes", "ok"), ("normal", "ok"), ("normal", "ok"), ("frozen", "frozen"),
+                               ("normal", "ok"), ("black", "black"), ("normal", "ok")] {
+            let result = await plugin.probe(ProbeRequest(streamId: path, url: "rtsp://127.0.0.1:\(cameras.rtspPort)/\(path)", mode: .deep,
+                                                         timeoutMs: 8000, options: ProbeOptions()))
+            #expect(result.reason.rawValue == reason, "\(path): \(result.message)")
+            #expect(result.media?.width == 640, "\(path): \(result.message)")
+        }
+    }
+
     /// Pictures and parameter sets in aggregation packets (STAP-A), as many cameras send them: the deep probe's
     /// own RTP reader unpacks them (GStreamer's default payloading sends only single NAL units and fragments).
     /// Each small picture of this stream travels in one STAP-A with its access unit delimiter, so a reader

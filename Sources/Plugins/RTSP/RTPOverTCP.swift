@@ -27,8 +27,9 @@ final class RTPOverTCP {
 
     /// The video codec: H.264 or H.265.
     let codecID: AVCodecID
-    /// Annex B parameter sets from the SDP, sent in front of each keyframe.
-    let parameterSets: Data
+    /// The SDP's parameter sets, one NAL unit each behind its start code (sent in front of keyframes when the
+    /// decoder has not been given them: see `RTSPSession`).
+    let parameterSets: [[UInt8]]
     /// RTP clock rate of the video track.
     let clockRate: Int
     /// Whether an audio track was set up (its packets are counted).
@@ -306,6 +307,9 @@ struct AccessUnit {
     var seconds: Double
     /// The same in RTP clock ticks, as the decoder's timestamp.
     var ticks: Int64
+    /// Where the unit's parameter sets are in `data` (H.264 SPS/PPS, H.265 VPS/SPS/PPS; start codes
+    /// included), in order: the session leaves out those its decoder already holds.
+    var parameterSets: [Range<Int>] = []
 }
 
 /// Puts H.264 (RFC 6184: single NAL, STAP-A, FU-A) and H.265 (RFC 7798: single, AP, FU) payloads back
@@ -325,6 +329,9 @@ struct AccessUnitAssembler {
     private var unfolded: Int64 = 0
     private var lastTimestamp: UInt32 = 0
     private var clockRate = 90_000
+    /// The unit's parameter-set NAL units so far, and where the one being appended began.
+    private var parameterSets: [Range<Int>] = []
+    private var parameterSetStart: Int?
 
     init(hevc: Bool) { self.hevc = hevc }
 
@@ -348,15 +355,25 @@ struct AccessUnitAssembler {
     /// Starts a NAL unit whose first header byte is `first`: the start code, and what its type says.
     private mutating func begin(header first: UInt8) {
         if data.isEmpty { data.reserveCapacity(max(lastSize, 4096)) }
+        endParameterSet()
+        let start = data.count
         data.append(contentsOf: [0, 0, 0, 1] as [UInt8])
         if hevc {
             let type = (first >> 1) & 0x3F
             if (16...21).contains(type) { key = true }
             if (16...20).contains(type) { resets = true }
+            if (32...34).contains(type) { parameterSetStart = start }
         } else {
             let type = first & 0x1F
             if type == 5 { key = true; resets = true }
+            if type == 7 || type == 8 { parameterSetStart = start }
         }
+    }
+
+    /// Ends the parameter-set NAL unit being appended, if any, where the data ends now.
+    private mutating func endParameterSet() {
+        if let start = parameterSetStart { parameterSets.append(start..<data.count) }
+        parameterSetStart = nil
     }
 
     /// An SEI whose first message is a recovery point (payload type 6): a keyframe without IDR.
@@ -421,13 +438,15 @@ struct AccessUnitAssembler {
     }
 
     private mutating func finish() {
-        defer { data = []; key = false; resets = false; timestamp = nil; inFragment = false }
+        defer { data = []; key = false; resets = false; timestamp = nil; inFragment = false; parameterSets = [] }
+        endParameterSet()
         guard let timestamp, !data.isEmpty else { return }
         if firstTimestamp == nil { firstTimestamp = timestamp; lastTimestamp = timestamp }
         unfolded += Int64(Int32(bitPattern: timestamp &- lastTimestamp))
         lastTimestamp = timestamp
         lastSize = data.count
-        ready.append(AccessUnit(data: data, key: key, resets: resets, seconds: Double(unfolded) / Double(clockRate), ticks: unfolded))
+        ready.append(AccessUnit(data: data, key: key, resets: resets, seconds: Double(unfolded) / Double(clockRate), ticks: unfolded,
+                                parameterSets: parameterSets))
     }
 }
 
@@ -483,16 +502,15 @@ struct SDPMedia {
     }
 
     /// H.264 `sprop-parameter-sets` or H.265 `sprop-vps/sps/pps`, decoded, each behind a start code.
-    var parameterSets: Data {
+    var parameterSets: [[UInt8]] {
         let keys = ["sprop-parameter-sets", "sprop-vps", "sprop-sps", "sprop-pps"]
-        var sets = Data()
+        var sets: [[UInt8]] = []
         for key in keys {
             for encoded in (format[key] ?? "").split(separator: ",") {
                 var text = String(encoded)
                 while text.count % 4 != 0 { text += "=" }
                 guard let nal = Data(base64Encoded: text), !nal.isEmpty else { continue }
-                sets += [0, 0, 0, 1]
-                sets += nal
+                sets.append([0, 0, 0, 1] + nal)
             }
         }
         return sets

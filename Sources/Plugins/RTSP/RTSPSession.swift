@@ -22,8 +22,14 @@ final class RTSPSession {
     /// decoded stay valid: they hold references to their own buffers.
     var decoderOnlyForKeyframes = false
     /// Parameter sets announced in the SDP, sent in front of each keyframe (a pooled decoder may have
-    /// decoded another camera last).
+    /// decoded another camera last): FFmpeg's reader.
     private var inBandParameters: Data?
+    /// The same, one NAL unit each, for the own reader: sent with a keyframe's own parameter sets only when
+    /// the decoder does not hold them already.
+    private var announcedParameterSets: [[UInt8]] = []
+    /// The parameter-set NAL units the held decoder was last sent, in order (nil: not known). See
+    /// `loadCurrentUnit`.
+    private var decoderParameterSets: [[UInt8]]?
     private var joined: UnsafeMutablePointer<AVPacket>?
     /// Whether the decoder held now has been sent the parameter sets since it was borrowed; whether it is
     /// new or flushed; whether it must be flushed before it goes back (it decoded something after which the
@@ -84,12 +90,14 @@ final class RTSPSession {
     private func openDecoder() -> Bool {
         if decoder != nil { return true }
         guard let codec, let parameters = videoParameters,
-              let (opened, clean) = DecoderPool.shared.borrow(parameters: parameters, codec: codec, prepare: { PictureBuffers.shared.serve($0) }) else { return false }
+              let loan = DecoderPool.shared.borrow(parameters: parameters, codec: codec, prepare: { PictureBuffers.shared.serve($0) }) else { return false }
+        let opened = loan.context
         if let decoderErrors { decoderErrors.attach(to: opened) } else { decoderErrors = DecoderErrorCounter(attachingTo: opened) }
         decoder = opened
         decoderHasParameters = false
-        decoderClean = clean
+        decoderClean = loan.clean
         decoderNeedsFlush = false
+        decoderParameterSets = loan.parameterSets
         return true
     }
 
@@ -98,21 +106,30 @@ final class RTSPSession {
     private func giveBackDecoder() {
         guard let decoder, let parameters = videoParameters else { return }
         // FFmpeg's path cannot tell an IDR picture from another keyframe: its decoders always go back flushed.
-        DecoderPool.shared.giveBack(decoder, parameters: parameters, flush: media == nil || decoderNeedsFlush)
+        DecoderPool.shared.giveBack(decoder, parameters: parameters, flush: media == nil || decoderNeedsFlush, parameterSets: decoderParameterSets)
         self.decoder = nil
+        decoderParameterSets = nil
     }
 
-    /// Sends the packet last read to the decoder; a keyframe, and the first packet a borrowed decoder gets,
-    /// go with the SDP's parameter sets in front.
+    /// Readies the held decoder for the access unit read last: only an IDR picture may go to a decoder that
+    /// still holds another stream's references.
+    private func readyDecoder(_ decoder: UnsafeMutablePointer<AVCodecContext>) {
+        let resets = media != nil && currentUnit?.resets == true
+        if !decoderClean && !resets {
+            avcodec_flush_buffers(decoder)
+            decoderParameterSets = nil  // FFmpeg keeps them through a flush, but that is not promised
+        }
+        decoderClean = true
+        if !resets { decoderNeedsFlush = true }
+    }
+
+    /// Sends the packet last read to the decoder. FFmpeg's reader: a keyframe, and the first packet a
+    /// borrowed decoder gets, go with the SDP's parameter sets in front (the own reader's packet already
+    /// holds what it needs: `loadCurrentUnit`).
     private func sendCurrentPacket(to decoder: UnsafeMutablePointer<AVCodecContext>) -> Int32 {
         guard let packet else { return -1 }
         let key = packet.pointee.flags & AV_PKT_FLAG_KEY != 0
-        // Only an IDR picture may go to a decoder that still holds another stream's references.
-        let resets = media != nil && currentUnit?.resets == true
-        if !decoderClean && !resets { avcodec_flush_buffers(decoder) }
-        decoderClean = true
-        if !resets { decoderNeedsFlush = true }
-        guard key || !decoderHasParameters, let parameters = inBandParameters, !parameters.isEmpty, let data = packet.pointee.data else {
+        guard media == nil, key || !decoderHasParameters, let parameters = inBandParameters, !parameters.isEmpty, let data = packet.pointee.data else {
             return avcodec_send_packet(decoder, packet)
         }
         decoderHasParameters = true
@@ -200,7 +217,7 @@ final class RTSPSession {
         parameters.pointee.codec_id = opened.codecID
         mediaParameters = parameters
         self.codec = codec
-        inBandParameters = opened.parameterSets
+        announcedParameterSets = opened.parameterSets
         videoIndex = 0
         audioIndex = opened.hasAudio ? 1 : -1
         guard openDecoder() else {
@@ -235,14 +252,48 @@ final class RTSPSession {
         }
     }
 
-    /// Copies the access unit read last into `packet` for the decoder.
+    /// Copies the access unit read last into `packet` for the held decoder. A keyframe, and the first unit a
+    /// borrowed decoder gets, must carry the stream's parameter sets: the SDP's, then the unit's own (later
+    /// ones win), each identical NAL unit once. When the decoder was last sent exactly these (the pool tells,
+    /// see `DecoderPool`), they are left out: FFmpeg would parse them again for nothing, and an H.264 PPS costs
+    /// a 170 KB zeroed allocation and its tables each time. Otherwise they go in front, and the unit's own
+    /// are not sent twice.
     private func loadCurrentUnit() -> Bool {
-        guard let unit = currentUnit, let packet, av_new_packet(packet, Int32(unit.data.count)) >= 0, let target = packet.pointee.data else { return false }
-        unit.data.withUnsafeBytes { target.update(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: unit.data.count) }
+        guard let unit = currentUnit, let packet else { return false }
+        var prefix: [[UInt8]] = []
+        var omitted: [Range<Int>] = []
+        if unit.key || !decoderHasParameters {
+            omitted = unit.parameterSets
+            let wanted = Self.lastOfEach(announcedParameterSets + omitted.map { Array(unit.data[$0]) })
+            if wanted != decoderParameterSets { prefix = wanted }
+            decoderParameterSets = wanted
+            decoderHasParameters = true
+        }
+        let size = prefix.reduce(0) { $0 + $1.count } + unit.data.count - omitted.reduce(0) { $0 + $1.count }
+        guard av_new_packet(packet, Int32(size)) >= 0, var target = packet.pointee.data else { return false }
+        for nal in prefix {
+            nal.withUnsafeBufferPointer { target.update(from: $0.baseAddress!, count: nal.count) }
+            target += nal.count
+        }
+        unit.data.withUnsafeBufferPointer { bytes in
+            var at = 0
+            for range in omitted + [bytes.count..<bytes.count] {
+                target.update(from: bytes.baseAddress! + at, count: range.lowerBound - at)
+                target += range.lowerBound - at
+                at = range.upperBound
+            }
+        }
         packet.pointee.flags = unit.key ? AV_PKT_FLAG_KEY : 0
         packet.pointee.pts = unit.ticks
         packet.pointee.dts = unit.ticks
         return true
+    }
+
+    /// The NAL units in order, each kept only where it last occurs.
+    static func lastOfEach(_ units: [[UInt8]]) -> [[UInt8]] {
+        var kept: [[UInt8]] = []
+        for (index, unit) in units.enumerated() where !units[(index + 1)...].contains(unit) { kept.append(unit) }
+        return kept
     }
 
     /// RTP packets missing from the video track, when the own reader read it (FFmpeg's path does not say).
@@ -354,13 +405,19 @@ final class RTSPSession {
 
     /// Decodes the packet last read; returns a picture when the decoder produced an intact one.
     func decodeCurrentPacket() -> UnsafePointer<AVFrame>? {
+        guard openDecoder(), let decoder, let packet, let frame else { return nil }
+        readyDecoder(decoder)
         if media != nil {
             av_packet_unref(packet)
             guard loadCurrentUnit() else { return nil }
         }
-        guard openDecoder(), let decoder, let packet, let frame else { return nil }
         let key = packet.pointee.flags & AV_PKT_FLAG_KEY != 0
-        defer { if key && decoderOnlyForKeyframes { giveBackDecoder() } }
+        let decodeErrorsBefore = decodeErrors
+        defer {
+            // Parameter sets sent with a unit that failed may not have been taken: send them again next time.
+            if decodeErrors != decodeErrorsBefore { decoderParameterSets = nil }
+            if key && decoderOnlyForKeyframes { giveBackDecoder() }
+        }
         let errorsBefore = decoderErrors?.count ?? 0
         if sendCurrentPacket(to: decoder) < 0 { decodeErrors += 1 }
         var received = avcodec_receive_frame(decoder, frame)

@@ -17,8 +17,12 @@ import Synchronization
 ///
 /// A decoder is lent only to a stream of the same codec, picture size (as announced) and out-of-band
 /// parameters. H.264 and H.265 parameter sets announced in the SDP (Annex B extradata) are not part of that
-/// key: the borrower sends them in front of every keyframe (`inBandParameters`), so a decoder opened for one
-/// camera decodes another's keyframe with that camera's own SPS/PPS.
+/// key: the borrower sends them in front of keyframes (`inBandParameters`), so a decoder opened for one
+/// camera decodes another's keyframe with that camera's own SPS/PPS. A borrower may also leave with the
+/// decoder the parameter-set NAL units it last sent (`parameterSets`), so that the next borrower skips
+/// sending the same ones again: FFmpeg parses every H.264 PPS it is sent into a fresh 170 KB zeroed structure
+/// with its dequantisation tables computed anew (perf, stop 27: three of them per 1080p keyframe were about
+/// a tenth of a deep probe's CPU).
 public final class DecoderPool: Sendable {
     /// The process-wide pool (one per plugin library).
     public static let shared = DecoderPool()
@@ -34,14 +38,14 @@ public final class DecoderPool: Sendable {
 
     private struct Idle {
         /// Addresses of idle decoder contexts, oldest first (addresses keep the state `Sendable`).
-        var decoders: [(key: Key, address: Int, clean: Bool)] = []
+        var decoders: [(key: Key, address: Int, clean: Bool, parameterSets: [[UInt8]]?)] = []
     }
     private let idle = Mutex(Idle())
 
     init() {}
 
     /// The stream's decoder key, and its extradata when that is Annex B parameter sets to be sent in front
-    /// of each keyframe instead.
+    /// of keyframes instead.
     static func key(for parameters: UnsafePointer<AVCodecParameters>) -> (key: Key, inBand: Data?) {
         let p = parameters.pointee
         var extradata = Data()
@@ -57,18 +61,30 @@ public final class DecoderPool: Sendable {
         key(for: parameters).inBand
     }
 
+    /// A decoder lent to a borrower.
+    public struct Loan {
+        /// The opened decoder.
+        public let context: UnsafeMutablePointer<AVCodecContext>
+        /// New or flushed: holds no picture of another stream.
+        public let clean: Bool
+        /// The parameter-set NAL units (start codes included) the decoder was last sent, in order, as its
+        /// last borrower said; nil when unknown.
+        public let parameterSets: [[UInt8]]?
+    }
+
     /// An opened decoder for a stream with these parameters: an idle one of the same key, else a new one
-    /// (nil when the codec cannot be opened), and whether it is clean (new or flushed). `prepare` runs on a
-    /// new context before it is opened.
+    /// (nil when the codec cannot be opened). `prepare` runs on a new context before it is opened.
     public func borrow(parameters: UnsafePointer<AVCodecParameters>, codec: UnsafePointer<AVCodec>,
-                       prepare: (UnsafeMutablePointer<AVCodecContext>) -> Void) -> (context: UnsafeMutablePointer<AVCodecContext>, clean: Bool)? {
+                       prepare: (UnsafeMutablePointer<AVCodecContext>) -> Void) -> Loan? {
         let key = Self.key(for: parameters).key
-        let found: (address: Int, clean: Bool)? = idle.withLock { idle in
+        let found: (address: Int, clean: Bool, parameterSets: [[UInt8]]?)? = idle.withLock { idle in
             guard let index = idle.decoders.lastIndex(where: { $0.key == key }) else { return nil }
             let entry = idle.decoders.remove(at: index)
-            return (entry.address, entry.clean)
+            return (entry.address, entry.clean, entry.parameterSets)
         }
-        if let found, let context = UnsafeMutablePointer<AVCodecContext>(bitPattern: found.address) { return (context, found.clean) }
+        if let found, let context = UnsafeMutablePointer<AVCodecContext>(bitPattern: found.address) {
+            return Loan(context: context, clean: found.clean, parameterSets: found.parameterSets)
+        }
         var context = avcodec_alloc_context3(codec)
         guard let opening = context, avcodec_parameters_to_context(opening, parameters) >= 0 else {
             avcodec_free_context(&context)
@@ -80,12 +96,15 @@ public final class DecoderPool: Sendable {
             avcodec_free_context(&context)
             return nil
         }
-        return (opening, true)
+        return Loan(context: opening, clean: true, parameterSets: nil)
     }
 
     /// Takes a decoder back with no borrower's state (`opaque`) left on it, flushed when `flush` (else it
     /// must have decoded an IDR picture last); closes it when the pool is full or the decoder reorders.
-    public func giveBack(_ context: UnsafeMutablePointer<AVCodecContext>, parameters: UnsafePointer<AVCodecParameters>, flush: Bool) {
+    /// `parameterSets`: the parameter-set NAL units it was last sent and decoded without error (nil: not
+    /// known), told to its next borrower.
+    public func giveBack(_ context: UnsafeMutablePointer<AVCodecContext>, parameters: UnsafePointer<AVCodecParameters>, flush: Bool,
+                         parameterSets: [[UInt8]]? = nil) {
         context.pointee.opaque = nil
         if context.pointee.has_b_frames > 0 { close(context); return }
         var flush = flush
@@ -101,7 +120,7 @@ public final class DecoderPool: Sendable {
         if flush { avcodec_flush_buffers(context) }
         let key = Self.key(for: parameters).key
         let evicted: Int? = idle.withLock { idle in
-            idle.decoders.append((key, Int(bitPattern: context), flush))
+            idle.decoders.append((key, Int(bitPattern: context), flush, flush ? nil : parameterSets))
             return idle.decoders.count > Self.maxIdle ? idle.decoders.removeFirst().address : nil
         }
         if let evicted, let old = UnsafeMutablePointer<AVCodecContext>(bitPattern: evicted) { close(old) }

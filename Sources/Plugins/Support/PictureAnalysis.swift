@@ -35,17 +35,20 @@ public struct LumaSample: Sendable, Equatable {
     public init?(frame: UnsafePointer<AVFrame>) {
         let width = Int(frame.pointee.width), height = Int(frame.pointee.height)
         guard width > 0, height > 0, let reader = PixelReader(frame: frame) else { return nil }
-        columns = min(64, width)
-        rows = min(36, height)
-        var values = [UInt8](repeating: 0, count: columns * rows)
-        for row in 0..<rows {
-            let y = row * height / rows + height / (2 * rows)
-            for column in 0..<columns {
-                let x = column * width / columns + width / (2 * columns)
-                values[row * columns + column] = reader.luma(x: x, y: y)
+        let columns = min(64, width), rows = min(36, height)
+        let plane = reader.plainLumaPlane
+        self.columns = columns
+        self.rows = rows
+        values = [UInt8](unsafeUninitializedCapacity: columns * rows) { out, count in
+            for row in 0..<rows {
+                let y = row * height / rows + height / (2 * rows)
+                for column in 0..<columns {
+                    let x = column * width / columns + width / (2 * columns)
+                    out[row * columns + column] = plane.map { $0.base[y * $0.stride + x] } ?? reader.luma(x: x, y: y)
+                }
             }
+            count = columns * rows
         }
-        self.values = values
     }
 
     public init(values: [UInt8], columns: Int, rows: Int) {
@@ -133,6 +136,7 @@ extension LumaGrid {
         let width = Int(frame.pointee.width), height = Int(frame.pointee.height)
         guard width >= columns, height >= rows, let reader = PixelReader(frame: frame) else { return nil }
         let taps = 4
+        let plane = reader.plainLumaPlane
         var values = [UInt8](repeating: 0, count: columns * rows)
         values.withUnsafeMutableBufferPointer { out in
             for row in 0..<rows {
@@ -142,7 +146,13 @@ extension LumaGrid {
                     var sum = 0
                     for ty in 0..<taps {
                         let y = top + (2 * ty + 1) * cellHeight / (2 * taps)
-                        for tx in 0..<taps { sum += Int(reader.luma(x: left + (2 * tx + 1) * cellWidth / (2 * taps), y: y)) }
+                        if let plane {
+                            // 8-bit planar luma (almost every camera): direct reads.
+                            let line = plane.base + y * plane.stride
+                            for tx in 0..<taps { sum += Int(line[left + (2 * tx + 1) * cellWidth / (2 * taps)]) }
+                        } else {
+                            for tx in 0..<taps { sum += Int(reader.luma(x: left + (2 * tx + 1) * cellWidth / (2 * taps), y: y)) }
+                        }
                     }
                     out[row * columns + column] = UInt8(clamping: (sum + taps * taps / 2) / (taps * taps))
                 }
@@ -175,36 +185,38 @@ public enum Sharpness {
         // 12 luma, in sums of four pixels.
         let edge = 4 * 12
         var fine = 0, coarse = 0
-        var line = [Int](repeating: 0, count: blocks)
+        var storage = [Int32](repeating: 0, count: blocks)
         let plane = reader.plainLumaPlane
         var y = rowStep / 2
-        while y + 1 < height {
-            if let plane {
-                // 8-bit planar luma (yuv420p and friends, almost every camera): direct reads.
-                let top = plane.base + y * plane.stride, bottom = top + plane.stride
-                for u in 0..<blocks {
-                    let x = 2 * u
-                    line[u] = Int(top[x]) + Int(top[x + 1]) + Int(bottom[x]) + Int(bottom[x + 1])
+        storage.withUnsafeMutableBufferPointer { line in
+            while y + 1 < height {
+                if let plane {
+                    // 8-bit planar luma (yuv420p and friends, almost every camera): direct reads.
+                    let top = plane.base + y * plane.stride, bottom = top + plane.stride
+                    for u in 0..<blocks {
+                        let x = 2 * u
+                        line[u] = Int32(top[x]) + Int32(top[x + 1]) + Int32(bottom[x]) + Int32(bottom[x + 1])
+                    }
+                } else {
+                    for u in 0..<blocks {
+                        let x = 2 * u
+                        line[u] = Int32(reader.luma(x: x, y: y)) + Int32(reader.luma(x: x + 1, y: y))
+                            + Int32(reader.luma(x: x, y: y + 1)) + Int32(reader.luma(x: x + 1, y: y + 1))
+                    }
                 }
-            } else {
-                for u in 0..<blocks {
-                    let x = 2 * u
-                    line[u] = Int(reader.luma(x: x, y: y)) + Int(reader.luma(x: x + 1, y: y))
-                        + Int(reader.luma(x: x, y: y + 1)) + Int(reader.luma(x: x + 1, y: y + 1))
+                // Only real edges count (a rise of at least `edge` luma over the span, far above sensor noise):
+                // how much of the rise happens in its steepest single step. Focused: most of it; blurred: a
+                // fraction, spread over the span.
+                for u in 0..<(blocks - span) {
+                    let rise = Int(abs(line[u + span] - line[u]))
+                    guard rise >= edge else { continue }
+                    var steepest: Int32 = 0
+                    for k in 0..<span { steepest = max(steepest, abs(line[u + k + 1] - line[u + k])) }
+                    fine += min(Int(steepest), rise)
+                    coarse += rise
                 }
+                y += rowStep
             }
-            // Only real edges count (a rise of at least `edge` luma over the span, far above sensor noise):
-            // how much of the rise happens in its steepest single step. Focused: most of it; blurred: a
-            // fraction, spread over the span.
-            for u in 0..<(blocks - span) {
-                let rise = abs(line[u + span] - line[u])
-                guard rise >= edge else { continue }
-                var steepest = 0
-                for k in 0..<span { steepest = max(steepest, abs(line[u + k + 1] - line[u + k])) }
-                fine += min(steepest, rise)
-                coarse += rise
-            }
-            y += rowStep
         }
         guard coarse > 0 else { return nil }
         return min(1, Double(fine) / Double(coarse))
