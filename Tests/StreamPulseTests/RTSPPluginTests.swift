@@ -43,7 +43,8 @@ import Testing
     /// decoder was already sent are not sent again: each camera's keyframes must still decode with its own
     /// SPS/PPS. In one process, as in the monitor: the B-frame camera (High profile, CABAC) borrows the
     /// decoder the first 480p camera (CAVLC) left, so a decoder missing that camera's own PPS would fail it
-    /// (with the parameter sets never sent again to a pooled decoder, it read `decode_error`: tried).
+    /// (with the parameter sets never sent again to a pooled decoder its first keyframe failed and the next,
+    /// sent them after the failure, decoded: `pictures_failed` 1; tried).
     @Test func pooledDecoders_decodeEachCameraWithItsOwnParameterSets() async throws {
         let host = PluginHost(directory: plugins, logger: CapturedLogs().logger())
         host.scan()
@@ -54,6 +55,8 @@ import Testing
                                                          timeoutMs: 8000, options: ProbeOptions()))
             #expect(result.reason.rawValue == reason, "\(path): \(result.message)")
             #expect(result.media?.width == 640, "\(path): \(result.message)")
+            // Every keyframe decoded: a decoder without the camera's own PPS fails one and then recovers.
+            #expect(result.image?.picturesFailed == 0, "\(path): \(String(describing: result.image))")
         }
     }
 

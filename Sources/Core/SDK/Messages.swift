@@ -249,6 +249,10 @@ public struct ImageFacts: Codable, Sendable, Equatable {
     public var onlyBandChanged: Bool?
     /// CPU time the plugin spent on `grid` and `sharpness`, in microseconds (the cost of picture health).
     public var analysisUs: Double?
+    /// Pictures the probe tried to decode that failed or came out damaged (never judged); nil when the plugin
+    /// does not count them. A healthy stream reads 0; a few mean a damaged stream or a decoder that was not
+    /// given the stream's parameter sets.
+    public var picturesFailed: Int?
 
     public init(frozen: Bool, black: Bool, meanLuma: Double? = nil, meanDifference: Double? = nil, framesSampled: Int = 0,
                 sharpness: Double?, grid: LumaGrid? = nil, onlyBandChanged: Bool? = nil) {

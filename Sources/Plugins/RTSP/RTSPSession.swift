@@ -739,6 +739,7 @@ struct RTSPDeepProbe {
                               onlyBandChanged: verdict.onlyBandChanged ? true : nil),
             thumbnailJpeg: nil)
         result.image?.analysisUs = window.analysisUs.map { $0.rounded() }
+        result.image?.picturesFailed = session.decodeErrors
         result.media?.packetsLost = session.packetsLost
         let size = "\(session.codecName ?? "video") \(width)x\(height)" + (fps.map { String(format: " at %.1f fps", $0) } ?? "")
         if verdict.black {
