@@ -184,7 +184,13 @@ final class RTPOverTCP {
         }
     }
 
-    /// The next complete video access unit, reading as much as has arrived at once.
+    /// Keep every picture's bytes, not only keyframes' (see `AccessUnitAssembler.keepsEveryPicture`).
+    var keepsEveryPicture: Bool {
+        get { assembler.keepsEveryPicture }
+        set { assembler.keepsEveryPicture = newValue }
+    }
+
+    /// The next video access unit, reading as much as has arrived at once.
     func nextAccessUnit() throws(TCPConnection.Failure) -> AccessUnit {
         while true {
             if let unit = assembler.takeReady() { return unit }
@@ -299,7 +305,12 @@ struct RTPPacket {
 
 /// A picture's worth of NAL units in Annex B form.
 struct AccessUnit {
+    /// The NAL units; only those before the first slice when the unit is not `complete`.
     var data: [UInt8]
+    /// Its size on the wire, as NAL units with start codes (kept or not).
+    var size: Int
+    /// Whether `data` holds the whole unit (see `AccessUnitAssembler.keepsEveryPicture`).
+    var complete: Bool
     var key: Bool
     /// An IDR (or H.265 BLA) picture: decoding it drops every reference the decoder held.
     var resets: Bool
@@ -316,15 +327,23 @@ struct AccessUnit {
 /// together into access units: a unit ends at the marker bit or when the timestamp changes.
 struct AccessUnitAssembler {
     let hevc: Bool
+    /// Keep the bytes of every picture. When false (the deep probe decodes keyframes only), a unit whose first
+    /// slice is not a keyframe's is counted from there on, not copied: nine tenths of a stream's bytes.
+    var keepsEveryPicture = false
     private var data: [UInt8] = []
+    /// The unit is known not to be a keyframe and its bytes from its first slice on are only counted.
+    private var skipping = false
+    private var skipped = 0
     private var key = false
     private var resets = false
     private var timestamp: UInt32?
     private var ready: [AccessUnit] = []
     /// Inside a fragmented NAL unit (its bytes go straight into `data`).
     private var inFragment = false
-    /// The last unit's size, reserved for the next (a unit grows packet by packet).
-    private var lastSize = 0
+    /// The last unit's size, reserved for the next (a unit grows packet by packet), and the last keyframe's,
+    /// reserved once a unit turns out to be a keyframe (ten times a picture's size, often more: growing by
+    /// doubling copied it five times over).
+    private var lastSize = 0, lastKeySize = 0
     private var firstTimestamp: UInt32?
     private var unfolded: Int64 = 0
     private var lastTimestamp: UInt32 = 0
@@ -348,26 +367,36 @@ struct AccessUnitAssembler {
     private mutating func append(nal: UnsafeRawBufferPointer) {
         guard let first = nal.first else { return }
         begin(header: first)
-        data.append(contentsOf: nal)
+        keep(nal)
         if !hevc, first & 0x1F == 6, Self.isRecoveryPoint(nal) { key = true }
+    }
+
+    /// Adds bytes of the NAL unit being appended (counts them only, when the unit is skipped).
+    private mutating func keep(_ bytes: UnsafeRawBufferPointer) {
+        if skipping { skipped += bytes.count } else { data.append(contentsOf: bytes) }
     }
 
     /// Starts a NAL unit whose first header byte is `first`: the start code, and what its type says.
     private mutating func begin(header first: UInt8) {
-        if data.isEmpty { data.reserveCapacity(max(lastSize, 4096)) }
+        if data.isEmpty && !skipping { data.reserveCapacity(max(lastSize, 4096)) }
         endParameterSet()
         let start = data.count
-        data.append(contentsOf: [0, 0, 0, 1] as [UInt8])
         if hevc {
             let type = (first >> 1) & 0x3F
             if (16...21).contains(type) { key = true }
             if (16...20).contains(type) { resets = true }
-            if (32...34).contains(type) { parameterSetStart = start }
+            if (32...34).contains(type), !skipping { parameterSetStart = start }
+            // A slice of a picture that is not a random access point: the rest of the unit is not a keyframe.
+            if type <= 9, !key, !keepsEveryPicture { skipping = true }
         } else {
             let type = first & 0x1F
             if type == 5 { key = true; resets = true }
-            if type == 7 || type == 8 { parameterSetStart = start }
+            if type == 7 || type == 8, !skipping { parameterSetStart = start }
+            // A non-IDR slice with no recovery point before it (data partitions too).
+            if (1...4).contains(type), !key, !keepsEveryPicture { skipping = true }
         }
+        if skipping { skipped += 4 } else { data.append(contentsOf: [0, 0, 0, 1] as [UInt8]) }
+        if key, data.capacity < lastKeySize { data.reserveCapacity(lastKeySize + lastKeySize / 4) }
     }
 
     /// Ends the parameter-set NAL unit being appended, if any, where the data ends now.
@@ -403,12 +432,16 @@ struct AccessUnitAssembler {
     private mutating func appendFragment(_ payload: UnsafeRawBufferPointer, fu: UInt8, header: (UInt8, UInt8?), from start: Int) {
         if fu & 0x80 != 0 {
             begin(header: header.0)
-            data.append(header.0)
-            if let second = header.1 { data.append(second) }
+            if skipping {
+                skipped += header.1 == nil ? 1 : 2
+            } else {
+                data.append(header.0)
+                if let second = header.1 { data.append(second) }
+            }
             inFragment = true
         }
         guard inFragment else { return }  // joined mid-NAL: wait for the next start
-        data.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[start...]))
+        keep(UnsafeRawBufferPointer(rebasing: payload[start...]))
         if fu & 0x40 != 0 { inFragment = false }
     }
 
@@ -438,15 +471,16 @@ struct AccessUnitAssembler {
     }
 
     private mutating func finish() {
-        defer { data = []; key = false; resets = false; timestamp = nil; inFragment = false; parameterSets = [] }
+        defer { data = []; key = false; resets = false; timestamp = nil; inFragment = false; parameterSets = []; skipping = false; skipped = 0 }
         endParameterSet()
-        guard let timestamp, !data.isEmpty else { return }
+        guard let timestamp, data.count + skipped > 0 else { return }
         if firstTimestamp == nil { firstTimestamp = timestamp; lastTimestamp = timestamp }
         unfolded += Int64(Int32(bitPattern: timestamp &- lastTimestamp))
         lastTimestamp = timestamp
         lastSize = data.count
-        ready.append(AccessUnit(data: data, key: key, resets: resets, seconds: Double(unfolded) / Double(clockRate), ticks: unfolded,
-                                parameterSets: parameterSets))
+        if key { lastKeySize = data.count }
+        ready.append(AccessUnit(data: data, size: data.count + skipped, complete: !skipping, key: key, resets: resets,
+                                seconds: Double(unfolded) / Double(clockRate), ticks: unfolded, parameterSets: parameterSets))
     }
 }
 

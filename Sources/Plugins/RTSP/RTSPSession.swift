@@ -237,9 +237,9 @@ final class RTSPSession {
             audioPackets = media.audioPackets
             currentUnit = unit
             packetsRead += 1
-            bytesRead += unit.data.count
+            bytesRead += unit.size
             if phase == .firstByte { phase = .firstFrame }
-            return .video(key: unit.key, seconds: unit.seconds, size: unit.data.count)
+            return .video(key: unit.key, seconds: unit.seconds, size: unit.size)
         } catch {
             audioPackets = media.audioPackets
             let code: Int32 = switch error {
@@ -259,7 +259,7 @@ final class RTSPSession {
     /// a 170 KB zeroed allocation and its tables each time. Otherwise they go in front, and the unit's own
     /// are not sent twice.
     private func loadCurrentUnit() -> Bool {
-        guard let unit = currentUnit, let packet else { return false }
+        guard let unit = currentUnit, unit.complete, let packet else { return false }
         var prefix: [[UInt8]] = []
         var omitted: [Range<Int>] = []
         if unit.key || !decoderHasParameters {
@@ -469,6 +469,9 @@ final class RTSPSession {
             case .failure(let failure): return .failure(failure)
             case .video(let key, _, _):
                 if !key { unflagged += 1 }
+                // Pictures that are not keyframes are decoded after 60 of them: the own reader keeps their
+                // bytes from a few before (until then it only counts them).
+                if unflagged >= 50 { media?.keepsEveryPicture = true }
                 guard key || unflagged > 60 else { continue }
                 let errorsBefore = decodeErrors
                 if let picture = decodeCurrentPacket() { return .frame(picture) }

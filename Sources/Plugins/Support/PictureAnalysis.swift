@@ -192,10 +192,10 @@ public enum Sharpness {
             while y + 1 < height {
                 if let plane {
                     // 8-bit planar luma (yuv420p and friends, almost every camera): direct reads.
-                    let top = plane.base + y * plane.stride, bottom = top + plane.stride
+                    let top = UnsafePointer(plane.base + y * plane.stride), bottom = top + plane.stride
                     for u in 0..<blocks {
-                        let x = 2 * u
-                        line[u] = Int32(top[x]) + Int32(top[x + 1]) + Int32(bottom[x]) + Int32(bottom[x + 1])
+                        let x = 2 &* u
+                        line[u] = Int32(top[x]) &+ Int32(top[x &+ 1]) &+ Int32(bottom[x]) &+ Int32(bottom[x &+ 1])
                     }
                 } else {
                     for u in 0..<blocks {
@@ -207,11 +207,13 @@ public enum Sharpness {
                 // Only real edges count (a rise of at least `edge` luma over the span, far above sensor noise):
                 // how much of the rise happens in its steepest single step. Focused: most of it; blurred: a
                 // fraction, spread over the span.
+                // (Sums of four bytes: the differences cannot overflow, so wrapping arithmetic is exact.)
+                func magnitude(_ d: Int32) -> Int32 { (d ^ (d >> 31)) &- (d >> 31) }
                 for u in 0..<(blocks - span) {
-                    let rise = Int(abs(line[u + span] - line[u]))
+                    let rise = Int(magnitude(line[u &+ span] &- line[u]))
                     guard rise >= edge else { continue }
                     var steepest: Int32 = 0
-                    for k in 0..<span { steepest = max(steepest, abs(line[u + k + 1] - line[u + k])) }
+                    for k in 0..<span { steepest = max(steepest, magnitude(line[u &+ k &+ 1] &- line[u &+ k])) }
                     fine += min(Int(steepest), rise)
                     coarse += rise
                 }
