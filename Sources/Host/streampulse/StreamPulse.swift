@@ -418,14 +418,17 @@ struct BenchProbe: AsyncParsableCommand {
     @Option var timeout: Double = 10
     @Option(help: "Probes run first and left out of the figures.") var warmup = 2
     @Option(help: "Deep probe sampling window in seconds (plugin default when absent).") var sampleSeconds: Double?
+    @Flag(help: "Ask for the JPEG thumbnail, as the monitor does on every deep probe.") var thumbnail = false
     @OptionGroup var options: PluginOptions
 
     func run() async throws {
         let host = PluginHost(directory: options.pluginsDir, logger: makeLogger("bench", level: .error))
         host.scan()
         guard let plugin = host.plugin(for: url) else { fail("No plugin handles \(url).") }
-        let request = ProbeRequest(streamId: "bench", url: url, mode: quick ? .quick : .deep, timeoutMs: Int(timeout * 1000),
+        var probe = ProbeRequest(streamId: "bench", url: url, mode: quick ? .quick : .deep, timeoutMs: Int(timeout * 1000),
                                    options: ProbeOptions(sampleSeconds: sampleSeconds))
+        if thumbnail { probe.options.thumbnail = true }
+        let request = probe
         for _ in 0..<warmup { _ = await plugin.probe(request) }
         let cpuStart = cpuSeconds()
         let wallStart = ContinuousClock.now
