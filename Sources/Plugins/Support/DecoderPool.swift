@@ -15,8 +15,9 @@ import Synchronization
 /// unflushed (`clean == false`): the next IDR resets it anyway (every reference dropped). Its borrower
 /// flushes it before sending anything else. A decoder that reorders pictures (B-frames) is not kept.
 ///
-/// A decoder is lent only to a stream of the same codec, picture size (as announced) and out-of-band
-/// parameters. H.264 and H.265 parameter sets announced in the SDP (Annex B extradata) are not part of that
+/// A decoder is lent only to a stream of the same codec, picture size (as announced: the own RTP reader
+/// announces none, so its H.264 decoders serve every size, and FFmpeg re-sizes one when the SPS says so) and
+/// out-of-band parameters. H.264 and H.265 parameter sets announced in the SDP (Annex B extradata) are not part of that
 /// key: the borrower sends them in front of keyframes (`inBandParameters`), so a decoder opened for one
 /// camera decodes another's keyframe with that camera's own SPS/PPS. A borrower may also leave with the
 /// decoder the parameter-set NAL units it last sent (`parameterSets`), so that the next borrower skips
@@ -37,8 +38,10 @@ public final class DecoderPool: Sendable {
     }
 
     private struct Idle {
-        /// Addresses of idle decoder contexts, oldest first (addresses keep the state `Sendable`).
-        var decoders: [(key: Key, address: Int, clean: Bool, parameterSets: [[UInt8]]?)] = []
+        /// An idle decoder context by address (addresses keep the state `Sendable`), and what `Loan` says of it.
+        struct Entry { var key: Key, address: Int, clean: Bool, parameterSets: [[UInt8]]? }
+        /// Oldest first.
+        var decoders: [Entry] = []
     }
     private let idle = Mutex(Idle())
 
@@ -77,10 +80,8 @@ public final class DecoderPool: Sendable {
     public func borrow(parameters: UnsafePointer<AVCodecParameters>, codec: UnsafePointer<AVCodec>,
                        prepare: (UnsafeMutablePointer<AVCodecContext>) -> Void) -> Loan? {
         let key = Self.key(for: parameters).key
-        let found: (address: Int, clean: Bool, parameterSets: [[UInt8]]?)? = idle.withLock { idle in
-            guard let index = idle.decoders.lastIndex(where: { $0.key == key }) else { return nil }
-            let entry = idle.decoders.remove(at: index)
-            return (entry.address, entry.clean, entry.parameterSets)
+        let found: Idle.Entry? = idle.withLock { idle in
+            idle.decoders.lastIndex(where: { $0.key == key }).map { idle.decoders.remove(at: $0) }
         }
         if let found, let context = UnsafeMutablePointer<AVCodecContext>(bitPattern: found.address) {
             return Loan(context: context, clean: found.clean, parameterSets: found.parameterSets)
@@ -120,7 +121,7 @@ public final class DecoderPool: Sendable {
         if flush { avcodec_flush_buffers(context) }
         let key = Self.key(for: parameters).key
         let evicted: Int? = idle.withLock { idle in
-            idle.decoders.append((key, Int(bitPattern: context), flush, flush ? nil : parameterSets))
+            idle.decoders.append(Idle.Entry(key: key, address: Int(bitPattern: context), clean: flush, parameterSets: flush ? nil : parameterSets))
             return idle.decoders.count > Self.maxIdle ? idle.decoders.removeFirst().address : nil
         }
         if let evicted, let old = UnsafeMutablePointer<AVCodecContext>(bitPattern: evicted) { close(old) }
