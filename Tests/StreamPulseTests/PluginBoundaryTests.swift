@@ -104,4 +104,23 @@ struct SleepyProber: Prober {
         #expect(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 204"))
         #expect(server.requests.first?.hasPrefix("GET /x") == true)
     }
+
+    /// `readAvailable` never waits: 0 from a silent server at once (a waiting read would hit the probe's
+    /// deadline and throw), the bytes once they are there, `.closed` after the server hung up.
+    @Test func readAvailable_returnsAtOnce_whatHasArrived() throws {
+        let server = try LoopbackServer { head in head.hasPrefix("GET /quiet") ? .silence : .bytes(Array("HTTP/1.1 204 No Content\r\n\r\n".utf8)) }
+        defer { server.stop() }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 1)
+        defer { buffer.deallocate() }
+        let quiet = try TCPConnection(host: "127.0.0.1", port: server.port, clock: ProbeClock(timeoutMs: 300))
+        try quiet.write(Array("GET /quiet HTTP/1.1\r\n\r\n".utf8))
+        #expect(try quiet.readAvailable(into: buffer) == 0)
+
+        let answering = try TCPConnection(host: "127.0.0.1", port: server.port, clock: ProbeClock(timeoutMs: 2000))
+        try answering.write(Array("GET /x HTTP/1.1\r\n\r\n".utf8))
+        let count = try answering.read(into: buffer)  // waits for the answer (one segment on loopback)
+        #expect(String(decoding: buffer[..<count], as: UTF8.self) == "HTTP/1.1 204 No Content\r\n\r\n")
+        #expect(throws: TCPConnection.Failure.closed) { try answering.read(into: buffer) }  // waits for the hang-up
+        #expect(throws: TCPConnection.Failure.closed) { try answering.readAvailable(into: buffer) }  // says it at once
+    }
 }

@@ -100,10 +100,22 @@ public final class TCPConnection {
     /// Throws `.closed` at end of stream. For readers that keep their own buffer (no copy, no allocation).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Failure) -> Int {
         while true {
+            let n = try readAvailable(into: buffer)
+            if n > 0 { return n }
+            try wait(for: Int16(POLLIN))
+        }
+    }
+
+    /// Reads into `buffer` the bytes that have already arrived, without waiting: 0 when none have. Throws
+    /// `.closed` at end of stream. Lets a reader that is caught up with a live stream sleep while packets
+    /// gather, instead of being woken for each one.
+    public func readAvailable(into buffer: UnsafeMutableRawBufferPointer) throws(Failure) -> Int {
+        while true {
             let n = recv(fd, buffer.baseAddress, buffer.count, 0)
             if n > 0 { return n }
             if n == 0 { throw .closed }
-            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { try wait(for: Int16(POLLIN)); continue }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
             throw Self.classify(errno)
         }
     }

@@ -403,6 +403,15 @@ final class RTSPSession {
     /// The decoder's error-level log messages (see `DecoderErrorCounter`).
     private var decoderErrors: DecoderErrorCounter?
 
+    /// Own reader only: the next read that finds nothing waiting first sleeps up to `ms` (see
+    /// `RTPOverTCP.restUntilMs`). False for FFmpeg's reader, which always waits for the next packet.
+    @discardableResult
+    func restWhenCaughtUp(forMs ms: Double) -> Bool {
+        guard let media else { return false }
+        media.restUntilMs = ms > 0 ? clock.elapsedMs + ms : nil
+        return true
+    }
+
     /// Decodes the packet last read; returns a picture when the decoder produced an intact one.
     func decodeCurrentPacket() -> UnsafePointer<AVFrame>? {
         guard openDecoder(), let decoder, let packet, let frame else { return nil }
@@ -456,15 +465,9 @@ final class RTSPSession {
         var unflagged = 0
         var failedPictures = 0
         while true {
-            let readStart = clock.elapsedMs
-            defer {
-                // The own reader, caught up with the live stream while it waits for a keyframe: let a picture's
-                // packets gather instead of waking up for each (at most one picture interval late).
-                if media != nil, clock.elapsedMs - readStart > 2, !clock.isCancelled {
-                    let pause = min(Self.keyframeWaitPauseMs, clock.remainingMs - 400)
-                    if pause > 0 { usleep(UInt32(pause * 1000)) }
-                }
-            }
+            // The own reader, caught up with the live stream while it waits for a keyframe: let a picture's
+            // packets gather instead of waking up for each (at most one picture interval late).
+            restWhenCaughtUp(forMs: min(Self.keyframeWaitPauseMs, clock.remainingMs - 400))
             switch readVideoPacket() {
             case .failure(let failure): return .failure(failure)
             case .video(let key, _, _):
@@ -556,8 +559,9 @@ struct RTSPDeepProbe {
     static let sampleSpacingMs = 250.0
     /// Longest sampling window when the stream's keyframes are far apart (long GOP).
     static let maxWindowMs = 4000.0
-    /// Pause after catching up with the live stream, so packets are read in batches.
-    static let batchPauseMs = 200.0
+    /// Pause after catching up with the live stream, so packets are read in batches (at most; see
+    /// `maxBytesPerPause`). 300 ms: three or four batches in a 1 s window.
+    static let batchPauseMs = 300.0
     /// At most this much of the stream may gather in the socket during a pause: a 4K camera (~57 Mb/s) fills
     /// 1.4 MB in 200 ms, and a server whose send queue overflows drops RTP packets (FFmpeg: "RTP: missed
     /// 658 packets", fps read 8-15). The pause shrinks with the stream's measured rate.
@@ -685,19 +689,19 @@ struct RTSPDeepProbe {
             // so a frozen encoder is not called green for want of a second picture.
             let judged = window.samples.count >= 2 && window.packets >= 2
             if elapsed >= length && (judged || (window.samples.count >= 2 && elapsed >= Self.maxWindowMs)) { break }
+            // Caught up with the live stream: let packets gather in the socket buffer instead of waking up for
+            // each one. Wake-ups, not decoding, dominate the window's CPU. The pause waits for the stream's rate,
+            // measured from the window's first batch, and never runs past the end of the window while it can
+            // still close on time.
+            let windowBytes = session.bytesRead - bytesAtStart
+            let pause = windowBytes == 0 ? 0 : min(Self.batchPauseMs, Self.maxBytesPerPause / (Double(windowBytes) / max(1, elapsed)),
+                                                   clock.remainingMs - 400, elapsed < length ? length - elapsed : Self.batchPauseMs)
+            // The own reader sleeps when its next read finds nothing waiting; FFmpeg's reader cannot say, so it
+            // pauses after a read that had to wait.
+            let rests = session.restWhenCaughtUp(forMs: pause)
             let readStart = clock.elapsedMs
             defer {
-                // Caught up with the live stream (the read had to wait): let packets gather in the socket
-                // buffer instead of waking up for each one. Wake-ups, not decoding, dominate the window's CPU.
-                if clock.elapsedMs - readStart > 2, !clock.isCancelled {
-                    // Never sleep past the end of the window while it can still close on time.
-                    let untilWindowEnd = length - (clock.elapsedMs - start)
-                    let elapsedSeconds = max(0.001, (clock.elapsedMs - start) / 1000)
-                    let bytesPerMs = Double(session.bytesRead - bytesAtStart) / elapsedSeconds / 1000
-                    let rateBound = bytesPerMs > 0 ? Self.maxBytesPerPause / bytesPerMs : Self.batchPauseMs
-                    let pause = min(Self.batchPauseMs, rateBound, clock.remainingMs - 400, untilWindowEnd > 0 ? untilWindowEnd : Self.batchPauseMs)
-                    if pause > 0 { usleep(UInt32(pause * 1000)) }
-                }
+                if !rests, pause > 0, clock.elapsedMs - readStart > 2, !clock.isCancelled { usleep(UInt32(pause * 1000)) }
             }
             switch session.readVideoPacket() {
             case .failure(let failure):
