@@ -587,7 +587,7 @@ struct RTSPDeepProbe {
         var window = sample(session, first: first)
         let thumbnail: (UnsafePointer<AVFrame>?) -> Data? = { picture in
             guard self.request.options.thumbnail == true, let picture else { return nil }
-            return JPEGEncoder(maxWidth: self.request.options.maxWidth ?? 320).encode(picture)
+            return JPEGEncoder.encodeOnce(picture, maxWidth: self.request.options.maxWidth ?? 320)
         }
         if let failure = window.failure {
             if failure.reason == .cancelled { return failure }
