@@ -1,3 +1,4 @@
+import CFFmpeg
 import Foundation
 import ProberSupport
 import StreamPulseCore
@@ -41,6 +42,39 @@ enum JPEGInfoProbe {
     }
 
     static let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01, 0xE0, 0x02, 0x80, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34, 0xFF, 0xD9]
+
+    /// Thumbnails through kept encoders (`JPEGEncoder.encodeOnce`): pictures of other sizes, pixel formats and
+    /// width limits, one after another, each come out at its own size and brightness, as a new encoder makes them.
+    @Test func keptThumbnailEncoders_serveEachPictureAsANewOneWould() throws {
+        let pictures: [(Int32, Int32, AVPixelFormat, Int, UInt8)] = [
+            (1920, 1080, AV_PIX_FMT_YUV420P, 320, 200), (640, 480, AV_PIX_FMT_YUV420P, 320, 40), (1920, 1080, AV_PIX_FMT_YUV420P, 160, 120),
+            (1280, 720, AV_PIX_FMT_YUV422P, 320, 90), (1920, 1080, AV_PIX_FMT_YUV420P, 320, 60), (200, 100, AV_PIX_FMT_YUVJ420P, 320, 180),
+        ]
+        let decoder = JPEGDecoder()
+        for (width, height, format, maxWidth, luma) in pictures {
+            var frame = av_frame_alloc()
+            defer { av_frame_free(&frame) }
+            let picture = try #require(frame)
+            picture.pointee.width = width
+            picture.pointee.height = height
+            picture.pointee.format = format.rawValue
+            #expect(av_frame_get_buffer(picture, 0) >= 0)
+            let chromaRows = format == AV_PIX_FMT_YUV422P ? Int(height) : Int(height) / 2
+            memset(try #require(picture.pointee.data.0), Int32(luma), Int(picture.pointee.linesize.0) * Int(height))
+            memset(try #require(picture.pointee.data.1), 128, Int(picture.pointee.linesize.1) * chromaRows)
+            memset(try #require(picture.pointee.data.2), 128, Int(picture.pointee.linesize.2) * chromaRows)
+            let jpeg = [UInt8](try #require(JPEGEncoder.encodeOnce(picture, maxWidth: maxWidth)))
+            let expected = JPEGEncoder(maxWidth: maxWidth).encode(picture).map { [UInt8]($0) }
+            let info = try JPEGInfo.inspect(jpeg)
+            let wide = min(Int(width), maxWidth) & ~1
+            #expect(info.width == wide && info.height == (Int(height) * wide / Int(width)) & ~1, "\(width)x\(height) to \(maxWidth)")
+            #expect(jpeg == expected, "\(width)x\(height) to \(maxWidth): the kept encoder's JPEG differs from a new encoder's")
+            // A JPEG is full range: limited-range luma (16-235) comes out stretched.
+            let full = format == AV_PIX_FMT_YUVJ420P ? Double(luma) : (Double(luma) - 16) * 255 / 219
+            let mean = try #require(decoder.sample(jpeg)).mean
+            #expect(abs(mean - full) < 3, "\(width)x\(height): mean luma \(mean), \(full) expected")
+        }
+    }
 
     @Test func jpegInfo_readsSizeFromSOF_andRejectsBrokenFrames() async throws {
         let info = try JPEGInfo.inspect(Self.jpeg)
