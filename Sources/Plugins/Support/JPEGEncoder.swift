@@ -59,9 +59,13 @@ public final class JPEGEncoder {
         return Data(bytes: packet.pointee.data, count: Int(packet.pointee.size))
     }
 
-    /// Idle encoders by address (addresses keep the state `Sendable`), oldest first, with the width limit and
-    /// quality each was made for.
-    private static let idle = Mutex<[(maxWidth: Int, quality: Int32, source: (Int32, Int32, Int32), address: Int)]>([])
+    /// An idle encoder by address (addresses keep the state `Sendable`), with the width limit and quality it
+    /// was made for and the size and pixel format of the last picture it scaled.
+    private struct Idle: Sendable {
+        var maxWidth: Int, quality: Int32, width: Int32, height: Int32, format: Int32, address: Int
+    }
+    /// Oldest first.
+    private static let idle = Mutex<[Idle]>([])
     /// Most idle encoders kept; the oldest is freed when another comes back.
     public static let maxIdle = 8
 
@@ -70,19 +74,20 @@ public final class JPEGEncoder {
     /// probe, perf stop 28). An idle encoder made for the same width limit, quality and source picture size
     /// and format is taken first, else one for the same limit and quality (it re-prepares), else a new one.
     public static func encodeOnce(_ frame: UnsafePointer<AVFrame>, maxWidth: Int, quality: Int32 = 5) -> Data? {
-        let source = (frame.pointee.width, frame.pointee.height, frame.pointee.format)
+        let picture = frame.pointee
         let address: Int? = idle.withLock { idle in
-            let fits = { (entry: (maxWidth: Int, quality: Int32, source: (Int32, Int32, Int32), address: Int)) in
-                entry.maxWidth == maxWidth && entry.quality == quality }
-            let index = idle.lastIndex { fits($0) && $0.source == source } ?? idle.lastIndex(where: fits)
+            let fits = { (entry: Idle) in entry.maxWidth == maxWidth && entry.quality == quality }
+            let index = idle.lastIndex { fits($0) && ($0.width, $0.height, $0.format) == (picture.width, picture.height, picture.format) }
+                ?? idle.lastIndex(where: fits)
             return index.map { idle.remove(at: $0).address }
         }
         let encoder = address.flatMap { UnsafeRawPointer(bitPattern: $0) }
             .map { Unmanaged<JPEGEncoder>.fromOpaque($0).takeRetainedValue() } ?? JPEGEncoder(maxWidth: maxWidth, quality: quality)
         let jpeg = encoder.encode(frame)
-        let kept = Int(bitPattern: Unmanaged.passRetained(encoder).toOpaque())
+        let kept = Idle(maxWidth: maxWidth, quality: quality, width: picture.width, height: picture.height, format: picture.format,
+                        address: Int(bitPattern: Unmanaged.passRetained(encoder).toOpaque()))
         let evicted: Int? = idle.withLock { idle in
-            idle.append((maxWidth, quality, source, kept))
+            idle.append(kept)
             return idle.count > maxIdle ? idle.removeFirst().address : nil
         }
         if let evicted, let old = UnsafeRawPointer(bitPattern: evicted) { Unmanaged<JPEGEncoder>.fromOpaque(old).release() }
