@@ -269,8 +269,8 @@ final class RTPOverTCP {
 
     /// When set, the next read that finds the socket empty (the reader has caught up with the live stream)
     /// first sleeps until this point of the probe's clock (ms), once, so that the packets arriving meanwhile are
-    /// read in one batch instead of each waking the probe. Wake-ups, not decoding, were most of a sampling
-    /// window's CPU besides its two keyframe decodes.
+    /// read in one batch instead of each waking the probe (perf, stop 28: a waiting read woken by the next
+    /// packet, then a pause, cost two wake-ups per batch; sleeping first saved ~0.9 ms per 1080p deep probe).
     var restUntilMs: Double?
 
     /// Reads what has arrived into the free end of the buffer, moving unread bytes to its front first.

@@ -690,9 +690,8 @@ struct RTSPDeepProbe {
             let judged = window.samples.count >= 2 && window.packets >= 2
             if elapsed >= length && (judged || (window.samples.count >= 2 && elapsed >= Self.maxWindowMs)) { break }
             // Caught up with the live stream: let packets gather in the socket buffer instead of waking up for
-            // each one. Wake-ups, not decoding, dominate the window's CPU. The pause waits for the stream's rate,
-            // measured from the window's first batch, and never runs past the end of the window while it can
-            // still close on time.
+            // each one. The pause waits for the stream's rate, measured from the window's first batch, and never
+            // runs past the end of the window while it can still close on time.
             let windowBytes = session.bytesRead - bytesAtStart
             let pause = windowBytes == 0 ? 0 : min(Self.batchPauseMs, Self.maxBytesPerPause / (Double(windowBytes) / max(1, elapsed)),
                                                    clock.remainingMs - 400, elapsed < length ? length - elapsed : Self.batchPauseMs)
